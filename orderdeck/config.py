@@ -1,0 +1,59 @@
+"""Settings shared by every command: where Kafka is, where the API listens, where state lives.
+
+Values come from command-line flags first, then ``ORDERDECK_*`` environment variables, then
+the defaults below. Everything binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 3000
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_DATA_DIR = Path("data")
+ENV_PREFIX = "ORDERDECK_"
+
+
+class Settings(BaseModel):
+    """Resolved configuration for one orderdeck process."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers; None means the local broker under data_dir.",
+    )
+    api_host: str = DEFAULT_API_HOST
+    api_port: int = Field(default=DEFAULT_API_PORT, ge=0, le=65535)
+    data_dir: Path = DEFAULT_DATA_DIR
+    kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    topic_prefix: str = Field(
+        default="", description="Prefix for every topic and group name (tests use it to share a broker)."
+    )
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        """True when orderdeck runs the broker itself (no external cluster was named)."""
+        return self.bootstrap_servers is None
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file shared by the API and the services."""
+        return self.data_dir / "orderdeck.db"
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the order API."""
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    """Read ``ORDERDECK_<name>`` from the environment, falling back to ``default``."""
+    value = os.environ.get(ENV_PREFIX + name)
+    return value if value else default
