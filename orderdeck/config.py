@@ -34,7 +34,8 @@ class Settings(BaseModel):
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     topic_prefix: str = Field(
-        default="", description="Prefix for every topic and group name (tests use it to share a broker)."
+        default="",
+        description="Prefix for every topic and group name (tests use it to share a broker).",
     )
 
     @property

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -43,7 +43,7 @@ PIPELINE_TOPICS: tuple[str, ...] = (
 )
 DLQ_SUFFIX = ".dlq"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 HEADER_EVENT_TYPE = "event-type"
 HEADER_CORRELATION_ID = "correlation-id"
 HEADER_SCHEMA_VERSION = "schema-version"

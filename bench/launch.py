@@ -1,0 +1,632 @@
+"""Benchmarks of the control center: start-up, tail throughput, idle CPU, memory; screenshots.
+
+Run from the repository root with the project's venv::
+
+    .venv/bin/python bench/launch.py all            # every figure -> bench/results/launch.md
+    .venv/bin/python bench/launch.py startup        # launch -> interactive, Kafka running
+    .venv/bin/python bench/launch.py cold           # launch with a cold local Kafka -> green
+    .venv/bin/python bench/launch.py tail           # tail throughput, key latency, memory
+    .venv/bin/python bench/launch.py idle           # CPU of an idle, running launch
+    .venv/bin/python bench/launch.py screenshots    # docs/screenshots/*.svg
+
+How each figure is measured:
+
+* **startup / cold**: ``orderdeck launch`` runs in a detached tmux pane of 120x36 (a real
+  terminal, real process start); the bench polls ``tmux capture-pane`` every 10 ms.
+  *First frame* is the first capture showing both the header (``orderdeck │``) and the
+  footer (``^p palette``): the app draws, and answers keys, from then on. *Green* is the
+  first capture with ``services ● 4/4`` in the header and the start-up view gone. With
+  Kafka running, the broker is one this bench started and passes as ``--bootstrap-servers``.
+  Cold: a fresh ``--data-dir`` so ``launch`` formats and boots its own local Kafka.
+* **tail**: in-process, headless Textual at 120x36 with rendering on (``App.run_test``), the
+  Topics screen following a topic that a *separate process* floods at a fixed rate.
+  Throughput = records the view received per second; key latency = from posting a key event
+  to the record view's cursor action running, sampled every 100 ms during the flood; memory
+  = the process's RSS after 100,000 records went through the tail.
+* **idle**: CPU time (utime+stime from /proc) of the launch process over 30 s once green,
+  with no orders flowing; the process includes the API and the four services' consumers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "launch.md"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+ORDERDECK = ROOT / ".venv" / "bin" / "orderdeck"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+SIZE = (120, 36)
+HEADER = "orderdeck │"
+FOOTER = "^p palette"
+GREEN = re.compile(r"services ● 4/4")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def machine() -> str:
+    """One line about the machine the figures come from."""
+    cpus = os.cpu_count() or 0
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    python = platform.python_version()
+    return f"{platform.system()} {platform.machine()}, {cpus} cores {model}, Python {python}"
+
+
+# ----------------------------------------------------------------------------- tmux
+
+
+class Pane:
+    """One command in a detached tmux pane on a private server socket."""
+
+    def __init__(self, command: list[str], cwd: Path) -> None:
+        self.socket = f"orderdeck-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.command = command
+        self.cwd = cwd
+        self.pid: int | None = None
+
+    def _tmux(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"tmux {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self) -> float:
+        """Start the command; returns the time.monotonic() just before tmux was asked."""
+        script = "exec " + " ".join(_quote(a) for a in self.command)
+        began = time.monotonic()
+        self._tmux(
+            "new-session", "-d", "-s", "b", "-x", str(SIZE[0]), "-y", str(SIZE[1]),
+            "-c", str(self.cwd), script,
+        )  # fmt: skip
+        self._tmux("set-option", "-t", "b", "remain-on-exit", "on")
+        self.pid = int(self._tmux("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
+        return began
+
+    def capture(self) -> str:
+        """The pane's text now."""
+        return self._tmux("capture-pane", "-p", "-t", "b", check=False)
+
+    def keys(self, *keys: str) -> None:
+        """Type keys into the pane."""
+        self._tmux("send-keys", "-t", "b", *keys)
+
+    def exited(self) -> bool:
+        """True once the command has exited."""
+        return (
+            self._tmux("display-message", "-p", "-t", "b", "#{pane_dead}", check=False).strip()
+            == "1"
+        )
+
+    def wait_for(self, check: Callable[[str], bool], timeout: float, every: float = 0.01) -> float:
+        """Poll the pane until ``check(text)``; returns the monotonic time it first held."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check(self.capture()):
+                return time.monotonic()
+            if self.exited():
+                raise RuntimeError("the app exited early:\n" + self.capture())
+            time.sleep(every)
+        raise TimeoutError(f"pane never matched within {timeout:g} s:\n{self.capture()}")
+
+    def quit(self, timeout: float = 60) -> float:
+        """Press q and wait for the process to exit; returns seconds it took."""
+        began = time.monotonic()
+        self.keys("q")
+        deadline = began + timeout
+        while not self.exited():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the app did not exit after q:\n" + self.capture())
+            time.sleep(0.05)
+        return time.monotonic() - began
+
+    def close(self) -> None:
+        """Kill the tmux server (and with it anything still in the pane)."""
+        self._tmux("kill-server", check=False)
+
+
+def _quote(arg: str) -> str:
+    return arg if re.fullmatch(r"[\w./:=@-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
+
+
+def first_frame(text: str) -> bool:
+    """Header and footer on screen: a complete, interactive frame."""
+    return HEADER in text and FOOTER in text
+
+
+def pipeline_green(text: str) -> bool:
+    """All four services running and the start-up view dismissed."""
+    return bool(GREEN.search(text)) and "Starting orderdeck" not in text
+
+
+# ----------------------------------------------------------------------------- brokers
+
+
+@contextmanager
+def running_broker() -> Iterator[str]:
+    """A local Kafka started by the bench (so ``launch`` finds Kafka already running)."""
+    from orderdeck.kafka.local import LocalKafka
+
+    data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-kafka-"))
+    kafka = LocalKafka(data, port=free_port())
+    kafka.start(timeout=120)
+    try:
+        yield kafka.bootstrap_servers
+    finally:
+        kafka.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def launch_command(data_dir: Path, bootstrap: str | None) -> list[str]:
+    """``orderdeck launch`` on a free API port."""
+    command = [str(ORDERDECK), "launch", "--data-dir", str(data_dir), "--port", str(free_port())]
+    if bootstrap:
+        command += ["--bootstrap-servers", bootstrap]
+    return command
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _spread(values: list[float]) -> str:
+    median = statistics.median(values)
+    return f"{median:.2f} s (min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
+
+
+@dataclass
+class Figures:
+    """Everything measured in one run, rendered to bench/results/launch.md."""
+
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, figure: str, value: str, goal: str, how: str) -> None:
+        self.rows.append((figure, value, goal, how))
+        print(f"{figure}: {value}  (goal {goal})", flush=True)
+
+
+def bench_startup(figures: Figures, runs: int) -> None:
+    """Launch -> first frame and -> green, with Kafka already running."""
+    frames: list[float] = []
+    greens: list[float] = []
+    quits: list[float] = []
+    with running_broker() as bootstrap:
+        for _ in range(runs):
+            data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-launch-"))
+            pane = Pane(launch_command(data, bootstrap), ROOT)
+            try:
+                began = pane.start()
+                frames.append(pane.wait_for(first_frame, 30) - began)
+                greens.append(pane.wait_for(pipeline_green, 60) - began)
+                quits.append(pane.quit())
+            finally:
+                pane.close()
+                shutil.rmtree(data, ignore_errors=True)
+    figures.add(
+        "launch → first interactive frame (Kafka running)",
+        _spread(frames),
+        "≤ 1.5 s",
+        "tmux pane 120x36, capture-pane polled every 10 ms",
+    )
+    figures.add(
+        "launch → pipeline green (Kafka running)",
+        f"{statistics.median(greens):.2f} s (n={runs})",
+        "-",
+        "topics ensured, API listening, 4 services joined their groups",
+    )
+    figures.add(
+        "q → process exited (services commit, API drains)",
+        f"{statistics.median(quits):.2f} s (n={runs})",
+        "-",
+        "external Kafka, so no broker to stop",
+    )
+
+
+def bench_cold(figures: Figures, runs: int) -> None:
+    """Launch with a fresh data dir: the app formats and boots its own Kafka."""
+    greens: list[float] = []
+    frames: list[float] = []
+    quits: list[float] = []
+    for _ in range(runs):
+        data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-cold-"))
+        pane = Pane(launch_command(data, None), ROOT)
+        try:
+            began = pane.start()
+            frames.append(pane.wait_for(first_frame, 30) - began)
+            greens.append(pane.wait_for(pipeline_green, 180) - began)
+            quits.append(pane.quit())
+        finally:
+            pane.close()
+            shutil.rmtree(data, ignore_errors=True)
+    figures.add(
+        "launch → pipeline green, cold local Kafka",
+        _spread(greens),
+        "-",
+        "fresh --data-dir: format storage, start the JVM, then topics, API, services",
+    )
+    figures.add(
+        "launch → first frame, cold local Kafka",
+        f"{statistics.median(frames):.2f} s (n={runs})",
+        "≤ 1.5 s",
+        "the start-up view shows progress while the JVM boots",
+    )
+    figures.add(
+        "q → exited, local Kafka stopped",
+        f"{statistics.median(quits):.2f} s (n={runs})",
+        "-",
+        "includes the broker's controlled shutdown",
+    )
+
+
+def bench_idle(figures: Figures, seconds: float = 30.0) -> None:
+    """CPU of a running, idle launch (API + 4 services + the TUI)."""
+    with running_broker() as bootstrap:
+        data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-idle-"))
+        pane = Pane(launch_command(data, bootstrap), ROOT)
+        try:
+            pane.start()
+            pane.wait_for(pipeline_green, 60)
+            time.sleep(5)  # let start-up work (group joins, first polls) settle
+            assert pane.pid is not None
+            tick = os.sysconf("SC_CLK_TCK")
+            cpu0, t0 = _cpu_seconds(pane.pid, tick), time.monotonic()
+            time.sleep(seconds)
+            cpu1, t1 = _cpu_seconds(pane.pid, tick), time.monotonic()
+            rss = _rss_mb(pane.pid)
+            pane.quit()
+        finally:
+            pane.close()
+            shutil.rmtree(data, ignore_errors=True)
+        serve = _serve_idle(bootstrap, seconds)
+    share = 100 * (cpu1 - cpu0) / (t1 - t0)
+    figures.add(
+        "idle CPU of a running launch",
+        f"{share:.1f} % of one core (same services without the TUI, `orderdeck serve`: "
+        f"{serve:.1f} %)",
+        "≤ 5 %",
+        f"utime+stime over {seconds:g} s, Pipeline screen, no traffic (RSS {rss:.0f} MB)",
+    )
+
+
+def _serve_idle(bootstrap: str, seconds: float) -> float:
+    """CPU share of ``orderdeck serve`` (API + services, no TUI) on the same broker."""
+    data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-serve-"))
+    command = [str(ORDERDECK), "serve", "--bootstrap-servers", bootstrap]
+    command += ["--data-dir", str(data), "--port", str(free_port())]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(10)  # started and joined, like the launch above
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu0, t0 = _cpu_seconds(proc.pid, tick), time.monotonic()
+        time.sleep(seconds)
+        cpu1, t1 = _cpu_seconds(proc.pid, tick), time.monotonic()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        shutil.rmtree(data, ignore_errors=True)
+    return 100 * (cpu1 - cpu0) / (t1 - t0)
+
+
+def _cpu_seconds(pid: int, tick: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
+def _rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+FLOODER = r"""
+import asyncio, json, sys, time, uuid
+from aiokafka import AIOKafkaProducer
+
+async def main(bootstrap, topic, rate, total):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    await producer.start()
+    started = time.monotonic()
+    sent = 0
+    try:
+        while sent < total:
+            due = int((time.monotonic() - started) * rate) + 1
+            batch = min(due, total) - sent
+            for _ in range(batch):
+                oid = str(uuid.uuid4())
+                value = json.dumps({"eventId": str(uuid.uuid4()), "type": "OrderPlaced",
+                    "orderId": oid, "occurredAt": "2025-01-15T12:00:00Z", "schemaVersion": 1,
+                    "correlationId": oid, "payload": {"customerId": "flood",
+                    "items": [{"productId": "sku-cable", "quantity": 1}]}}).encode()
+                await producer.send(topic, value, key=oid.encode(),
+                                    headers=[("event-type", b"OrderPlaced")])
+            sent += batch
+            await asyncio.sleep(0.01)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - started}), flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+def bench_tail(figures: Figures, rate: float, total: int) -> None:
+    """Flood a topic from another process; follow it on the Topics screen."""
+    asyncio.run(_tail(figures, rate, total))
+
+
+async def _tail(figures: Figures, rate: float, total: int) -> None:
+    from textual import events
+
+    from orderdeck.app import OrderDeckApp
+    from orderdeck.config import Settings
+    from orderdeck.events import TopicNames
+    from orderdeck.kafka.topics import ensure_topics
+    from orderdeck.runtime import Runtime
+    from orderdeck.screens.topics import TopicsScreen
+    from orderdeck.widgets.record_view import RecordView
+    from orderdeck.widgets.runtime_link import RuntimeHooks
+
+    with running_broker() as bootstrap:
+        names = TopicNames(prefix=f"bench{uuid.uuid4().hex[:8]}.")
+        await ensure_topics(bootstrap, names)
+        data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-tail-"))
+        hooks = RuntimeHooks()
+        settings = Settings(bootstrap_servers=bootstrap, topic_prefix=names.prefix, data_dir=data)
+        # No services and no API: the figure is the TUI's, not the pipeline's.
+        runtime = Runtime(settings, services=(), with_api=False, log_handler=hooks.log_buffer)
+        app = OrderDeckApp(runtime, hooks=hooks)
+        latencies: list[float] = []
+        pressed: list[float] = []
+        original = RecordView.action_cursor
+
+        def timed_cursor(view: RecordView, delta: int) -> None:
+            if pressed:
+                latencies.append(time.perf_counter() - pressed.pop())
+            original(view, delta)
+
+        RecordView.action_cursor = timed_cursor  # type: ignore[method-assign,assignment]
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                while not app.ready:
+                    await pilot.pause(0.05)
+                await pilot.press("3")
+                screen = app.screen
+                assert isinstance(screen, TopicsScreen)
+                while not screen.tail_ready:
+                    await pilot.pause(0.05)
+                view = screen.query_one(RecordView)
+                rss_before = _rss_mb()
+                flood = await asyncio.create_subprocess_exec(
+                    str(PYTHON), "-c", FLOODER, bootstrap, names.orders, str(rate), str(total),
+                    stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                began = time.monotonic()
+                samples: list[tuple[float, int]] = []
+                key = "down"
+                while view.received < total and time.monotonic() - began < total / rate + 60:
+                    pressed.append(time.perf_counter())
+                    app.post_message(events.Key(key, None))
+                    key = "up" if key == "down" else "down"
+                    await asyncio.sleep(0.1)
+                    samples.append((time.monotonic(), view.received))
+                out, _ = await flood.communicate()
+                produced = json.loads(out)
+                finished = time.monotonic()
+                rss_after = _rss_mb()
+                kept = view.kept
+                await pilot.press("q")
+                while app.return_code is None:
+                    await pilot.pause(0.05)
+        finally:
+            RecordView.action_cursor = original  # type: ignore[method-assign]
+            await runtime.stop()
+            shutil.rmtree(data, ignore_errors=True)
+
+    # Throughput while the flood ran at full speed (skip the first second of warm-up).
+    steady = [(t, n) for t, n in samples if t - began >= 1.0]
+    through = (
+        (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0]) if len(steady) > 1 else 0
+    )
+    flood_rate = produced["sent"] / produced["seconds"]
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
+    figures.add(
+        "tail throughput (Topics screen following a flooded topic)",
+        f"{through:,.0f} records/s received; flood {flood_rate:,.0f}/s; "
+        f"all {total:,} shown {finished - began:.1f} s after start",
+        "≥ 2,000/s",
+        f"another process produces {rate:,.0f}/s to one 3-partition topic",
+    )
+    figures.add(
+        "key latency during the flood",
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1] * 1000:.1f} ms "
+        f"(n={len(latencies)})",
+        "< 100 ms",
+        "key event posted → RecordView cursor action ran",
+    )
+    figures.add(
+        f"memory after {total:,} tailed records",
+        f"RSS {rss_after:.0f} MB ({rss_after - rss_before:+.0f} MB during the tail; "
+        f"ring keeps {kept:,})",
+        "bounded",
+        "whole process (Textual, aiokafka, runtime without services)",
+    )
+
+
+# ----------------------------------------------------------------------------- screenshots
+
+
+def screenshots() -> None:
+    """Save an SVG of every screen with real data (real Kafka, API, services, a burst)."""
+    asyncio.run(_screenshots())
+
+
+async def _screenshots() -> None:
+    import httpx
+
+    from orderdeck.app import SCREENS, OrderDeckApp
+    from orderdeck.config import Settings
+    from orderdeck.events import FINAL_STATUSES
+    from orderdeck.runtime import Runtime
+    from orderdeck.screens.submit import SubmitScreen
+    from orderdeck.widgets.runtime_link import RuntimeHooks
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_broker() as bootstrap:
+        data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-shots-"))
+        hooks = RuntimeHooks()
+        settings = Settings(
+            bootstrap_servers=bootstrap, topic_prefix="", data_dir=data, api_port=free_port()
+        )
+        runtime = Runtime(
+            settings,
+            log_handler=hooks.log_buffer,
+            on_progress=hooks.on_progress,
+            on_change=hooks.on_change,
+        )
+        app = OrderDeckApp(runtime, hooks=hooks)
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                while not app.ready:
+                    await pilot.pause(0.05)
+                await pilot.press("3")  # the tail follows order-events from now on
+                await pilot.pause(1.0)
+                await pilot.press("2")
+                screen = app.screen
+                assert isinstance(screen, SubmitScreen)
+                async with httpx.AsyncClient(base_url=runtime.api_url) as client:
+                    await client.post(
+                        "/api/v1/orders",
+                        json={"customerId": "curl-demo", "productId": "sku-mouse", "quantity": 2},
+                    )
+                await pilot.press("ctrl+b")  # 100 orders at 50/s, 80/10/10
+                await pilot.pause(1.5)
+                await runtime.supervisor.pause("inventory")
+                await pilot.pause(1.5)
+                await runtime.supervisor.resume("inventory")
+                while screen.bursting:
+                    await pilot.pause(0.2)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not all(
+                    r.status in FINAL_STATUSES for r in screen.results
+                ):
+                    await pilot.pause(0.2)
+                await runtime.supervisor.scale("payment", 3)
+                await pilot.pause(6)
+                await runtime.supervisor.pause("notification")
+                await pilot.pause(2.5)
+                for mode, key, _ in SCREENS:
+                    await pilot.press(key)
+                    if mode == "orders":
+                        await pilot.press("down", "down")
+                    await pilot.pause(1.2)
+                    app.clear_notifications()
+                    await pilot.pause(0.2)
+                    app.save_screenshot(filename=f"{mode}.svg", path=str(SCREENSHOTS))
+                    print(f"saved {SCREENSHOTS / (mode + '.svg')}", flush=True)
+                await runtime.supervisor.resume("notification")
+                await pilot.press("q")
+                while app.return_code is None:
+                    await pilot.pause(0.05)
+        finally:
+            await runtime.stop()
+            shutil.rmtree(data, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def write_report(figures: Figures, started: float) -> None:
+    """Write bench/results/launch.md (a table, plus method and machine)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Control center benchmarks (`bench/launch.py`)",
+        "",
+        f"Machine: {machine()}. Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
+        f"Run took {time.monotonic() - started:.0f} s. Textual 8, Apache Kafka 4.4 (local KRaft).",
+        "",
+        "| figure | value | goal | how |",
+        "|---|---|---|---|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in figures.rows),
+        "",
+        "Method (see the module docstring of `bench/launch.py`): start-up figures come from a real",
+        "`orderdeck launch` process in a detached 120x36 tmux pane, its text polled every 10 ms;",
+        "the tail figures from a headless Textual session (rendering on) following a topic that",
+        "another process floods; idle CPU from /proc of a running launch over 30 s.",
+        *(["", *figures.notes] if figures.notes else []),
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines))
+    print(f"wrote {RESULTS}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "what", choices=("all", "startup", "cold", "tail", "idle", "screenshots"), default="all"
+    )
+    parser.add_argument("--runs", type=int, default=5, help="start-up runs (median reported)")
+    parser.add_argument("--rate", type=float, default=2500, help="tail flood rate, records/s")
+    parser.add_argument("--total", type=int, default=100_000, help="records in the tail flood")
+    args = parser.parse_args(argv)
+    if shutil.which("tmux") is None and args.what in ("all", "startup", "cold", "idle"):
+        print("bench/launch.py: tmux is needed for the start-up and idle figures", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    figures = Figures()
+    started = time.monotonic()
+    if args.what in ("all", "startup"):
+        bench_startup(figures, args.runs)
+    if args.what in ("all", "cold"):
+        bench_cold(figures, max(1, args.runs // 2))
+    if args.what in ("all", "idle"):
+        bench_idle(figures)
+    if args.what in ("all", "tail"):
+        bench_tail(figures, args.rate, args.total)
+    if args.what == "screenshots":
+        screenshots()
+        return 0
+    if args.what == "all":
+        write_report(figures, started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""Benchmark the order pipeline end to end: a real ``orderdeck serve`` under HTTP load.
+
+    .venv/bin/python bench/pipeline.py [--runs 3] [--orders 5000] [--rate 500] [--seconds 10]
+
+Figures (medians of ``--runs`` runs), printed as a markdown table and saved to
+bench/results/pipeline.md:
+
+- **throughput**: ``--orders`` orders POSTed as fast as ``--concurrency`` connections allow;
+  orders/s from the first POST until the last order reached a final state (through all four
+  services), plus the serve process's CPU over that window.
+- **latency at a steady rate**: ``--rate`` orders/s for ``--seconds`` seconds, open loop (each
+  request is sent at its scheduled time, whatever the previous ones did): the API's latency
+  (POST to 201) p50/p99, and accepted→final-state latency p50/p99 (the 201 to the moment the
+  store recorded the final status, same machine clock).
+
+The load comes from this process (httpx async client); the server is a separate
+``orderdeck serve`` child with a fresh data dir and topic prefix per run, against a local
+Apache Kafka this script starts on free ports (or ``--bootstrap-servers``). The order mix has
+10% declined customers and spreads products so stock does not run out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orderdeck.events import FINAL_STATUSES
+from orderdeck.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "pipeline.md"
+PRODUCTS = (
+    "sku-cable",
+    "sku-keyboard",
+    "sku-mouse",
+    "sku-desk-mat",
+    "sku-usb-hub",
+    "sku-laptop-stand",
+    "sku-headset",
+)
+FINAL_TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def order_body(i: int, run: str) -> dict[str, Any]:
+    customer = f"declined-{run}-{i}" if i % 10 == 0 else f"c-{run}-{i}"
+    return {"customerId": customer, "productId": PRODUCTS[i % len(PRODUCTS)], "quantity": 1}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of a process (and its reaped children) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / ticks
+
+
+class Serve:
+    """An ``orderdeck serve`` child with its own data dir and topic prefix."""
+
+    def __init__(self, bootstrap: str, workdir: Path) -> None:
+        self.data_dir = workdir / f"run-{uuid.uuid4().hex[:8]}"
+        self.data_dir.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.data_dir / "serve.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orderdeck.cli",
+                "serve",
+                "--bootstrap-servers",
+                bootstrap,
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--topic-prefix",
+                f"b{uuid.uuid4().hex[:8]}.",
+            ],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 60
+        while "serving:" not in self.log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"serve did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        self.store = Store(self.data_dir / "orderdeck.db")
+
+    def finals(self) -> int:
+        counts = self.store.status_counts()
+        return sum(n for status, n in counts.items() if status in FINAL_STATUSES)
+
+    def final_times(self) -> dict[str, float]:
+        """Order id -> epoch seconds of its final status, for every final order."""
+        out: dict[str, float] = {}
+        cursor: str | None = None
+        while True:
+            page, cursor = self.store.list_orders(limit=1000, cursor=cursor)
+            for order in page:
+                if order.status in FINAL_STATUSES:
+                    out[order.id] = order.updatedAt.timestamp()
+            if cursor is None:
+                return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if hasattr(self, "store"):
+            self.store.close()
+        self._log.close()
+
+
+@dataclass
+class Sent:
+    order_id: str
+    latency: float  # seconds, POST to 201
+    accepted_at: float  # epoch seconds of the 201
+
+
+async def wait_final(serve: Serve, count: int) -> float:
+    """Block until ``count`` orders are final; returns the monotonic time it happened."""
+    deadline = time.monotonic() + FINAL_TIMEOUT_S
+    while True:
+        done = await asyncio.to_thread(serve.finals)
+        if done >= count:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {done}/{count} orders final after {FINAL_TIMEOUT_S} s")
+        await asyncio.sleep(0.02)
+
+
+async def post(client: httpx.AsyncClient, i: int, run: str) -> Sent:
+    began = time.perf_counter()
+    response = await client.post("/api/v1/orders", json=order_body(i, run))
+    latency = time.perf_counter() - began
+    if response.status_code != 201:
+        raise SystemExit(f"POST answered {response.status_code}: {response.text}")
+    return Sent(response.json()["event"]["id"], latency, time.time())
+
+
+def client_for(serve: Serve, connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(base_url=serve.url, limits=limits, timeout=30)
+
+
+async def throughput_run(
+    bootstrap: str, workdir: Path, orders: int, concurrency: int
+) -> dict[str, float]:
+    serve = Serve(bootstrap, workdir)
+    run = uuid.uuid4().hex[:6]
+    try:
+        async with client_for(serve, concurrency) as client:
+            await post(client, -1, run)  # warm the connection and the code paths
+            await wait_final(serve, 1)
+            next_index = 0
+
+            async def worker() -> None:
+                nonlocal next_index
+                while next_index < orders:
+                    i = next_index
+                    next_index += 1
+                    await post(client, i, run)
+
+            cpu0 = cpu_seconds(serve.proc.pid)
+            began = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            posted = time.monotonic()
+            ended = await wait_final(serve, orders + 1)
+            cpu1 = cpu_seconds(serve.proc.pid)
+        elapsed = ended - began
+        return {
+            "orders_per_s": orders / elapsed,
+            "post_rate": orders / (posted - began),
+            "serve_cpu": (cpu1 - cpu0) / elapsed,
+        }
+    finally:
+        serve.stop()
+
+
+async def latency_run(
+    bootstrap: str, workdir: Path, rate: float, seconds: float
+) -> dict[str, float]:
+    serve = Serve(bootstrap, workdir)
+    run = uuid.uuid4().hex[:6]
+    total = int(rate * seconds)
+    try:
+        async with client_for(serve, 256) as client:
+            await post(client, -1, run)
+            await wait_final(serve, 1)
+            tasks: list[asyncio.Task[Sent]] = []
+            began = time.monotonic()
+            for i in range(total):
+                delay = began + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(post(client, i, run)))
+            sent = await asyncio.gather(*tasks)
+            achieved = total / (time.monotonic() - began)
+            await wait_final(serve, total + 1)
+        finals = await asyncio.to_thread(serve.final_times)
+        api = [s.latency * 1000 for s in sent]
+        to_final = [max(0.0, (finals[s.order_id] - s.accepted_at) * 1000) for s in sent]
+        return {
+            "achieved_rate": achieved,
+            "api_p50": percentile(api, 0.50),
+            "api_p99": percentile(api, 0.99),
+            "final_p50": percentile(to_final, 0.50),
+            "final_p99": percentile(to_final, 0.99),
+        }
+    finally:
+        serve.stop()
+
+
+def median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def report(
+    args: argparse.Namespace, tput: list[dict[str, float]], lat: list[dict[str, float]]
+) -> str:
+    command = "python bench/pipeline.py " + " ".join(sys.argv[1:])
+    cpu = platform.processor() or platform.machine()
+    machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    rows = [
+        (
+            "sustained orders/s, POST → final state (goal ≥ 1,000)",
+            median(tput, "orders_per_s"),
+            "{:.0f}",
+        ),
+        ("POST rate the client achieved in that run", median(tput, "post_rate"), "{:.0f}"),
+        ("serve CPU during that run (cores)", median(tput, "serve_cpu"), "{:.2f}"),
+        (f"API latency p50 at {args.rate:.0f}/s (ms)", median(lat, "api_p50"), "{:.1f}"),
+        (f"API latency p99 at {args.rate:.0f}/s (ms, goal ≤ 25)", median(lat, "api_p99"), "{:.1f}"),
+        (f"accepted → final p50 at {args.rate:.0f}/s (ms)", median(lat, "final_p50"), "{:.0f}"),
+        (
+            f"accepted → final p99 at {args.rate:.0f}/s (ms, goal ≤ 250)",
+            median(lat, "final_p99"),
+            "{:.0f}",
+        ),
+        ("rate the open-loop client achieved (orders/s)", median(lat, "achieved_rate"), "{:.0f}"),
+    ]
+    lines = [
+        "# Order pipeline benchmark",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine}  ",
+        f"Date: {date}; medians of {args.runs} runs; "
+        f"throughput runs of {args.orders} orders at {args.concurrency} connections; "
+        f"latency runs of {args.seconds:.0f} s at {args.rate:.0f} orders/s.",
+        "",
+        "| figure | median | runs |",
+        "|---|---:|---|",
+    ]
+    keys = [
+        "orders_per_s",
+        "post_rate",
+        "serve_cpu",
+        "api_p50",
+        "api_p99",
+        "final_p50",
+        "final_p99",
+        "achieved_rate",
+    ]
+    sources = [tput, tput, tput, lat, lat, lat, lat, lat]
+    for (label, value, fmt), key, source in zip(rows, keys, sources, strict=True):
+        each = ", ".join(fmt.format(r[key]) for r in source)
+        lines.append(f"| {label} | {fmt.format(value)} | {each} |")
+    return "\n".join(lines) + "\n"
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="orderdeck-bench-"))
+    broker = None
+    bootstrap = args.bootstrap_servers
+    if not bootstrap:
+        from orderdeck.kafka.local import LocalKafka
+        from orderdeck.kafka.probe import wait_until_ready
+
+        broker = LocalKafka(workdir / "kafka", port=free_port())
+        await asyncio.to_thread(broker.start)
+        bootstrap = broker.bootstrap_servers
+        await wait_until_ready(bootstrap, 30)
+    try:
+        tput: list[dict[str, float]] = []
+        lat: list[dict[str, float]] = []
+        for n in range(args.runs):
+            if not args.skip_throughput:
+                tput.append(await throughput_run(bootstrap, workdir, args.orders, args.concurrency))
+                print(f"throughput run {n + 1}: {tput[-1]}", flush=True)
+            if not args.skip_latency:
+                lat.append(await latency_run(bootstrap, workdir, args.rate, args.seconds))
+                print(f"latency run {n + 1}: {lat[-1]}", flush=True)
+        if tput and lat:
+            text = report(args, tput, lat)
+            print(text)
+            if not args.no_save:
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(text)
+    finally:
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--orders", type=int, default=5000, help="orders per throughput run")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="connections in throughput runs"
+    )
+    parser.add_argument("--rate", type=float, default=500.0, help="orders/s in latency runs")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of a latency run")
+    parser.add_argument("--bootstrap-servers", help="use this Kafka instead of starting one")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,520 @@
+"""The order API: a Starlette app built by :func:`create_app` from a store and a producer.
+
+Store calls run in worker threads (``asyncio.to_thread``): SQLite may make a writer wait for
+a service's batch to commit, and the event loop serving the API must not wait with it.
+
+The app only produces ``order-events`` and reads the store; it never imports the services.
+Every answer is JSON, errors included (``{"error": {"status", "message", "fields"}}``), and
+bad input is always a 4xx naming the field and the reason — never a 500 or a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import pydantic_core
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from orderdeck.events import FINAL_STATUSES, TopicNames
+from orderdeck.orders import (
+    DEFAULT_ACK_TIMEOUT_S,
+    PLACED_STATUS,
+    FieldError,
+    IdempotencyConflictError,
+    MultiItemOrder,
+    OrderCreated,
+    OrderNotAcknowledgedError,
+    OrderValidationError,
+    SingleItemOrder,
+    parse_order_body,
+    place_order,
+)
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.producer import EventProducer
+    from orderdeck.store import Store
+
+log = logging.getLogger("orderdeck.api")
+
+#: Largest accepted request body; an order is a few hundred bytes.
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+#: Statuses an order can be listed by (the in-flight ones and the final ones).
+KNOWN_STATUSES = frozenset({PLACED_STATUS, "pending", "paid"} | FINAL_STATUSES)
+
+
+class ErrorField(BaseModel):
+    """One field that made a request unacceptable."""
+
+    field: str
+    reason: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, for people and programs."""
+
+    status: int
+    message: str
+    fields: list[ErrorField] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API has this shape."""
+
+    error: ErrorDetail
+
+
+class KafkaHealth(BaseModel):
+    """Whether the API's Kafka cluster answers."""
+
+    bootstrapServers: str
+    reachable: bool | None = None
+
+
+class ServiceHealth(BaseModel):
+    """One pipeline service as the runtime sees it."""
+
+    name: str
+    state: str
+    instances: int = 0
+    lag: int | None = None
+
+
+class HealthReport(BaseModel):
+    """``GET /health``: ``ok`` when Kafka answers and every service runs."""
+
+    status: str
+    kafka: KafkaHealth
+    api: str = "running"
+    services: list[ServiceHealth] = Field(default_factory=list)
+    totalLag: int | None = None
+
+
+HealthProbe = Callable[[], Awaitable[HealthReport]]
+
+
+# ----------------------------------------------------------------------------- responses
+
+
+class JSONBody(Response):
+    """A JSON response that also serialises pydantic models and dataclasses."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, OrderCreated):
+            return content.to_json().encode()  # the original shape: no "items": null
+        if isinstance(content, BaseModel):
+            return content.model_dump_json().encode()
+        return json.dumps(to_jsonable(content), separators=(",", ":")).encode()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn store views (pydantic models, dataclasses, datetimes, tuples) into JSON values."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def error_response(
+    status: int,
+    message: str,
+    fields: list[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The JSON error answer every failing route returns."""
+    body = ErrorBody(
+        error=ErrorDetail(
+            status=status,
+            message=message,
+            fields=[ErrorField(field=f.field, reason=f.reason) for f in fields or ()],
+        )
+    )
+    return Response(
+        body.model_dump_json(),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type="application/json",
+    )
+
+
+class _BadRequest(Exception):
+    """Raised while reading a request; becomes a JSON error answer."""
+
+    def __init__(self, status: int, message: str, fields: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+
+async def _read_json_body(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise _BadRequest(
+            415,
+            f"Content-Type must be application/json, got {content_type or 'nothing'!r}",
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise _BadRequest(400, "Content-Length is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            raise _BadRequest(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    # Count what actually arrives too: chunked bodies have no Content-Length, and a client
+    # may send more than it declared.
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _BadRequest(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody will read the answer; the status is for the record only.
+        raise _BadRequest(400, "client disconnected before sending the whole body") from None
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise _BadRequest(400, "body is empty; send a JSON object")
+    try:
+        return pydantic_core.from_json(raw)
+    except ValueError as exc:
+        raise _BadRequest(400, f"body is not valid JSON: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- the app
+
+
+def create_app(
+    store: Store,
+    producer: EventProducer,
+    names: TopicNames,
+    *,
+    health: HealthProbe | None = None,
+    ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
+) -> Starlette:
+    """Build the order API around an open store and a started producer.
+
+    ``health`` reports Kafka and service state for ``GET /health`` (the runtime passes its
+    own); ``ack_timeout`` bounds the wait for Kafka's acknowledgement of an OrderPlaced.
+    """
+    retry_after = str(max(1, math.ceil(ack_timeout)))
+
+    async def create_order(request: Request) -> Response:
+        try:
+            body = await _read_json_body(request)
+            order = parse_order_body(body)
+            submitted = await place_order(
+                order,
+                store=store,
+                producer=producer,
+                names=names,
+                idempotency_key=request.headers.get("idempotency-key"),
+                ack_timeout=ack_timeout,
+            )
+        except _BadRequest as exc:
+            return error_response(exc.status, exc.message, exc.fields)
+        except OrderValidationError as exc:
+            return error_response(422, "the order is not valid", exc.fields)
+        except IdempotencyConflictError as exc:
+            return error_response(409, str(exc), [FieldError("Idempotency-Key", "reused")])
+        except OrderNotAcknowledgedError as exc:
+            log.warning("order refused: %s", exc)
+            return error_response(503, str(exc), headers={"Retry-After": retry_after})
+        headers = {"Location": submitted.location}
+        if submitted.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONBody(submitted.response, status_code=201, headers=headers)
+
+    async def orders_collection(request: Request) -> Response:
+        # One route for both methods so a wrong method's 405 lists both in Allow.
+        if request.method == "POST":
+            return await create_order(request)
+        return await list_orders(request)
+
+    async def get_order(request: Request) -> Response:
+        order_id = request.path_params["order_id"]
+        view = await asyncio.to_thread(store.get_order, order_id)
+        if view is None:
+            return error_response(404, f"no order with id {order_id!r}")
+        return JSONBody(view)
+
+    async def list_orders(request: Request) -> Response:
+        params = request.query_params
+        problems: list[FieldError] = []
+        status = params.get("status") or None
+        if status is not None and status not in KNOWN_STATUSES:
+            problems.append(
+                FieldError("status", f"must be one of {', '.join(sorted(KNOWN_STATUSES))}")
+            )
+        limit = DEFAULT_PAGE
+        if "limit" in params:
+            text = params["limit"]
+            if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+                problems.append(FieldError("limit", f"must be an integer in 1..{MAX_PAGE}"))
+            else:
+                limit = int(text)
+        if problems:
+            return error_response(422, "bad query parameters", problems)
+        cursor = params.get("cursor") or None
+        try:
+            orders, next_cursor = await asyncio.to_thread(
+                store.list_orders, status=status, limit=limit, cursor=cursor
+            )
+        except ValueError:
+            return error_response(
+                422, "bad query parameters", [FieldError("cursor", "not a cursor from this API")]
+            )
+        return JSONBody({"orders": orders, "nextCursor": next_cursor})
+
+    async def list_products(request: Request) -> Response:
+        return JSONBody({"products": await asyncio.to_thread(store.list_products)})
+
+    async def get_health(request: Request) -> Response:
+        if health is None:
+            report = HealthReport(
+                status="ok", kafka=KafkaHealth(bootstrapServers=producer.bootstrap_servers)
+            )
+        else:
+            report = await health()
+        return JSONBody(report, status_code=200 if report.status == "ok" else 503)
+
+    async def get_openapi(request: Request) -> Response:
+        return JSONBody(openapi_document())
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        message = {404: "no such resource", 405: "method not allowed"}.get(
+            exc.status_code, exc.detail
+        )
+        if exc.status_code == 405 and "allow" in {k.lower() for k in headers}:
+            message = f"method not allowed; use {headers.get('Allow', headers.get('allow'))}"
+        return error_response(exc.status_code, message, headers=headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; see the server log")
+
+    routes = [
+        Route("/api/v1/orders", orders_collection, methods=["GET", "POST"]),
+        Route("/api/v1/orders/{order_id}", get_order, methods=["GET"]),
+        Route("/api/v1/products", list_products, methods=["GET"]),
+        Route("/health", get_health, methods=["GET"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+
+
+# ----------------------------------------------------------------------------- OpenAPI
+
+_openapi_cache: dict[str, Any] = {}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description, its schemas generated from the pydantic models in use."""
+    if _openapi_cache:
+        return _openapi_cache
+    from pydantic.json_schema import models_json_schema
+
+    _, top = models_json_schema(
+        [
+            (SingleItemOrder, "validation"),
+            (MultiItemOrder, "validation"),
+            (OrderCreated, "serialization"),
+            (ErrorBody, "serialization"),
+            (HealthReport, "serialization"),
+        ],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas = top.get("$defs", {})
+    schemas.update(_store_schemas())
+
+    def ref(name: str) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def error(description: str) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": ref("ErrorBody")}},
+        }
+
+    def ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    order_view = ref("OrderView") if "OrderView" in schemas else {"type": "object"}
+    summary = ref("OrderSummary") if "OrderSummary" in schemas else {"type": "object"}
+    product = ref("Product") if "Product" in schemas else {"type": "object"}
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "orderdeck order API", "version": "1"},
+        "paths": {
+            "/api/v1/orders": {
+                "post": {
+                    "summary": "Place an order (201 only after Kafka acknowledged OrderPlaced)",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 255},
+                            "description": "Same key and body: same order, no second event.",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"oneOf": [ref("SingleItemOrder"), ref("MultiItemOrder")]}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            **ok("Order accepted", ref("OrderCreated")),
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                        },
+                        "400": error("Body is not JSON"),
+                        "409": error("Idempotency-Key reused with a different body"),
+                        "413": error(f"Body larger than {MAX_BODY_BYTES} bytes"),
+                        "415": error("Content-Type is not application/json"),
+                        "422": error("Invalid fields (each named with its reason)"),
+                        "503": {
+                            **error("Kafka did not acknowledge in time; no order exists"),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
+                    },
+                },
+                "get": {
+                    "summary": "List orders, newest first",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"enum": sorted(KNOWN_STATUSES)},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                        },
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": ok(
+                            "A page of orders",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "orders": {"type": "array", "items": summary},
+                                    "nextCursor": {"type": ["string", "null"]},
+                                },
+                            },
+                        ),
+                        "422": error("Bad query parameters"),
+                    },
+                },
+            },
+            "/api/v1/orders/{order_id}": {
+                "get": {
+                    "summary": "An order with its status history and its journey over the topics",
+                    "parameters": [
+                        {
+                            "name": "order_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": ok("The order", order_view),
+                        "404": error("Unknown order"),
+                    },
+                }
+            },
+            "/api/v1/products": {
+                "get": {
+                    "summary": "The catalog with live stock",
+                    "responses": {
+                        "200": ok(
+                            "Products",
+                            {
+                                "type": "object",
+                                "properties": {"products": {"type": "array", "items": product}},
+                            },
+                        )
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Kafka reachable, services running, total lag",
+                    "responses": {
+                        "200": ok("Healthy", ref("HealthReport")),
+                        "503": ok("Degraded", ref("HealthReport")),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI"}},
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+    _openapi_cache.update(doc)
+    return doc
+
+
+def _store_schemas() -> dict[str, Any]:
+    """Schemas of the store's read models, when they are pydantic models."""
+    from pydantic.json_schema import models_json_schema
+
+    from orderdeck import store
+
+    models = [
+        getattr(store, name)
+        for name in ("OrderView", "OrderSummary", "Product")
+        if isinstance(getattr(store, name, None), type)
+        and issubclass(getattr(store, name), BaseModel)
+    ]
+    if not models:
+        return {}
+    _, top = models_json_schema(
+        [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    defs: dict[str, Any] = top.get("$defs", {})
+    return defs

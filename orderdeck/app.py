@@ -1,0 +1,436 @@
+"""The orderdeck control center: a Textual app that runs the pipeline and shows Kafka at work.
+
+The app owns no Kafka or SQL code. It is handed a runtime (``RuntimeLike``: the real
+``orderdeck.runtime.Runtime`` or a deterministic fake in snapshot tests) and:
+
+* starts it in a worker right after the first frame, showing the start-up steps as the
+  runtime reports them, so the screen is never blank while a JVM boots;
+* polls consumer groups once a second in one worker and keeps a rolling picture
+  (``LiveModel``) that every screen reads, ticking only the screen on display;
+* on quit (``q``/``ctrl+c``) cancels its own workers, stops the runtime (services commit,
+  API drains, the local Kafka it started stops) and only then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import PurePath
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.worker import Worker, get_current_worker
+
+from orderdeck.errors import OrderdeckError
+from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.pipeline import PipelineScreen
+from orderdeck.screens.startup import StartupScreen
+from orderdeck.widgets.live import LiveModel
+from orderdeck.widgets.runtime_link import RuntimeHooks, RuntimeLike
+from orderdeck.widgets.status_bar import HeaderInfo
+
+if TYPE_CHECKING:
+    from orderdeck.config import Settings
+    from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.screens.orders import OrdersScreen
+
+log = logging.getLogger("orderdeck.app")
+
+#: (mode, key, footer label) in the order the keys run along the footer.
+SCREENS: tuple[tuple[str, str, str], ...] = (
+    ("pipeline", "1", "Pipeline"),
+    ("submit", "2", "Submit"),
+    ("topics", "3", "Topics"),
+    ("groups", "4", "Groups"),
+    ("services", "5", "Services"),
+    ("orders", "6", "Orders"),
+)
+POLL_INTERVAL_S = 1.0
+TICK_INTERVAL_S = 0.25
+SNAPSHOT_TIMEOUT_S = 5.0
+
+
+def _lazy_screen(module: str, name: str) -> Callable[[], Screen[None]]:
+    def make() -> Screen[None]:
+        screen_class = getattr(importlib.import_module(f"orderdeck.screens.{module}"), name)
+        screen: Screen[None] = screen_class()
+        return screen
+
+    return make
+
+
+class OrderDeckApp(App[int]):
+    """The control center. Build it with a runtime; ``run_app`` wires the real one."""
+
+    TITLE = "orderdeck"
+    #: Every screen's stylesheet, loaded once at start: a screen's own CSS_PATH would be
+    #: parsed on its first display and restyle every widget, a visible pause on a key press.
+    CSS_PATH: ClassVar[list[str | PurePath]] = [
+        "app.tcss",
+        *(f"screens/{name}.tcss" for name in (*(m for m, _, _ in SCREENS), "startup")),
+    ]
+    ENABLE_COMMAND_PALETTE = True
+
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[None]]]] = {
+        "pipeline": PipelineScreen,
+        # The other screens are imported on first use: the first frame must not wait for them.
+        "submit": _lazy_screen("submit", "SubmitScreen"),
+        "topics": _lazy_screen("topics", "TopicsScreen"),
+        "groups": _lazy_screen("groups", "GroupsScreen"),
+        "services": _lazy_screen("services", "ServicesScreen"),
+        "orders": _lazy_screen("orders", "OrdersScreen"),
+    }
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(key, f"show('{mode}')", label, key_display=key, tooltip=f"{label} screen")
+            for mode, key, label in SCREENS
+        ),
+        # F-keys reach the screens even while a text field has the focus.
+        *(Binding(f"f{key}", f"show('{mode}')", label, show=False) for mode, key, label in SCREENS),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+l", "toggle_logs", "Logs", show=False),
+    ]
+
+    def __init__(
+        self,
+        runtime: RuntimeLike | None = None,
+        *,
+        runtime_factory: Callable[[], RuntimeLike] | None = None,
+        hooks: RuntimeHooks | None = None,
+        poll_interval: float = POLL_INTERVAL_S,
+        tick_interval: float = TICK_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        handle_sigterm: bool = False,
+    ) -> None:
+        super().__init__()
+        # A factory defers importing and building the runtime (uvicorn, aiokafka, the store)
+        # until after the first frame: ``launch`` shows its screen before any of that loads.
+        if (runtime is None) == (runtime_factory is None):
+            raise ValueError("give either a runtime or a runtime_factory")
+        self._runtime = runtime
+        self._runtime_factory = runtime_factory
+        self.hooks = hooks
+        self.live = LiveModel()
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.tick_interval = tick_interval
+        self.show_logs = False
+        self.ready = False
+        self.stopping = False
+        self.start_error: str | None = None
+        self.polls = 0
+        self._handle_sigterm = handle_sigterm
+        self._startup: StartupScreen | None = None
+        self._force_stop = False
+
+    @property
+    def runtime(self) -> RuntimeLike:
+        """The runtime (raises until a deferred one has been built)."""
+        if self._runtime is None:
+            raise RuntimeError("the runtime is not built yet")
+        return self._runtime
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def on_mount(self) -> None:
+        await self.switch_mode("pipeline")
+        self._startup = StartupScreen()
+        await self.push_screen(self._startup)
+        self.set_interval(self.tick_interval, self._tick, name="tick")
+        if self._handle_sigterm:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._on_sigterm)
+        self._start_runtime()
+
+    def _on_sigterm(self) -> None:
+        self.call_later(self.action_quit)
+
+    @work(group="runtime", exit_on_error=False, name="start runtime")
+    async def _start_runtime(self) -> None:
+        try:
+            if self._runtime is None and self._runtime_factory is not None:
+                # In a thread: the imports take a while and the start-up view keeps moving.
+                self._runtime = await asyncio.to_thread(self._runtime_factory)
+            await self.runtime.start()
+        except asyncio.CancelledError:
+            raise
+        except OrderdeckError as exc:
+            self._start_failed(str(exc))
+            return
+        except Exception as exc:  # shown, not raised: the user must be able to read it
+            log.exception("start-up failed")
+            self._start_failed(f"{type(exc).__name__}: {exc}")
+            return
+        self._drain_steps()
+        if self.stopping:
+            return  # quit during start-up: the shutdown worker takes it from here
+        self.ready = True
+        if self._startup is not None:
+            self._startup.finished()
+        self._poll_groups()
+        self._tick(full=True)
+
+    def _start_failed(self, message: str) -> None:
+        self.start_error = message
+        self._drain_steps()
+        if self._startup is not None:
+            self._startup.failed(message)
+
+    def startup_closed(self) -> None:
+        """The start-up screen was dismissed (called by it)."""
+        self._startup = None
+        self._tick(full=True)
+
+    @work(group="poll", exit_on_error=False, name="poll groups")
+    async def _poll_groups(self) -> None:
+        worker = get_current_worker()
+        failures = 0
+        while not worker.is_cancelled:
+            started = self.clock()
+            try:
+                snapshots: list[GroupSnapshot] = await asyncio.wait_for(
+                    self.runtime.group_snapshots(), SNAPSHOT_TIMEOUT_S
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                # Once, then every 30th: a broker outage must not flood the log panel.
+                if failures == 1 or failures % 30 == 0:
+                    log.warning("consumer group snapshot failed: %s", exc or type(exc).__name__)
+            else:
+                failures = 0
+                self.live.update(snapshots)
+                self.polls += 1
+                self._tick(full=True)
+            elapsed = self.clock() - started
+            await asyncio.sleep(max(0.05, self.poll_interval - elapsed))
+
+    def _drain_steps(self) -> None:
+        if self.hooks is None or self._startup is None:
+            return
+        for step in self.hooks.take_steps():
+            self._startup.show_step(step)
+
+    def _tick(self, full: bool = False) -> None:
+        """Bring the start-up view and the screen on display up to date."""
+        self._drain_steps()
+        if self.hooks is not None and self.hooks.take_changed():
+            full = True
+        if not self.is_running or not self.screen_stack:
+            return  # a last timer tick while the app shuts down
+        screen = self.screen
+        if isinstance(screen, StartupScreen):
+            screen.tick()
+        elif isinstance(screen, DeckScreen):
+            screen.tick(full=full)
+
+    def header_info(self) -> HeaderInfo | None:
+        """What the header shows, from the runtime's cached status."""
+        try:
+            status = self.runtime.status()
+        except Exception:  # the header must never take the app down
+            return None
+        services = status.services
+        if self.stopping:
+            overall = "stopping"
+        elif not services:
+            overall = "starting" if not self.start_error else "stopped"
+        else:
+            states = {s.state for s in services}
+            running = sum(1 for s in services if s.state == "running")
+            if states == {"running"}:
+                overall = f"running {running}/{len(services)}"
+            else:
+                worst = next(
+                    (s for s in ("failed", "restarting", "paused", "starting") if s in states),
+                    "degraded",
+                )
+                overall = f"{worst} {running}/{len(services)}"
+        # Before start-up is over the runtime reports parts as "stopped"; they are starting.
+        starting = not self.ready and not self.stopping and not self.start_error
+        return HeaderInfo(
+            bootstrap_servers=status.bootstrap_servers,
+            api_url=status.api_url or "API off",
+            kafka="starting" if starting and status.kafka == "stopped" else status.kafka,
+            api="starting" if starting and status.api == "stopped" else status.api,
+            services=overall,
+            orders_per_s=status.orders_per_s,
+            total_lag=status.total_lag,
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def action_show(self, mode: str) -> None:
+        """Switch to one of the screens (modes keep their state)."""
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def action_toggle_logs(self) -> None:
+        """Show or hide the log panel at the bottom of every screen."""
+        self.show_logs = not self.show_logs
+        self._tick()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Until the runtime is up, the screens have nothing to show and nothing to act on.
+        return not (action == "show" and not self.ready)
+
+    def show_order(self, order_id: str) -> None:
+        """Open the Orders screen on one order's journey (from the submit results)."""
+        self.switch_mode("orders")
+        screen = self.screen
+        if hasattr(screen, "show_order"):
+            cast("OrdersScreen", screen).show_order(order_id)
+
+    async def action_quit(self) -> None:
+        """Stop the runtime (services commit, API drains, local Kafka stops), then exit.
+
+        Quitting during start-up lets the step in progress finish first: a broker being
+        started in a thread cannot be cancelled, and stopping before it is up would leave it
+        running. Quitting a second time stops waiting.
+        """
+        if self.stopping:
+            self._force_stop = True
+            self.workers.cancel_group(self, "runtime")
+            return
+        self.stopping = True
+        if self._startup is None:
+            self._startup = StartupScreen(stopping=True)
+            await self.push_screen(self._startup)
+        else:
+            self._startup.stopping()
+        self._stop_everything()
+
+    @work(group="shutdown", exit_on_error=False, name="shutdown")
+    async def _stop_everything(self) -> None:
+        me = get_current_worker()
+        starting = [w for w in self.workers if w.group == "runtime" and not w.is_finished]
+        others = [
+            w for w in self.workers if w is not me and w not in starting and not w.is_finished
+        ]
+        for worker in others:
+            worker.cancel()
+        await _wait_all(others)
+        await _wait_all(starting)  # see action_quit; a second quit cancels these
+        try:
+            if self._runtime is not None:
+                await self._runtime.stop()
+        except Exception as exc:
+            log.error("stopping the runtime failed: %s", exc)
+        self.exit(1 if self.start_error and not self._force_stop else 0)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, key, label in SCREENS:
+            yield SystemCommand(
+                f"Screen: {label}", f"Show the {label} screen (key {key})", self._shower(mode)
+            )
+        yield SystemCommand("Toggle log panel", "Show/hide logs (ctrl+l)", self.action_toggle_logs)
+        if self.ready:
+            for name in _service_names(self):
+                yield SystemCommand(
+                    f"Pause/resume service: {name}",
+                    f"Stop or restart consuming in the {name} service",
+                    self._toggler(name),
+                )
+
+    def _shower(self, mode: str) -> Callable[[], None]:
+        return lambda: self.action_show(mode) if self.ready else None
+
+    def _toggler(self, name: str) -> Callable[[], None]:
+        def toggle() -> None:
+            self.toggle_service(name)
+
+        return toggle
+
+    @work(group="control", exit_on_error=False)
+    async def toggle_service(self, name: str) -> None:
+        """Pause a running service or resume a paused one."""
+        states = {s.name: s.state for s in self.runtime.supervisor.statuses()}
+        try:
+            if states.get(name) == "paused":
+                await self.runtime.supervisor.resume(name)
+                self.notify(f"{name} resumed")
+            else:
+                await self.runtime.supervisor.pause(name)
+                self.notify(f"{name} paused: watch its lag grow on the Groups screen")
+        except Exception as exc:
+            self.notify(f"{name}: {exc}", severity="error")
+        self._tick(full=True)
+
+    @work(group="control", exit_on_error=False)
+    async def scale_service(self, name: str, instances: int) -> None:
+        """Run ``instances`` consumers (1..3) in the service's group."""
+        try:
+            await self.runtime.supervisor.scale(name, instances)
+        except Exception as exc:
+            self.notify(f"{name}: {exc}", severity="error")
+        else:
+            self.notify(f"{name}: {instances} instance{'s' if instances > 1 else ''}")
+        self._tick(full=True)
+
+
+def _service_names(app: OrderDeckApp) -> list[str]:
+    try:
+        return [s.name for s in app.runtime.supervisor.statuses()]
+    except Exception:
+        return []
+
+
+async def _wait_all(workers: Iterable[Worker[object]]) -> None:
+    for worker in workers:
+        # Cancelled or failed: either way it is done.
+        with contextlib.suppress(Exception):
+            await worker.wait()
+
+
+def run_app(settings: Settings, *, keep_kafka: bool = False) -> int:
+    """Run the control center with the real runtime until the user quits."""
+    hooks = RuntimeHooks()
+    built: list[RuntimeLike] = []
+
+    def build_runtime() -> RuntimeLike:
+        from orderdeck.runtime import Runtime
+
+        runtime = Runtime(
+            settings,
+            keep_kafka=keep_kafka,
+            log_handler=hooks.log_buffer,
+            on_progress=hooks.on_progress,
+            on_change=hooks.on_change,
+        )
+        built.append(runtime)
+        return runtime
+
+    root = logging.getLogger()
+    # Anything else that logs (warnings, libraries) goes to the panel, not over the screen.
+    root.addHandler(hooks.log_buffer)
+    saved_last_resort = logging.lastResort
+    logging.lastResort = None
+    app = OrderDeckApp(runtime_factory=build_runtime, hooks=hooks, handle_sigterm=True)
+
+    async def main() -> None:
+        try:
+            await app.run_async()
+        finally:
+            # A no-op after a normal quit; after a crash it still stops the services, the
+            # API and the broker this launch started, in the loop that owns them.
+            for runtime in built:
+                await runtime.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        root.removeHandler(hooks.log_buffer)
+        logging.lastResort = saved_last_resort
+    return app.return_code or 0

@@ -1,0 +1,178 @@
+"""``orderdeck groups [GROUP] [--json]``: consumer groups as ``kafka-consumer-groups`` shows them.
+
+The table has the columns of ``kafka-consumer-groups --describe`` and the same numbers (both
+come from the same standard admin calls, see ``orderdeck.kafka.admin``); ``--json`` gives the
+same data for scripts. Without GROUP every consumer group of the cluster is described.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from orderdeck.commands.common import add_bootstrap_flag, add_data_dir_flag
+from orderdeck.errors import OrderdeckError
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.admin import GroupSnapshot
+
+MISSING = "-"
+COLUMNS = (
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``groups`` to the command line."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "groups",
+        help="describe consumer groups: members, partitions, offsets and lag",
+        description="Describe consumer groups like `kafka-consumer-groups --describe`: per "
+        "partition the committed offset, log-end offset, lag and owning member.",
+    )
+    parser.add_argument("group", nargs="?", metavar="GROUP", help="one group (default: all)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of groups")
+    add_bootstrap_flag(parser)
+    add_data_dir_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def resolve_bootstrap_servers(args: argparse.Namespace) -> str:
+    """``--bootstrap-servers`` / env, else the data dir's local broker if it is running.
+
+    Inspection commands never start a broker: watching must not change what is watched.
+    """
+    if getattr(args, "bootstrap_servers", None):
+        return str(args.bootstrap_servers)
+    from orderdeck.kafka.local import LocalKafka
+
+    status = LocalKafka(args.data_dir).status()  # the port it really listens on
+    if status is None:
+        raise OrderdeckError(
+            "local Kafka is not running; start it with `orderdeck kafka start` "
+            "or pass --bootstrap-servers"
+        )
+    return status.bootstrap_servers
+
+
+def quiet_kafka_client_logs() -> None:
+    """Keep aiokafka's connection warnings off the terminal: our error line says it once."""
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    logging.getLogger("aiokafka").propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    """Describe the group(s) and print them."""
+    quiet_kafka_client_logs()
+    bootstrap = resolve_bootstrap_servers(args)
+    snapshots = asyncio.run(_collect(bootstrap, args.group))
+    if args.json:
+        print(json.dumps([snapshot_to_json(s) for s in snapshots], indent=2))
+    else:
+        print_tables(snapshots)
+    return 0
+
+
+async def _collect(bootstrap: str, group: str | None) -> list[GroupSnapshot]:
+    from orderdeck.kafka.admin import GroupInspector
+
+    async with GroupInspector(bootstrap) as inspector:
+        names = [group] if group else await inspector.list_groups()
+        snapshots = await inspector.describe(names)
+    if group and not snapshots[0].exists:
+        raise OrderdeckError(f"consumer group {group!r} does not exist")
+    return snapshots
+
+
+def snapshot_to_json(snapshot: GroupSnapshot) -> dict[str, Any]:
+    """The ``--json`` shape of one group."""
+    return {
+        "group": snapshot.group,
+        "state": snapshot.state,
+        "protocol": snapshot.protocol,
+        "totalLag": snapshot.total_lag,
+        "members": [
+            {
+                "memberId": m.member_id,
+                "clientId": m.client_id,
+                "host": m.host,
+                "assignments": [{"topic": t, "partition": p} for t, p in m.assignments],
+            }
+            for m in snapshot.members
+        ],
+        "partitions": [
+            {
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed": p.committed,
+                "logEnd": p.log_end,
+                "lag": p.lag,
+                "memberId": p.member_id,
+                "clientId": p.client_id,
+                "host": p.host,
+            }
+            for p in snapshot.partitions
+        ],
+    }
+
+
+def table_rows(snapshot: GroupSnapshot) -> list[tuple[str, ...]]:
+    """The group's rows as the official tool prints them ('-' where there is no value)."""
+
+    def cell(value: object) -> str:
+        return MISSING if value is None else str(value)
+
+    return [
+        (
+            snapshot.group,
+            p.topic,
+            str(p.partition),
+            cell(p.committed),
+            cell(p.log_end),
+            cell(p.lag),
+            cell(p.member_id),
+            cell(p.host),
+            cell(p.client_id),
+        )
+        for p in snapshot.partitions
+    ]
+
+
+def format_table(rows: Sequence[tuple[str, ...]]) -> str:
+    """Columns padded like the official tool: at least 15 wide (PARTITION 10), last unpadded."""
+    widths = [15, 15, 10, 15, 15, 15, 15, 15]
+    for row in rows:
+        for i in (0, 1, 6, 7):
+            widths[i] = max(widths[i], len(row[i]))
+    lines = []
+    for row in (COLUMNS, *rows):
+        padded = [value.ljust(width) for value, width in zip(row, widths, strict=False)]
+        lines.append(" ".join([*padded, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def print_tables(snapshots: Sequence[GroupSnapshot]) -> None:
+    """One table per group, with the tool's notes on empty or rebalancing groups (stderr)."""
+    for snapshot in snapshots:
+        if snapshot.state == "Empty":
+            print(f"\nConsumer group '{snapshot.group}' has no active members.", file=sys.stderr)
+        elif snapshot.state in ("PreparingRebalance", "CompletingRebalance"):
+            print(f"\nWarning: Consumer group '{snapshot.group}' is rebalancing.", file=sys.stderr)
+        rows = table_rows(snapshot)
+        if rows:
+            print()
+            print(format_table(rows))
+    sys.stdout.flush()

@@ -1,0 +1,45 @@
+"""``orderdeck launch``: the whole system in one terminal, watched by the control center.
+
+The command only parses flags and hands over to the Textual app; Kafka, the API and the
+services are started by the runtime *inside* the app so the screen appears at once and shows
+start-up progress instead of blocking before the first frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from orderdeck.commands.common import (
+    add_api_port_flag,
+    add_bootstrap_flag,
+    add_data_dir_flag,
+    settings_from_args,
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``launch`` sub-command."""
+    parser = subparsers.add_parser(
+        "launch",
+        help="run Kafka, the API and the services with the terminal control center",
+        description="Start the order pipeline (local Apache Kafka unless --bootstrap-servers "
+        "is given, the order API and the four services) inside the Textual control center.",
+    )
+    add_bootstrap_flag(parser)
+    add_api_port_flag(parser)
+    add_data_dir_flag(parser)
+    parser.add_argument(
+        "--keep-kafka",
+        action="store_true",
+        help="leave the local broker running on quit so the next launch reuses it",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the control center until the user quits; returns the exit code."""
+    settings = settings_from_args(args)
+    # Imported here: Textual and the runtime are heavy and `orderdeck --help` must stay instant.
+    from orderdeck.app import run_app
+
+    return run_app(settings, keep_kafka=bool(args.keep_kafka))

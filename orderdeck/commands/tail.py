@@ -1,0 +1,102 @@
+"""``orderdeck tail TOPIC``: follow a topic from a shell, like ``kcat -C``.
+
+The tail never joins a consumer group (see ``orderdeck.kafka.tail``), so it is safe to point
+at a running pipeline. With ``--json`` each record is one JSON object on its own line, flushed
+at once so ``| jq`` or ``| grep`` see records as they arrive; ``--exit-at-end`` stops once every
+partition is caught up, like ``kcat -e``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from orderdeck.commands.common import add_bootstrap_flag, add_data_dir_flag
+from orderdeck.commands.groups import quiet_kafka_client_logs, resolve_bootstrap_servers
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.tail import TailRecord
+
+BATCH = 500
+
+
+def register(subparsers: Any) -> None:
+    """Add ``tail`` to the command line."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "tail",
+        help="print a topic's records as they arrive (never joins a consumer group)",
+        description="Follow topics from their end (or beginning) without joining a consumer "
+        "group. Ctrl-C stops.",
+    )
+    parser.add_argument("topics", nargs="+", metavar="TOPIC", help="topic(s) to follow")
+    parser.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record, not the end"
+    )
+    parser.add_argument("--order", metavar="ID", help="only records of this order id")
+    parser.add_argument("--type", metavar="T", help="only events of this type (e.g. OrderPlaced)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per record per line")
+    parser.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        help="exit once every partition is caught up (like kcat -e)",
+    )
+    add_bootstrap_flag(parser)
+    add_data_dir_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Tail until Ctrl-C, the end of the topics (--exit-at-end) or a closed pipe."""
+    quiet_kafka_client_logs()
+    bootstrap = resolve_bootstrap_servers(args)
+    try:
+        asyncio.run(_tail(args, bootstrap, sys.stdout))
+    except BrokenPipeError:
+        # The reader went away (`| head`): that is a normal way to stop. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0
+
+
+def matches(record: TailRecord, order: str | None, event_type: str | None) -> bool:
+    """Whether a record passes the --order and --type filters."""
+    if order is not None and record.order_id != order:
+        return False
+    return event_type is None or record.event_type == event_type
+
+
+def format_human(record: TailRecord) -> str:
+    """One line per record: time, topic/partition@offset, type, order id, value."""
+    at = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
+    return (
+        f"{at} {record.topic}/{record.partition}@{record.offset} "
+        f"{record.event_type or '-'} order={record.order_id or '-'} {record.value_text()}"
+    )
+
+
+def format_json(record: TailRecord) -> str:
+    """One compact JSON object (see TailRecord.to_json_dict)."""
+    return json.dumps(record.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+async def _tail(args: argparse.Namespace, bootstrap: str, out: TextIO) -> None:
+    from orderdeck.kafka.tail import TopicTail
+
+    render = format_json if args.json else format_human
+    async with TopicTail(bootstrap, args.topics, from_beginning=args.from_beginning) as tail:
+        while True:
+            batch = await tail.next_batch(max_records=BATCH, timeout_ms=200)
+            for record in batch:
+                if matches(record, args.order, args.type):
+                    out.write(render(record) + "\n")
+                    out.flush()
+            # A full batch means more is waiting: only a short one can be the end.
+            if args.exit_at_end and len(batch) < BATCH and await tail.caught_up():
+                return

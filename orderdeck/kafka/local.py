@@ -1,0 +1,670 @@
+"""The local Apache Kafka: one KRaft node (broker + controller) under ``<data-dir>/kafka``.
+
+orderdeck never fakes Kafka. Without an external cluster it runs the real broker as a child
+JVM: the jars come from :mod:`orderdeck.kafka.install`, the config is written here on every
+start (so a changed port simply takes effect), storage is formatted once with a cluster id
+kept beside it, and the process is found again through a pid file whose pid is only trusted
+while ``/proc/<pid>/cmdline`` still names this data dir's config — a recycled pid is never
+signalled.
+
+Layout of ``<data-dir>/kafka``::
+
+    server.properties   written by orderdeck on each start
+    cluster.id          the id storage was formatted with
+    logs/               Kafka's log dir (topics and the metadata log)
+    kafka.pid           pid of the running JVM
+    broker.json         port, version, start time of the running JVM
+    server.log          the broker's own log (log4j2, see log4j2.xml)
+    kafka.out           the JVM's stdout/stderr (start-up failures before logging works)
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orderdeck.errors import KafkaUnavailableError, OrderdeckError
+from orderdeck.kafka.install import (
+    KAFKA_VERSION,
+    LOG4J_CONFIG,
+    cache_dir,
+    checked_java,
+    libs_dir,
+    locked,
+)
+from orderdeck.kafka.probe import ProbeError, probe, wait_until_ready
+
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerExitedError",
+    "BrokerStatus",
+    "ClusterIdMismatchError",
+    "LocalKafka",
+    "LocalKafkaError",
+    "PortInUseError",
+    "StartResult",
+    "tool_command",
+    "wait_until_ready",
+]
+
+#: Heap and JIT/GC choices for a laptop or a 2-core CI box: the serial collector and the C1
+#: compiler alone start the broker about a second faster than G1 + C2 and use less memory;
+#: the pipeline's throughput ceiling is the Python clients, not the broker (see BENCHMARKS.md).
+#: KAFKA_HEAP_OPTS / KAFKA_JVM_PERFORMANCE_OPTS override them, as with Kafka's own scripts.
+HEAP_OPTS = ("-Xms256m", "-Xmx512m")
+PERFORMANCE_OPTS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+COMMON_OPTS = ("-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
+TOOL_OPTS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
+
+_LOOPBACK = "127.0.0.1"
+_STALE_DUMP_AGE = 600.0
+
+
+class LocalKafkaError(OrderdeckError):
+    """The local broker could not be started or stopped."""
+
+
+class PortInUseError(LocalKafkaError):
+    """The broker's port (or its controller port) is taken by another process."""
+
+    def __init__(self, port: int, role: str = "Kafka") -> None:
+        super().__init__(
+            f"port {port} on {_LOOPBACK} is already in use, so the {role} listener cannot "
+            "start there; stop whatever holds it or choose another port with --port"
+        )
+        self.port = port
+
+
+class ClusterIdMismatchError(LocalKafkaError):
+    """The storage under the data dir belongs to another cluster id."""
+
+
+class BrokerExitedError(LocalKafkaError):
+    """The JVM exited before the broker became ready."""
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What ``LocalKafka.start`` did."""
+
+    bootstrap_servers: str
+    pid: int
+    already_running: bool
+    seconds: float
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """A running local broker, as recorded when it was started."""
+
+    pid: int
+    port: int
+    bootstrap_servers: str
+    version: str
+    started_at: float
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the JVM was started."""
+        return max(0.0, time.time() - self.started_at)
+
+
+class LocalKafka:
+    """A single-node KRaft Kafka whose files live under ``data_dir / "kafka"``."""
+
+    def __init__(self, data_dir: Path, port: int = 9092) -> None:
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.port = port
+        self.kafka_dir = self.data_dir / "kafka"
+        self.config_path = self.kafka_dir / "server.properties"
+        self.pid_path = self.kafka_dir / "kafka.pid"
+        self.state_path = self.kafka_dir / "broker.json"
+        self.cluster_id_path = self.kafka_dir / "cluster.id"
+        self.log_dir = self.kafka_dir / "logs"
+        self.log_path = self.kafka_dir / "server.log"
+        self.out_path = self.kafka_dir / "kafka.out"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offsets: dict[Path, int] = {}
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``127.0.0.1:<port>``: the address clients bootstrap from."""
+        return f"{_LOOPBACK}:{self.port}"
+
+    # ------------------------------------------------------------------------ install
+
+    def install(self) -> Path:
+        """Make sure Kafka's jars are available; returns the libs directory."""
+        return libs_dir()
+
+    # ------------------------------------------------------------------------ status
+
+    def status(self) -> BrokerStatus | None:
+        """The running broker of this data dir, or None."""
+        pid = self._running_pid()
+        if pid is None:
+            return None
+        state = self._read_state()
+        port = int(state.get("port", self._configured_port() or self.port))
+        return BrokerStatus(
+            pid=pid,
+            port=port,
+            bootstrap_servers=f"{_LOOPBACK}:{port}",
+            version=str(state.get("version", KAFKA_VERSION)),
+            started_at=float(state.get("started_at", _process_start_time(pid))),
+            data_dir=self.data_dir,
+            log_path=self.log_path,
+        )
+
+    def is_running(self) -> bool:
+        """True while this data dir's broker JVM is alive."""
+        return self._running_pid() is not None
+
+    # ------------------------------------------------------------------------ start
+
+    def start(self, timeout: float = 60) -> StartResult:
+        """Start the broker (or adopt the running one) and block until it answers metadata.
+
+        Two starts for the same data dir at once (say ``serve`` and ``kafka start``) take
+        turns on a lock file: the second finds the first one's broker and adopts it.
+        """
+        self.kafka_dir.mkdir(parents=True, exist_ok=True)
+        with locked(self.kafka_dir / ".start.lock"):
+            return self._start(time.monotonic(), timeout)
+
+    def _start(self, began: float, timeout: float) -> StartResult:
+        running = self.status()
+        if running is not None:
+            self.port = running.port
+            self._wait_ready(None, began + timeout)
+            return StartResult(
+                running.bootstrap_servers,
+                running.pid,
+                True,
+                time.monotonic() - began,
+                self.log_path,
+            )
+        self._remove_run_files()
+        libs = self.install()
+        java = checked_java()
+        _check_port_free(self.port, "Kafka")
+        controller_port = self._pick_controller_port()
+        self._write_config(controller_port)
+        self._ensure_formatted(java, libs)
+        dump = self._launch(java, libs, controller_port)
+        try:
+            self._wait_ready(self._proc, began + timeout)
+        except BaseException:
+            self._kill_after_failed_start(dump)
+            raise
+        assert self._proc is not None
+        return StartResult(
+            self.bootstrap_servers,
+            self._proc.pid,
+            False,
+            time.monotonic() - began,
+            self.log_path,
+        )
+
+    def _pick_controller_port(self) -> int:
+        """Reuse the recorded controller port, else port+1, else any free port."""
+        candidates = [self._configured_controller_port(), self.port + 1]
+        for candidate in candidates:
+            if candidate and candidate != self.port and candidate <= 65535:
+                with contextlib.suppress(PortInUseError):
+                    _check_port_free(candidate, "controller")
+                    return candidate
+        return _free_port()
+
+    def _write_config(self, controller_port: int) -> None:
+        config = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{_LOOPBACK}:{controller_port}",
+            "listeners": f"PLAINTEXT://{_LOOPBACK}:{self.port},"
+            f"CONTROLLER://{_LOOPBACK}:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{_LOOPBACK}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.log_dir),
+            "num.partitions": "3",
+            "default.replication.factor": "1",
+            "offsets.topic.replication.factor": "1",
+            # Fewer offsets partitions: the first consumer group of a fresh broker waits for
+            # all of them to be created and loaded.
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # The 3 s default delays every first rebalance; a demo and the tests would feel it.
+            "group.initial.rebalance.delay.ms": "0",
+            # The log cleaner grabs 128 MB of heap by default; a laptop broker needs far less.
+            "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+        }
+        lines = ["# Written by `orderdeck kafka start` on every start; edits are overwritten."]
+        lines += [f"{key}={value}" for key, value in config.items()]
+        _write_atomic(self.config_path, "\n".join(lines) + "\n")
+
+    def _ensure_formatted(self, java: str, libs: Path) -> str:
+        """Format storage once; afterwards check it still belongs to our cluster id."""
+        stored = _read_text(self.cluster_id_path)
+        formatted = _read_properties(self.log_dir / "meta.properties").get("cluster.id")
+        if formatted:
+            if stored and stored != formatted:
+                raise ClusterIdMismatchError(
+                    f"storage in {self.log_dir} is formatted for cluster id {formatted}, but "
+                    f"{self.cluster_id_path} says {stored}; remove {self.kafka_dir} to start "
+                    "over (this deletes the local broker's data)"
+                )
+            if not stored:
+                _write_atomic(self.cluster_id_path, formatted + "\n")
+            return formatted
+        cluster_id = stored or _new_cluster_id()
+        _write_atomic(self.cluster_id_path, cluster_id + "\n")
+        command = [
+            *_java_command(java, libs, TOOL_OPTS),
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            cluster_id,
+            "--config",
+            str(self.config_path),
+        ]
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+            raise LocalKafkaError(
+                f"formatting Kafka storage in {self.log_dir} failed: "
+                f"{said[-1].strip() if said else f'exit code {done.returncode}'}"
+            )
+        return cluster_id
+
+    def _launch(self, java: str, libs: Path, controller_port: int) -> Path | None:
+        """Start the JVM detached from our session; returns a class-archive dump to finalize."""
+        cds_opts, dump = _class_archive_options(java, libs)
+        command = [
+            java,
+            *_env_opts("KAFKA_HEAP_OPTS", HEAP_OPTS),
+            *_env_opts("KAFKA_JVM_PERFORMANCE_OPTS", PERFORMANCE_OPTS),
+            *COMMON_OPTS,
+            *cds_opts,
+            f"-Dkafka.logs.dir={self.kafka_dir}",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "-cp",
+            str(libs / "*"),
+            "kafka.Kafka",
+            str(self.config_path),
+        ]
+        self._log_offsets = {path: _size(path) for path in (self.log_path, self.out_path)}
+        with self.out_path.open("ab") as out:
+            out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting Kafka\n".encode())
+            out.flush()
+            self._proc = subprocess.Popen(
+                command,
+                cwd=self.kafka_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in our terminal must not kill the broker
+                close_fds=True,
+            )
+        _write_atomic(self.pid_path, f"{self._proc.pid}\n")
+        state = {
+            "pid": self._proc.pid,
+            "port": self.port,
+            "controller_port": controller_port,
+            "version": KAFKA_VERSION,
+            "started_at": time.time(),
+            "libs": str(libs),
+            "class_archive_dump": str(dump) if dump else None,
+        }
+        _write_atomic(self.state_path, json.dumps(state, indent=2) + "\n")
+        return dump
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes] | None, deadline: float) -> None:
+        """Poll Metadata until the broker answers, its JVM dies, or the deadline passes."""
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise self._exited_error(proc.returncode)
+            try:
+                if probe(_LOOPBACK, self.port, timeout=1.0).ready:
+                    return
+            except ProbeError:
+                pass
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailableError(
+                    f"Kafka on {self.bootstrap_servers} did not become ready in time; "
+                    f"see {self.log_path}"
+                )
+            time.sleep(0.1)
+
+    def _exited_error(self, returncode: int) -> LocalKafkaError:
+        lines = _failure_lines(self._log_offsets)
+        said = " | ".join(lines) if lines else "it logged nothing"
+        text = "\n".join(lines)
+        if "Invalid cluster.id" in text or ("cluster ID" in text and "doesn't match" in text):
+            return ClusterIdMismatchError(
+                f"storage in {self.log_dir} belongs to another cluster: {said}"
+            )
+        if "Address already in use" in text:
+            return PortInUseError(self.port)
+        return BrokerExitedError(
+            f"Kafka exited during start-up (exit code {returncode}); "
+            f"last lines of {self.log_path}: {said}"
+        )
+
+    def _kill_after_failed_start(self, dump: Path | None) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        self._proc = None
+        self._remove_run_files()
+        if dump is not None:
+            dump.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------ stop
+
+    def stop(self, timeout: float = 30) -> bool:
+        """Shut the broker down cleanly; False when it was not running.
+
+        SIGTERM lets Kafka do a controlled shutdown (flush, close the metadata log); only a
+        broker still alive after ``timeout`` seconds gets SIGKILL.
+        """
+        pid = self._running_pid()
+        if pid is None:
+            self._remove_run_files()
+            self._reap()
+            return False
+        state = self._read_state()
+        killed = False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, timeout):
+            if self._is_ours(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed = True
+            if not self._wait_gone(pid, 10.0):
+                raise LocalKafkaError(f"Kafka (pid {pid}) did not exit even after SIGKILL")
+        self._reap()
+        self._remove_run_files()
+        _finish_class_archive(state.get("class_archive_dump"), keep=not killed)
+        return True
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._alive(pid):
+                return True
+            time.sleep(0.05)
+        return not self._alive(pid)
+
+    def _alive(self, pid: int) -> bool:
+        proc = self._proc
+        if proc is not None and proc.pid == pid:
+            return proc.poll() is None
+        if _process_state(pid) in (None, "Z"):
+            # A zombie has exited; reap it if it happens to be our child.
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+            return False
+        return True
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            self._proc = None
+
+    # ------------------------------------------------------------------------ helpers
+
+    def _is_ours(self, pid: int) -> bool:
+        """True when ``pid`` is a java process running this data dir's config."""
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        args = [arg.decode("utf-8", "replace") for arg in raw.split(b"\0") if arg]
+        return (
+            bool(args)
+            and os.path.basename(args[0]).startswith("java")
+            and str(self.config_path) in args
+            and _process_state(pid) not in (None, "Z")
+        )
+
+    def _running_pid(self) -> int | None:
+        text = _read_text(self.pid_path)
+        if text and text.isdigit() and self._is_ours(int(text)):
+            return int(text)
+        return self._find_pid()
+
+    def _find_pid(self) -> int | None:
+        """Find our JVM in the process table (the pid file may have been removed)."""
+        if not self.config_path.exists():
+            return None
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._is_ours(int(entry.name)):
+                return int(entry.name)
+        return None
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _configured_port(self) -> int | None:
+        listeners = _read_properties(self.config_path).get("listeners", "")
+        for listener in listeners.split(","):
+            if listener.startswith("PLAINTEXT://"):
+                return int(listener.rsplit(":", 1)[1])
+        return None
+
+    def _configured_controller_port(self) -> int | None:
+        voters = _read_properties(self.config_path).get("controller.quorum.voters", "")
+        tail = voters.rsplit(":", 1)[-1]
+        return int(tail) if tail.isdigit() else None
+
+    def _remove_run_files(self) -> None:
+        self.pid_path.unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)
+
+
+def tool_command(main_class: str, *args: str) -> list[str]:
+    """The command line that runs one of Kafka's own tools, e.g. ``TopicCommand``.
+
+    ``kafka-topics.sh`` is ``org.apache.kafka.tools.TopicCommand`` and
+    ``kafka-consumer-groups.sh`` is ``org.apache.kafka.tools.consumer.group.ConsumerGroupCommand``.
+    """
+    java = checked_java()
+    libs = libs_dir()
+    cds_opts = _class_archive_options(java, libs, dump_if_missing=False)[0]
+    return [*_java_command(java, libs, (*TOOL_OPTS, *cds_opts)), main_class, *args]
+
+
+def _java_command(java: str, libs: Path, options: tuple[str, ...] | list[str]) -> list[str]:
+    return [java, *options, "-cp", str(libs / "*")]
+
+
+def _env_opts(name: str, default: tuple[str, ...]) -> list[str]:
+    value = os.environ.get(name)
+    return shlex.split(value) if value else list(default)
+
+
+# ---------------------------------------------------------------------------- class archive
+#
+# Most of a broker's start-up is the JVM loading and linking ~10,000 classes. A dynamic CDS
+# archive (JDK 13+) made once at the end of the first broker run maps them straight in,
+# cutting start-up by about a third and lowering RSS. It is keyed by the java binary and only
+# used for the jars orderdeck installed itself; the JVM ignores an archive that no longer
+# matches. The archive is written when the first broker exits, into a temporary name, and only
+# adopted after a clean SIGTERM shutdown.
+
+
+def _class_archive_options(
+    java: str, libs: Path, *, dump_if_missing: bool = True
+) -> tuple[list[str], Path | None]:
+    if libs.parent != cache_dir() or os.environ.get("ORDERDECK_KAFKA_CDS") == "0":
+        return [], None
+    archive = libs.parent / f"broker-{_java_key(java)}.jsa"
+    if archive.is_file() and archive.stat().st_size > 0:
+        return [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"], None
+    if not dump_if_missing:
+        return [], None
+    _remove_stale_dumps(libs.parent)
+    dump = archive.with_name(f"{archive.name}.{uuid.uuid4().hex[:8]}.partial")
+    return [f"-XX:ArchiveClassesAtExit={dump}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"], dump
+
+
+def _java_key(java: str) -> str:
+    real = os.path.realpath(java)
+    info = os.stat(real)
+    return hashlib.sha256(f"{real}:{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def _remove_stale_dumps(directory: Path) -> None:
+    now = time.time()
+    for partial in directory.glob("broker-*.jsa.*.partial"):
+        with contextlib.suppress(OSError):
+            if now - partial.stat().st_mtime > _STALE_DUMP_AGE:
+                partial.unlink()
+
+
+def _finish_class_archive(dump: object, *, keep: bool) -> None:
+    if not isinstance(dump, str):
+        return
+    partial = Path(dump)
+    final = partial.with_name(partial.name.split(".jsa.", 1)[0] + ".jsa")
+    with contextlib.suppress(OSError):
+        if keep and partial.is_file() and partial.stat().st_size > 0:
+            partial.replace(final)
+        else:
+            partial.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- small helpers
+
+
+def _check_port_free(port: int, role: str) -> None:
+    """Raise PortInUseError unless we could listen on 127.0.0.1:``port`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Same option the JVM sets on its listeners, so TIME_WAIT leftovers don't count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_LOOPBACK, port))
+        except OSError:
+            raise PortInUseError(port, role) from None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _new_cluster_id() -> str:
+    """A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding."""
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not value.startswith("-"):  # Kafka avoids ids that look like a CLI flag
+            return value
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` (R, S, Z, ...), or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def _process_start_time(pid: int) -> float:
+    try:
+        return Path(f"/proc/{pid}").stat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    text = _read_text(path) or ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+_EXCEPTION_LINE = re.compile(r"^(Caused by: )?[\w.$]+(Exception|Error)(: |$)")
+_LOG_PREFIX = re.compile(r"^\[[^\]]*\] ")
+
+
+def _failure_lines(sources: dict[Path, int], limit: int = 3) -> list[str]:
+    """The lines that explain a failed start, read from where each file was at launch."""
+    explaining: list[str] = []
+    everything: list[str] = []
+    for path, offset in sources.items():
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped or line[0].isspace() or stripped.startswith("---"):
+                continue
+            everything.append(stripped)
+            if " ERROR " in line or " FATAL " in line or _EXCEPTION_LINE.match(stripped):
+                explaining.append(_LOG_PREFIX.sub("", stripped))
+    lines = list(dict.fromkeys(explaining or everything))[-limit:]
+    return [line if len(line) <= 400 else line[:397] + "..." for line in lines]

@@ -1,0 +1,174 @@
+"""The one Kafka producer every orderdeck component uses.
+
+It is configured for durability first (``acks=all`` plus the idempotent producer, so a retried
+send can never duplicate or reorder a record within a partition) and for throughput second
+(``linger_ms=5`` lets concurrent sends share a request). Every send waits for the broker's
+acknowledgement and returns where the record landed, because callers act on that: the API
+answers 201 only after the ack, and services mark outbox rows sent only after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+from orderdeck.events import encode, headers_for
+
+DEFAULT_REQUEST_TIMEOUT_MS = 10_000
+
+#: (topic, key, value, headers) of one record for :meth:`EventProducer.send_many`.
+RawRecord = tuple[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
+
+_MEMO_SIZE = 65_536
+
+
+class KeyPartitioner:
+    """Kafka's default partitioner (murmur2 of the key, as the Java client) with a memo.
+
+    An order id is hashed once per process instead of once per event: the API and the
+    order, payment and inventory services all produce the same key, and aiokafka's murmur2 is
+    pure Python (tens of microseconds per key). Keyless records go to a random partition.
+    """
+
+    def __init__(self) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._random = DefaultPartitioner()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(self._random(key, all_partitions, available))
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= _MEMO_SIZE:
+                self._hashes.clear()  # a cheap bound; old orders are rarely produced again
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
+
+
+#: One memo for every producer of the process.
+PARTITIONER = KeyPartitioner()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where an acknowledged record was written."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+class EventProducer:
+    """An idempotent, ``acks=all`` producer that sends events keyed by order id."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        client_id: str = "orderdeck",
+        request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            request_timeout_ms=request_timeout_ms,
+            max_batch_size=256 * 1024,
+            partitioner=PARTITIONER,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect and fetch metadata; raises a KafkaError when the cluster cannot be reached."""
+        try:
+            await self._producer.start()
+        except BaseException:
+            # aiokafka leaves its client half-open when start fails; close it so nothing leaks.
+            await self._producer.stop()
+            raise
+        self._started = True
+
+    async def stop(self) -> None:
+        """Flush pending sends and close the connection (safe to call twice)."""
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def send_event(
+        self,
+        event: Any,
+        topic: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the shared interface names it
+    ) -> Delivery:
+        """Send one event (an ``orderdeck.events`` model) to ``topic`` and wait for its ack.
+
+        ``topic`` is the concrete name (``TopicNames.resolve(event.topic)``). With ``timeout``
+        the wait is bounded and ``TimeoutError`` is raised when it runs out; the record may
+        still be written later, which is why event ids make consumers idempotent.
+        """
+        send = self.send_raw(topic, event.orderId.encode(), encode(event), headers_for(event))
+        if timeout is None:
+            return await send
+        return await asyncio.wait_for(send, timeout)
+
+    async def send_raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Delivery:
+        """Send already-encoded bytes and wait for the ack (used by the outbox and DLQ)."""
+        future = await self._producer.send(topic, value=value, key=key, headers=list(headers))
+        meta = await future
+        return Delivery(
+            topic=meta.topic,
+            partition=meta.partition,
+            offset=meta.offset,
+            timestamp_ms=meta.timestamp if meta.timestamp is not None else -1,
+        )
+
+    async def send_many(self, records: Sequence[RawRecord]) -> None:
+        """Send many records and wait until every one is acknowledged.
+
+        Records are grouped per partition into record batches (the default partitioner's
+        choice, so an order id lands on the same partition as with :meth:`send_raw`) and
+        order is kept within a partition. This skips aiokafka's per-message bookkeeping,
+        which is most of the cost of producing a service's whole batch. Raises the first
+        error if any batch fails; the caller may then resend all of them (consumers are
+        idempotent by event id).
+        """
+        partitions: dict[str, list[int]] = {}
+        groups: dict[tuple[str, int], list[RawRecord]] = {}
+        for record in records:
+            topic, key = record[0], record[1]
+            if topic not in partitions:
+                partitions[topic] = sorted(await self._producer.partitions_for(topic))
+            all_partitions = partitions[topic]
+            partition = PARTITIONER(key, all_partitions, all_partitions)
+            groups.setdefault((topic, partition), []).append(record)
+        futures: list[asyncio.Future[Any]] = []
+        for (topic, partition), group in groups.items():
+            batch = self._producer.create_batch()
+            for _, key, value, headers in group:
+                appended = batch.append(timestamp=None, key=key, value=value, headers=list(headers))
+                if appended is None:  # full: ship it and start the next one
+                    futures.append(
+                        await self._producer.send_batch(batch, topic, partition=partition)
+                    )
+                    batch = self._producer.create_batch()
+                    batch.append(timestamp=None, key=key, value=value, headers=list(headers))
+            futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome

@@ -1,0 +1,223 @@
+"""The pipeline's topics and their dead-letter topics, created idempotently with the admin API.
+
+Creation is "make sure it is there": a topic that exists with at least the partitions we need
+is accepted as is, one with fewer is reported (never silently used — the per-order ordering
+and the consumer-scaling story both assume the partition count), and only the missing ones
+are created. The call returns once every topic has a leader for each partition, so the
+caller can produce at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
+
+from orderdeck.errors import KafkaUnavailableError, OrderdeckError
+from orderdeck.events import TopicNames
+
+_TOPIC_ALREADY_EXISTS = 36
+_REQUEST_TIMEOUT_MS = 15_000
+
+
+class TopicError(OrderdeckError):
+    """A topic could not be created or does not have the shape orderdeck needs."""
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """What ``ensure_topics`` found and did."""
+
+    topics: tuple[str, ...]
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+    partitions: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic's partition count and the end (next) offset of each partition."""
+
+    name: str
+    partitions: int
+    end_offsets: tuple[int, ...]
+
+    @property
+    def records(self) -> int:
+        """Sum of the end offsets: records ever written (ignoring retention)."""
+        return sum(self.end_offsets)
+
+
+class TopicAdmin:
+    """A connected admin client that makes sure topics exist; reusable across calls."""
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "orderdeck-topics") -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        )
+
+    async def start(self) -> None:
+        """Connect; raises KafkaUnavailableError when no bootstrap server answers."""
+        try:
+            await self._admin.start()
+        except (KafkaConnectionError, OSError) as exc:
+            await self._admin.close()
+            raise KafkaUnavailableError(
+                f"cannot reach Kafka at {self.bootstrap_servers}: {exc}"
+            ) from None
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._admin.close()
+
+    async def __aenter__(self) -> TopicAdmin:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def partition_counts(self) -> dict[str, int]:
+        """Every topic of the cluster with its partition count (only fully led topics)."""
+        # Asking for all topics (not by name): a named Metadata request may auto-create them.
+        topics: list[dict[str, Any]] = await self._admin.describe_topics()
+        counts: dict[str, int] = {}
+        for topic in topics:
+            partitions = topic.get("partitions") or []
+            if topic.get("error_code", 0) == 0 and partitions:
+                led = all(p.get("leader", -1) >= 0 for p in partitions)
+                counts[topic["topic"]] = len(partitions) if led else 0
+        return counts
+
+    async def ensure(
+        self,
+        topics: Sequence[str],
+        partitions: int = 3,
+        replication_factor: int = 1,
+        wait_s: float = 30.0,
+    ) -> TopicReport:
+        """Create the missing ``topics``; raise TopicError for ones with too few partitions."""
+        existing = await self.partition_counts()
+        self._check_partitions(topics, existing, partitions)
+        missing = [t for t in topics if t not in existing]
+        created = await self._create(missing, partitions, replication_factor) if missing else []
+        counts = await self._wait_led(topics, wait_s)
+        # Checked again: a topic created by someone else a moment ago shows up only now.
+        self._check_partitions(topics, counts, partitions)
+        return TopicReport(
+            topics=tuple(topics),
+            created=tuple(created),
+            existing=tuple(t for t in topics if t not in created),
+            partitions={t: counts[t] for t in topics},
+        )
+
+    @staticmethod
+    def _check_partitions(topics: Sequence[str], counts: Mapping[str, int], wanted: int) -> None:
+        too_small = [(t, counts[t]) for t in topics if 0 < counts.get(t, 0) < wanted]
+        if too_small:
+            listed = ", ".join(f"{name} has {count}" for name, count in too_small)
+            raise TopicError(
+                f"topics with fewer than {wanted} partitions: {listed}; add partitions "
+                "(kafka-topics --alter --partitions) or delete them so orderdeck recreates them"
+            )
+
+    async def delete(self, topics: Sequence[str]) -> None:
+        """Delete ``topics``; ones that do not exist are ignored."""
+        try:
+            await self._admin.delete_topics(list(topics))
+        except KafkaError as exc:
+            raise TopicError(
+                f"could not delete topics on {self.bootstrap_servers}: {exc}"
+            ) from None
+
+    async def _create(self, topics: list[str], partitions: int, replication: int) -> list[str]:
+        new = [
+            NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in topics
+        ]
+        try:
+            response = await self._admin.create_topics(new)
+        except KafkaError as exc:
+            raise TopicError(
+                f"could not create topics on {self.bootstrap_servers}: {exc}"
+            ) from None
+        created = []
+        for entry in response.topic_errors:
+            name, code = entry[0], entry[1]
+            message = entry[2] if len(entry) > 2 and entry[2] else ""
+            if code == 0:
+                created.append(name)
+            elif code != _TOPIC_ALREADY_EXISTS:
+                reason = for_code(code).__name__
+                raise TopicError(f"could not create topic {name}: {reason} {message}".strip())
+        return [t for t in topics if t in created]
+
+    async def _wait_led(self, topics: Sequence[str], wait_s: float) -> dict[str, int]:
+        """Wait until every topic shows up in metadata with a leader for each partition."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            counts = await self.partition_counts()
+            if all(counts.get(t, 0) > 0 for t in topics):
+                return counts
+            if time.monotonic() >= deadline:
+                pending = ", ".join(t for t in topics if counts.get(t, 0) == 0)
+                raise TopicError(f"topics did not get partition leaders in time: {pending}")
+            await asyncio.sleep(0.05)
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    names: TopicNames = TopicNames(),  # noqa: B008 - frozen dataclass, safe as a default
+    partitions: int = 3,
+    replication_factor: int = 1,
+) -> TopicReport:
+    """Make sure the four pipeline topics and their ``.dlq`` topics exist; idempotent.
+
+    Raises TopicError when one exists with fewer than ``partitions`` partitions, and
+    KafkaUnavailableError when the cluster cannot be reached.
+    """
+    async with TopicAdmin(bootstrap_servers) as admin:
+        return await admin.ensure(names.all(), partitions, replication_factor)
+
+
+async def describe_topics(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicInfo]:
+    """Partition counts and end offsets of ``topics`` (missing topics are left out)."""
+    async with TopicAdmin(bootstrap_servers, client_id="orderdeck-topics-list") as admin:
+        counts = await admin.partition_counts()
+    present = [t for t in topics if counts.get(t, 0) > 0]
+    if not present:
+        return []
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id="orderdeck-topics-list",
+        enable_auto_commit=False,
+        request_timeout_ms=_REQUEST_TIMEOUT_MS,
+    )
+    try:
+        await consumer.start()
+    except (KafkaConnectionError, OSError) as exc:
+        await consumer.stop()
+        raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
+    try:
+        partitions = [TopicPartition(t, p) for t in present for p in range(counts[t])]
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return [
+        TopicInfo(t, counts[t], tuple(ends[TopicPartition(t, p)] for p in range(counts[t])))
+        for t in present
+    ]

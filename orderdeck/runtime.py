@@ -1,0 +1,565 @@
+"""The running system: local Kafka, topics, store, order API and services, in one event loop.
+
+``orderdeck serve`` and ``orderdeck launch`` both run a :class:`Runtime`. It starts the parts
+in dependency order, reports each step as it goes (the TUI shows them, ``serve`` logs them),
+keeps a cached picture of their health for cheap polling, and stops them in reverse order so
+the services commit, the API drains and nothing — task or process — is left behind.
+
+The API server is uvicorn running as a task in the caller's loop: it installs no signal
+handlers (the host keeps Ctrl-C) and logs only through the handler it was given, because a
+line printed to the terminal would tear the TUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import uvicorn
+
+from orderdeck.api import HealthReport, KafkaHealth, ServiceHealth, create_app
+from orderdeck.config import Settings
+from orderdeck.errors import KafkaUnavailableError, OrderdeckError
+from orderdeck.events import TopicNames
+from orderdeck.kafka.producer import EventProducer
+from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder, place_order
+from orderdeck.services import SERVICE_NAMES
+from orderdeck.store import Store
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
+    from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.tail import TopicTail
+    from orderdeck.services import ServiceStatus
+    from orderdeck.services.supervisor import Supervisor
+
+log = logging.getLogger("orderdeck.runtime")
+
+StepName = Literal["kafka", "topics", "api", "services"]
+StepState = Literal["pending", "running", "done", "failed"]
+STEP_NAMES: tuple[StepName, ...] = ("kafka", "topics", "api", "services")
+#: Loggers whose records go to the runtime's handler instead of the terminal.
+ROUTED_LOGGERS = ("orderdeck", "uvicorn", "aiokafka")
+KAFKA_READY_TIMEOUT_S = 30.0
+#: How long start() waits for the services' first assignments before reporting them started.
+JOIN_TIMEOUT_S = 15.0
+MONITOR_INTERVAL_S = 1.0
+#: Lag and reachability come from admin calls; fetch them less often than store counts.
+LAG_EVERY_N_TICKS = 2
+RATE_WINDOW_S = 5.0
+PROBE_TIMEOUT_S = 1.5
+LAG_TIMEOUT_S = 3.0
+LAG_MAX_AGE_S = 1.5
+STOP_PART_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class StartupStep:
+    """Progress of one start-up step, reported through ``on_progress``."""
+
+    name: StepName
+    state: StepState
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    """A cheap snapshot of the whole system (the TUI header polls it)."""
+
+    kafka: str  # starting | running | unreachable | stopped
+    api: str  # disabled | starting | running | failed | stopped
+    services: tuple[ServiceStatus, ...]
+    orders_per_s: float
+    total_lag: int | None
+    status_counts: dict[str, int]
+    bootstrap_servers: str
+    api_url: str | None
+    steps: tuple[StartupStep, ...] = ()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without signal handling: the process that embeds it owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn releases call this instead
+        return None
+
+
+@dataclass
+class _Counters:
+    """Samples of the total order count, to turn into orders/s."""
+
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
+
+    def add(self, total: int) -> float:
+        now = time.monotonic()
+        self.samples.append((now, total))
+        while len(self.samples) > 2 and now - self.samples[0][0] > RATE_WINDOW_S:
+            self.samples.popleft()
+        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class Runtime:
+    """Starts, watches and stops everything one orderdeck process runs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        services: Sequence[str] = SERVICE_NAMES,
+        with_api: bool = True,
+        keep_kafka: bool = False,
+        log_handler: logging.Handler | None = None,
+        on_progress: Callable[[StartupStep], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self.services = tuple(services)
+        self.with_api = with_api
+        self.keep_kafka = keep_kafka
+        self.names = TopicNames(prefix=settings.topic_prefix)
+        self.bootstrap_servers = settings.bootstrap_servers or f"127.0.0.1:{settings.kafka_port}"
+        self.api_url = settings.api_url
+        self.ack_timeout = ack_timeout
+        self._log_handler = log_handler
+        self._on_progress = on_progress
+        self._on_change = on_change
+        self._steps: dict[StepName, StartupStep] = {
+            n: StartupStep(n, "pending") for n in STEP_NAMES
+        }
+        self._local: LocalKafka | None = None
+        self._stop_local = False
+        self._store: Store | None = None
+        self._producer: EventProducer | None = None
+        self._server: _EmbeddedServer | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
+        self._inspector_task: asyncio.Task[GroupInspector] | None = None
+        self._stopping = asyncio.Event()
+        self._monitor: asyncio.Task[None] | None = None
+        self._saved_loggers: list[tuple[logging.Logger, bool, int]] = []
+        self._kafka_state = "stopped"
+        self._api_state = "disabled" if not with_api else "stopped"
+        self._counts: dict[str, int] = {}
+        self._orders_per_s = 0.0
+        self._total_lag: int | None = None
+        self._lags: dict[str, int] = {}
+        self._snapshot_at = 0.0
+        self._rate = _Counters()
+        self._started = False
+        self._running = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def running(self) -> bool:
+        """True between a completed start() and the beginning of stop()."""
+        return self._running
+
+    @property
+    def store(self) -> Store:
+        """The shared SQLite store (available once started)."""
+        if self._store is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._store
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The services' supervisor (available once started)."""
+        if self._supervisor is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._supervisor
+
+    @property
+    def producer(self) -> EventProducer:
+        """The producer the API and submit_order use (available once started)."""
+        if self._producer is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._producer
+
+    # ------------------------------------------------------------------ start
+
+    def _progress(self, name: StepName, state: StepState, message: str = "") -> None:
+        step = StartupStep(name, state, message)
+        self._steps[name] = step
+        if self._on_progress is not None:
+            self._on_progress(step)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:  # a UI callback must never take the runtime down
+                log.exception("on_change callback failed")
+
+    async def start(self) -> None:
+        """Start every part in order; on failure stop what started and raise OrderdeckError."""
+        self._route_logs()
+        self._started = True
+        step: StepName = "kafka"
+        try:
+            await self._start_kafka()
+            step = "topics"
+            await self._start_topics()
+            step = "api"
+            await self._start_store_and_api()
+            step = "services"
+            await self._start_services()
+        except asyncio.CancelledError:
+            self._progress(step, "failed", "cancelled")
+            await self.stop()
+            raise
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            self._progress(step, "failed", message)
+            await self.stop()
+            if isinstance(exc, OrderdeckError):
+                raise
+            raise OrderdeckError(f"{step} failed to start: {message}") from exc
+        self._counts = await asyncio.to_thread(self.store.status_counts)
+        self._rate.add(sum(self._counts.values()))
+        self._running = True
+        self._stopping.clear()
+        self._monitor = asyncio.create_task(self._watch(), name="orderdeck-runtime-monitor")
+
+    async def _start_kafka(self) -> None:
+        from orderdeck.kafka.probe import wait_until_ready
+
+        self._kafka_state = "starting"
+        if self.settings.uses_local_kafka:
+            from orderdeck.kafka.local import LocalKafka
+
+            self._progress("kafka", "running", "starting the local Apache Kafka")
+            local = LocalKafka(self.settings.data_dir, port=self.settings.kafka_port)
+            self._local = local
+            starting = asyncio.ensure_future(asyncio.to_thread(local.start))
+            try:
+                result = await asyncio.shield(starting)
+            except asyncio.CancelledError:
+                # The JVM is started by a thread nobody can interrupt: wait for it, so that
+                # stop() can stop the broker instead of leaving it behind.
+                with contextlib.suppress(Exception):
+                    late = await starting
+                    self._stop_local = not late.already_running and not self.keep_kafka
+                raise
+            # A broker this process did not start (kept by an earlier run, or serving another
+            # process) is left running.
+            self._stop_local = not result.already_running and not self.keep_kafka
+            self.bootstrap_servers = result.bootstrap_servers
+            how = "reusing the running" if result.already_running else "started the"
+            self._progress(
+                "kafka",
+                "done",
+                f"{how} local Kafka at {self.bootstrap_servers} ({result.seconds:.1f} s)",
+            )
+        else:
+            self._progress("kafka", "running", f"connecting to {self.bootstrap_servers}")
+            try:
+                await wait_until_ready(self.bootstrap_servers, KAFKA_READY_TIMEOUT_S)
+            except OrderdeckError:
+                raise
+            except Exception as exc:
+                raise KafkaUnavailableError(
+                    f"Kafka at {self.bootstrap_servers} did not answer: {exc}"
+                ) from exc
+            self._progress("kafka", "done", f"Kafka at {self.bootstrap_servers} answers")
+        self._kafka_state = "running"
+
+    async def _start_topics(self) -> None:
+        from orderdeck.kafka.topics import ensure_topics
+
+        self._progress("topics", "running", "creating topics")
+        await ensure_topics(
+            self.bootstrap_servers,
+            self.names,
+            partitions=self.settings.partitions,
+            replication_factor=self.settings.replication_factor,
+        )
+        self._progress("topics", "done", f"{len(self.names.all())} topics ready")
+
+    async def _start_store_and_api(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = await asyncio.to_thread(Store, self.settings.db_path)
+        producer = EventProducer(self.bootstrap_servers, client_id="orderdeck-api")
+        await producer.start()
+        self._producer = producer
+        if not self.with_api:
+            self._progress("api", "done", "API disabled")
+            return
+        self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
+        self._api_state = "starting"
+        app = create_app(
+            self._store, producer, self.names, health=self.health, ack_timeout=self.ack_timeout
+        )
+        config = uvicorn.Config(
+            app,
+            host=self.settings.api_host,
+            port=self.settings.api_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            server_header=False,
+        )
+        server = _EmbeddedServer(config)
+        self._server = server
+        self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
+        while not server.started:
+            if self._server_task.done():
+                self._api_state = "failed"
+                raise OrderdeckError(
+                    f"the API could not listen on {self.settings.api_host}:"
+                    f"{self.settings.api_port} (is the port in use?)"
+                )
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self.api_url = f"http://{self.settings.api_host}:{port}"
+        self._api_state = "running"
+        self._progress("api", "done", f"API at {self.api_url}")
+
+    async def _serve(self, server: _EmbeddedServer) -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits this way when it cannot bind
+            log.error("the API server failed to start")
+        finally:
+            if self._api_state == "running":
+                self._api_state = "stopped"
+
+    async def _start_services(self) -> None:
+        from orderdeck.services.supervisor import Supervisor
+
+        self._progress("services", "running", f"starting {', '.join(self.services)}")
+        supervisor = Supervisor(
+            self.bootstrap_servers,
+            self.settings.db_path,
+            self.names,
+            services=self.services,
+            on_change=self._changed,
+        )
+        self._supervisor = supervisor
+        await supervisor.start()
+        running = ", ".join(self.services) or "none"
+        try:
+            async with asyncio.timeout(JOIN_TIMEOUT_S):
+                await supervisor.wait_joined()
+        except TimeoutError:
+            self._progress("services", "done", f"started {running}; still joining their groups")
+        else:
+            self._progress("services", "done", f"running {running}")
+
+    def _route_logs(self) -> None:
+        if self._log_handler is None:
+            return
+        for name in ROUTED_LOGGERS:
+            logger = logging.getLogger(name)
+            self._saved_loggers.append((logger, logger.propagate, logger.level))
+            logger.addHandler(self._log_handler)
+            logger.propagate = False
+            if logger.level == logging.NOTSET:
+                logger.setLevel(logging.WARNING if name == "aiokafka" else logging.INFO)
+
+    def _unroute_logs(self) -> None:
+        for logger, propagate, level in reversed(self._saved_loggers):
+            if self._log_handler is not None:
+                logger.removeHandler(self._log_handler)
+            logger.propagate = propagate
+            logger.setLevel(level)
+        self._saved_loggers.clear()
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self) -> None:
+        """Stop in reverse order: monitor, services, API, producer, store, local Kafka."""
+        if not self._started:
+            return
+        self._started = False
+        self._running = False
+        if self._monitor is not None:
+            # Let the monitor finish what it is doing (it may be starting a Kafka client);
+            # cancel only if it does not notice in time.
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._monitor), STOP_PART_TIMEOUT_S)
+            except TimeoutError:
+                self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+            self._monitor = None
+        if self._supervisor is not None:
+            await self._bounded(self._supervisor.stop(), "services")
+        if self._server is not None and self._server_task is not None:
+            self._server.should_exit = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._server_task), STOP_PART_TIMEOUT_S)
+            except TimeoutError:
+                self._server.force_exit = True
+                await asyncio.gather(self._server_task, return_exceptions=True)
+            self._api_state = "stopped"
+            self._server = self._server_task = None
+        if self._inspector_task is not None:
+            starting, self._inspector_task = self._inspector_task, None
+            await asyncio.gather(starting, return_exceptions=True)
+            if not starting.cancelled() and starting.exception() is None:
+                await self._bounded(starting.result().close(), "group inspector")
+        if self._producer is not None:
+            await self._bounded(self._producer.stop(), "producer")
+            self._producer = None
+        if self._store is not None:
+            self._store.close()
+        if self._local is not None and self._stop_local:
+            await asyncio.to_thread(self._local.stop)
+        self._kafka_state = "stopped"
+        self._changed()
+        self._unroute_logs()
+
+    @staticmethod
+    async def _bounded(stopping: Any, what: str) -> None:
+        try:
+            await asyncio.wait_for(stopping, STOP_PART_TIMEOUT_S)
+        except TimeoutError:
+            log.error("%s did not stop within %.0f s", what, STOP_PART_TIMEOUT_S)
+        except Exception as exc:
+            log.error("%s failed while stopping: %s", what, exc)
+
+    # ------------------------------------------------------------------ status
+
+    async def _watch(self) -> None:
+        """Refresh the cached counts, rate, Kafka reachability and lag about once a second."""
+        tick = 0
+        while not self._stopping.is_set():
+            try:
+                counts = await asyncio.to_thread(self.store.status_counts)
+                self._counts = counts
+                self._orders_per_s = self._rate.add(sum(counts.values()))
+                if tick % LAG_EVERY_N_TICKS == 0:
+                    await self._refresh_kafka()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("status refresh failed: %s", exc)
+            self._changed()
+            tick += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), MONITOR_INTERVAL_S)
+
+    async def _refresh_kafka(self) -> None:
+        from orderdeck.kafka.probe import parse_bootstrap, probe_async
+
+        host, port = parse_bootstrap(self.bootstrap_servers)[0]
+        try:
+            answer = await probe_async(host, port, timeout=PROBE_TIMEOUT_S)
+            reachable = answer.ready
+        except Exception as exc:
+            log.debug("Kafka probe failed: %s", exc)
+            reachable = False
+        state = "running" if reachable else "unreachable"
+        if state != self._kafka_state:
+            log.warning("Kafka at %s is %s", self.bootstrap_servers, state)
+            self._kafka_state = state
+        if not reachable or not self.services:
+            return
+        if time.monotonic() - self._snapshot_at < LAG_MAX_AGE_S:
+            return  # somebody (the groups screen) asked very recently
+        try:
+            await asyncio.wait_for(self.group_snapshots(), LAG_TIMEOUT_S)
+        except Exception as exc:
+            log.debug("group snapshots failed: %s", exc)
+
+    def status(self) -> RuntimeStatus:
+        """The cached picture of the system; cheap enough to call on every repaint."""
+        services = tuple(self._supervisor.statuses()) if self._supervisor is not None else ()
+        return RuntimeStatus(
+            kafka=self._kafka_state,
+            api=self._api_state,
+            services=services,
+            orders_per_s=self._orders_per_s,
+            total_lag=self._total_lag,
+            status_counts=dict(self._counts),
+            bootstrap_servers=self.bootstrap_servers,
+            api_url=self.api_url if self.with_api else None,
+            steps=tuple(self._steps[n] for n in STEP_NAMES),
+        )
+
+    async def health(self) -> HealthReport:
+        """``GET /health``: Kafka reachable, services running, total lag."""
+        status = self.status()
+        lags = dict(self._lags)
+        services = [
+            ServiceHealth(name=s.name, state=s.state, instances=s.instances, lag=lags.get(s.group))
+            for s in status.services
+        ]
+        healthy = status.kafka == "running" and all(s.state == "running" for s in services)
+        return HealthReport(
+            status="ok" if healthy else "degraded",
+            kafka=KafkaHealth(
+                bootstrapServers=self.bootstrap_servers, reachable=status.kafka == "running"
+            ),
+            services=services,
+            totalLag=status.total_lag,
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    async def submit_order(
+        self, request: OrderRequest, *, idempotency_key: str | None = None
+    ) -> SubmittedOrder:
+        """Place an order exactly as ``POST /api/v1/orders`` does (same validation and path)."""
+        return await place_order(
+            request,
+            store=self.store,
+            producer=self.producer,
+            names=self.names,
+            idempotency_key=idempotency_key,
+            ack_timeout=self.ack_timeout,
+        )
+
+    def service_groups(self) -> list[str]:
+        """The consumer groups of the pipeline's services (named after their inbox topics)."""
+        return list(self.names.pipeline())
+
+    async def group_snapshots(self) -> list[GroupSnapshot]:
+        """Members, assignments and lag of the four service groups (standard admin calls)."""
+        inspector = await self._ensure_inspector()
+        snapshots = await inspector.describe(self.service_groups())
+        self._lags = {s.group: s.total_lag for s in snapshots}
+        self._total_lag = sum(self._lags.values())
+        self._snapshot_at = time.monotonic()
+        return snapshots
+
+    async def _ensure_inspector(self) -> GroupInspector:
+        # One inspector, started once, by a task of its own: a caller that gives up (a
+        # timeout) must not cancel a half-started client and leak its connections.
+        if self._inspector_task is None:
+            self._inspector_task = asyncio.create_task(
+                self._start_inspector(), name="orderdeck-group-inspector-start"
+            )
+        return await asyncio.shield(self._inspector_task)
+
+    async def _start_inspector(self) -> GroupInspector:
+        from orderdeck.kafka.admin import GroupInspector
+
+        inspector = GroupInspector(self.bootstrap_servers)
+        try:
+            await inspector.start()
+        except BaseException:
+            self._inspector_task = None  # try again on the next call
+            raise
+        return inspector
+
+    def open_tail(self, topics: Sequence[str], from_beginning: bool = False) -> TopicTail:
+        """A group-less tail of ``topics`` (the caller starts and stops it)."""
+        from orderdeck.kafka.tail import TopicTail
+
+        return TopicTail(self.bootstrap_servers, topics, from_beginning=from_beginning)

@@ -1,0 +1,45 @@
+"""Consumer groups: the four service groups, their members, offsets, lag and lag history.
+
+Refreshed from the app's one-per-second poll of ``runtime.group_snapshots`` (standard Kafka
+admin calls, the same numbers ``kafka-consumer-groups --describe`` prints). Pause a service
+or scale it on the Services screen and watch lag grow and drain, and partitions move
+between members, here.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Grid
+
+from orderdeck.events import PIPELINE_TOPICS
+from orderdeck.screens.base import DeckScreen
+from orderdeck.services import SERVICE_NAMES
+from orderdeck.widgets.group_panel import GroupPanel
+
+
+class GroupsScreen(DeckScreen):
+    """A 2x2 grid with one panel per service group."""
+
+    TITLE_TEXT = "Groups"
+
+    def body(self) -> ComposeResult:
+        with Grid(id="groups-grid"):
+            for index, (topic, service) in enumerate(
+                zip(PIPELINE_TOPICS, SERVICE_NAMES, strict=True)
+            ):
+                yield GroupPanel(topic, f"{topic}  ·  {service} service", id=f"group-{index}")
+
+    def refresh_live(self, *, full: bool) -> None:
+        if not full:
+            return
+        names = self.runtime.names
+        for panel in self.query(GroupPanel):
+            group = names.resolve(panel.group)
+            panel.show(self.live.snapshots.get(group), self.live.lag_history.get(group, ()))
+
+    def panel(self, logical_topic: str) -> GroupPanel:
+        """The panel of the group consuming ``logical_topic`` (for tests)."""
+        for panel in self.query(GroupPanel):
+            if panel.group == logical_topic:
+                return panel
+        raise KeyError(logical_topic)

@@ -1,0 +1,106 @@
+"""Pipeline: the four services and their topics as a chain, with what flows and what waits.
+
+The first screen people see. Each arrow is a topic with the events/s flowing into it and
+the lag of the group consuming it; each box a service with its counters. On the right:
+orders by final status, dead letters per topic, and the latest failures with their reason.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+
+from orderdeck.screens.base import DeckScreen
+from orderdeck.services import SERVICE_NAMES
+from orderdeck.widgets.formatting import clock, ellipsize, state_style
+from orderdeck.widgets.live_static import LiveStatic
+from orderdeck.widgets.pipeline_chain import PipelineChain
+
+FINAL_ORDER = ("confirmed", "rejected", "payment_declined", "cancelled")
+FAILURES_SHOWN = 8
+
+
+class PipelineScreen(DeckScreen):
+    """The chain of services and topics, status counts, dead letters and failures."""
+
+    TITLE_TEXT = "Pipeline"
+
+    def body(self) -> ComposeResult:
+        with Horizontal(id="pipeline-main"):
+            yield PipelineChain(SERVICE_NAMES, id="chain")
+            with Vertical(id="pipeline-side"):
+                yield LiveStatic(id="status-counts", classes="panel")
+                yield LiveStatic(id="dead-letters", classes="panel")
+        yield LiveStatic(id="failures", classes="panel")
+
+    def on_mount(self) -> None:
+        self.query_one("#status-counts").border_title = "Orders by status"
+        self.query_one("#dead-letters").border_title = "Dead letters"
+        self.query_one("#failures").border_title = "Recent failures"
+
+    def refresh_live(self, *, full: bool) -> None:
+        # Imported here, not at module level: this screen is part of the first frame and
+        # the event models take a while to build; by now the runtime has loaded them.
+        from orderdeck.events import dlq_topic
+
+        status = self.runtime.status()
+        chain = self.query_one(PipelineChain)
+        chain.show_api(status.api_url or "API disabled", status.api, status.orders_per_s)
+        for service in status.services:
+            chain.show_service(service, self.live.edge(service.inbox, service.group))
+        self._show_counts(status.status_counts)
+        self._show_dead_letters([(dlq_topic(s.inbox), s.dead_letters) for s in status.services])
+        if full:
+            self._show_failures()
+
+    def _show_counts(self, counts: dict[str, int]) -> None:
+        from orderdeck.events import FINAL_STATUSES
+
+        lines: list[Content] = []
+        for name in FINAL_ORDER:
+            lines.append(
+                Content.assemble(
+                    (f"{name:<17}", state_style(name)), (f"{counts.get(name, 0):>8,}", "bold")
+                )
+            )
+        in_flight = sum(n for s, n in counts.items() if s not in FINAL_STATUSES)
+        lines.append(Content.assemble((f"{'in flight':<17}", "cyan"), (f"{in_flight:>8,}", "bold")))
+        lines.append(
+            Content.assemble((f"{'total':<17}", "dim"), (f"{sum(counts.values()):>8,}", "bold"))
+        )
+        self.query_one("#status-counts", LiveStatic).show(Content("\n").join(lines))
+
+    def _show_dead_letters(self, rows: list[tuple[str, int]]) -> None:
+        lines = [
+            Content.assemble(
+                (f"{ellipsize(topic, 26):<27}", "dim" if not n else "red"),
+                (f"{n:>6,}", "bold red" if n else ""),
+            )
+            for topic, n in rows
+        ]
+        self.query_one("#dead-letters", LiveStatic).show(
+            Content("\n").join(lines) if lines else Content.styled("none", "dim")
+        )
+
+    def _show_failures(self) -> None:
+        try:
+            failures = self.runtime.supervisor.recent_failures()
+        except Exception:
+            failures = []
+        if not failures:
+            self.query_one("#failures", LiveStatic).show(Content.styled("none so far", "dim"))
+            return
+        lines = []
+        for failure in failures[-FAILURES_SHOWN:][::-1]:
+            mark = ("DLQ ", "bold red") if failure.dead_lettered else ("err ", "yellow")
+            lines.append(
+                Content.assemble(
+                    (clock(failure.at)[:8] + " ", "dim"),
+                    mark,
+                    (f"{failure.service} ", "bold"),
+                    (f"p{failure.partition}@{failure.offset} ", "dim"),
+                    (ellipsize(failure.reason, 80), ""),
+                )
+            )
+        self.query_one("#failures", LiveStatic).show(Content("\n").join(lines))

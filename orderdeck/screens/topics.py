@@ -1,0 +1,263 @@
+"""Topics: a live tail of one topic (the four pipeline topics and their dead-letter topics).
+
+The tail is group-less (``runtime.open_tail``), so watching never joins or disturbs the
+services' groups. A worker pulls batches and posts *one message per batch*; the view keeps a
+bounded ring and renders only visible lines, so thousands of events per second leave the
+keyboard responsive. Filter by order id or event type, pause and resume (the tail's position
+is kept), and restart from the earliest or the latest offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.highlight import highlight
+from textual.message import Message
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from orderdeck.events import dlq_topic
+from orderdeck.screens.base import DeckScreen
+from orderdeck.widgets.formatting import clock_ms
+from orderdeck.widgets.live_static import LiveStatic
+from orderdeck.widgets.record_view import RecordView, header_text, matches
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.tail import TailRecord
+
+BATCH_MAX_RECORDS = 1000
+BATCH_TIMEOUT_MS = 200
+#: Batches posted but not yet shown; beyond this the worker waits (backpressure).
+MAX_PENDING_BATCHES = 4
+HISTORY = 10_000
+
+
+class TailBatch(Message):
+    """Records from the tail worker; ``generation`` drops batches of a replaced tail."""
+
+    def __init__(self, generation: int, records: list[TailRecord]) -> None:
+        super().__init__()
+        self.generation = generation
+        self.records = records
+
+
+class TailFailed(Message):
+    """The tail could not start or broke; shown in the tail's status line."""
+
+    def __init__(self, generation: int, reason: str) -> None:
+        super().__init__()
+        self.generation = generation
+        self.reason = reason
+
+
+class TopicsScreen(DeckScreen):
+    """Topic list on the left; the live records, a filter and the selected record's JSON."""
+
+    TITLE_TEXT = "Topics"
+    AUTO_FOCUS = "#records"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("e", "restart(True)", "Earliest"),
+        Binding("l", "restart(False)", "Latest"),
+        Binding("slash", "focus_filter", "Filter", key_display="/"),
+        Binding("f", "follow", "Follow", show=False),
+        Binding("t", "focus_topics", "Topics", show=False),
+        Binding("escape", "focus_records", "Records", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.topic: str | None = None
+        self.from_beginning = False
+        self.paused = False
+        self.error: str | None = None
+        #: True once the current tail is assigned and positioned (tests wait for it).
+        self.tail_ready = False
+        self._generation = 0
+        self._pending = 0
+        self._tail_go = asyncio.Event()
+        self._tail_go.set()
+        self._rate = 0.0
+        self._rate_mark: tuple[float, int] | None = None
+
+    def body(self) -> ComposeResult:
+        with Horizontal(id="topics-main"):
+            yield OptionList(id="topic-list")
+            with Vertical(id="tail-pane"):
+                with Horizontal(id="tail-bar"):
+                    yield Input(placeholder="filter: order id or event type", id="filter")
+                    yield LiveStatic(id="tail-state")
+                yield LiveStatic(id="tail-header")
+                yield RecordView(HISTORY, id="records")
+                yield Static(id="record-json")
+
+    def on_mount(self) -> None:
+        self.query_one("#topic-list").border_title = "Topics"
+        self.query_one("#record-json").border_title = "Record"
+
+    def on_screen_resume(self) -> None:
+        # Records that arrived while another screen was shown could not scroll a hidden view.
+        view = self.query_one(RecordView)
+        if view.follow:
+            view.scroll_end(animate=False, x_axis=False)
+
+    def refresh_live(self, *, full: bool) -> None:
+        topics = self.query_one("#topic-list", OptionList)
+        if topics.option_count == 0:
+            for topic in self.runtime.names.pipeline():
+                topics.add_option(Option(topic.removeprefix(self.runtime.names.prefix), id=topic))
+                topics.add_option(Option("  └ .dlq", id=dlq_topic(topic)))
+            topics.highlighted = 0
+            self.start_tail(self.runtime.names.orders)
+        self._show_state()
+
+    # ------------------------------------------------------------------ tail
+
+    def start_tail(self, topic: str, from_beginning: bool | None = None) -> None:
+        """(Re)start tailing ``topic``; the previous tail is stopped first."""
+        self.topic = topic
+        if from_beginning is not None:
+            self.from_beginning = from_beginning
+        self.error = None
+        self.tail_ready = False
+        self._generation += 1
+        self._pending = 0
+        self._rate_mark = None
+        self.query_one(RecordView).clear()
+        self._run_tail(self._generation, topic, self.from_beginning)
+        self._show_state()
+
+    @work(group="tail", exclusive=True, exit_on_error=False, name="topic tail")
+    async def _run_tail(self, generation: int, topic: str, from_beginning: bool) -> None:
+        worker = get_current_worker()
+        tail = self.runtime.open_tail([topic], from_beginning)
+        try:
+            await tail.start()
+            if generation == self._generation:
+                self.tail_ready = True
+            while not worker.is_cancelled:
+                await self._tail_go.wait()
+                if self._pending >= MAX_PENDING_BATCHES:
+                    await asyncio.sleep(0.02)
+                    continue
+                batch = await tail.next_batch(BATCH_MAX_RECORDS, BATCH_TIMEOUT_MS)
+                if batch:
+                    self._pending += 1
+                    self.post_message(TailBatch(generation, batch))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.post_message(TailFailed(generation, str(exc) or type(exc).__name__))
+        finally:
+            await tail.stop()
+
+    def on_tail_batch(self, message: TailBatch) -> None:
+        if message.generation != self._generation:
+            return
+        self._pending = max(0, self._pending - 1)
+        self.query_one(RecordView).add_batch(message.records)
+
+    def on_tail_failed(self, message: TailFailed) -> None:
+        if message.generation == self._generation:
+            self.error = message.reason
+            self._show_state()
+
+    # ------------------------------------------------------------------ view
+
+    @on(OptionList.OptionSelected, "#topic-list")
+    def _topic_chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id and event.option.id != self.topic:
+            self.start_tail(event.option.id)
+        self.query_one(RecordView).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(RecordView).set_filter(matches(event.value))
+        self._show_state()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one(RecordView).focus()
+
+    def on_record_view_selected(self, message: RecordView.Selected) -> None:
+        self._show_record(message.record)
+
+    def on_resize(self) -> None:
+        view = self.query_one(RecordView)
+        self.query_one("#tail-header", LiveStatic).show(header_text(view.size.width or 96))
+
+    def _show_record(self, record: TailRecord | None) -> None:
+        panel = self.query_one("#record-json", Static)
+        if record is None:
+            panel.border_subtitle = ""
+            panel.update(Content.styled("no record selected", "dim"))
+            return
+        when = clock_ms(record.timestamp_ms)
+        panel.border_subtitle = f"{record.topic} p{record.partition} @ {record.offset} · {when}"
+        headers = "  ".join(f"{k}={v.decode('utf-8', 'replace')}" for k, v in record.headers)
+        body = highlight(record.pretty_json(), language="json")
+        panel.update(Content.assemble((headers + "\n", "dim"), body) if headers else body)
+
+    def _show_state(self) -> None:
+        view = self.query_one(RecordView)
+        now = self.deck.clock()
+        if self._rate_mark is None:
+            self._rate_mark = (now, view.received)
+        elif now - self._rate_mark[0] >= 1.0:
+            then, seen = self._rate_mark
+            self._rate = (view.received - seen) / (now - then)
+            self._rate_mark = (now, view.received)
+        if self.error:
+            state = Content.styled(f"✘ {self.error}", "bold red")
+        else:
+            mode = ("⏸ paused", "bold yellow") if self.paused else ("● live", "bold green")
+            start = "earliest" if self.from_beginning else "latest"
+            follow = "following" if view.follow else "scrolled"
+            state = Content.assemble(
+                mode,
+                (f" from {start} · ", "dim"),
+                (f"{view.shown:,}", "bold"),
+                (f"/{view.kept:,} kept · {self._rate:,.0f}/s · {follow}", "dim"),
+            )
+        self.query_one("#tail-state", LiveStatic).show(state)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_toggle_pause(self) -> None:
+        """Stop pulling records (the tail keeps its position) or carry on."""
+        self.paused = not self.paused
+        if self.paused:
+            self._tail_go.clear()
+        else:
+            self._tail_go.set()
+        self._show_state()
+
+    def action_restart(self, from_beginning: bool) -> None:
+        """Start the tail again from the earliest or the latest offset."""
+        if self.topic is not None:
+            self.start_tail(self.topic, from_beginning)
+
+    def action_focus_filter(self) -> None:
+        """Put the cursor in the filter box."""
+        self.query_one("#filter", Input).focus()
+
+    def action_focus_topics(self) -> None:
+        """Move to the topic list."""
+        self.query_one("#topic-list", OptionList).focus()
+
+    def action_focus_records(self) -> None:
+        """Back to the records."""
+        self.query_one(RecordView).focus()
+
+    def action_follow(self) -> None:
+        """Jump to the newest record and keep following."""
+        self.query_one(RecordView).action_follow()
+        self._show_state()

@@ -1,0 +1,594 @@
+"""The loop every service runs: consume a batch -> one SQLite transaction -> produce -> commit.
+
+Guarantees, and why the steps are in this order:
+
+1. ``getmany`` returns a batch of records (auto-commit is off).
+2. In ONE ``BEGIN IMMEDIATE`` transaction, for each record: decode it; claim its ``eventId``
+   for this service by recording the journey hop (where the record sat in Kafka) — if it was
+   claimed before, this is a replay and nothing changes; otherwise apply the handler's state
+   change and append the outgoing events to the outbox. One transaction per batch, not per
+   record, is what makes the pipeline fast.
+3. After the commit, the batch's outbox rows are produced as record batches and every ack is
+   awaited (``acks=all``, idempotent producer). They are marked sent in the next batch's
+   transaction (or after an idle poll).
+4. Only then are the consumer offsets committed.
+
+A crash between any two steps loses nothing: before 2 the records are redelivered; between 2
+and 3 the outbox rows are still unsent and are produced when the service starts again (and by a
+periodic sweep for rows a dead peer left behind); between 3 and 4 the records are redelivered
+and recognised as processed. Downstream consumers are idempotent by event id, and outgoing
+event ids are derived from the incoming one, so a resent row is a harmless duplicate.
+
+Poison records — bytes that do not decode, an unknown type, a type that does not belong in
+this inbox, or a record whose handler fails :data:`MAX_ATTEMPTS` times — are written (through
+the same outbox) to ``<topic>.dlq`` with ``dlq-*`` headers plus the original headers, and the
+partition moves on. A batch first runs without savepoints; if a handler raises, the
+transaction is rolled back and the batch runs again with one savepoint per record, so the
+failing record is retried and dead-lettered alone while the rest of the batch commits.
+Transient failures (SQLite busy, retriable Kafka errors) are retried here with backoff;
+anything else ends :meth:`ServiceWorker.run` with the exception so the supervisor restarts
+the worker.
+
+SQLite work runs on the store's own thread (see ``Store.run``; the workers of a process share
+one store), so the event loop, which may also serve the API, never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import TypeAdapter, ValidationError
+
+from orderdeck.events import (
+    Event,
+    PoisonRecordError,
+    TopicNames,
+    decode,
+    dlq_topic,
+    encode,
+    headers_for,
+)
+from orderdeck.kafka.producer import EventProducer
+from orderdeck.services import FailureRecord
+from orderdeck.store import OutboxRow, Store, WriteTx
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+BATCH_MAX_RECORDS = 500
+POLL_TIMEOUT_MS = 50
+#: Unsent outbox rows older than this are swept up by any worker of the same service.
+STALE_OUTBOX_S = 5.0
+SWEEP_INTERVAL_S = 5.0
+PRUNE_INTERVAL_S = 60.0
+SEND_ATTEMPTS = 5
+UNSENT_PAGE = 1000
+#: How long stopping may wait for the consumer to leave the group (Kafka may be down).
+CLOSE_TIMEOUT_S = 3.0
+_OUT_KEY = b"orderdeck-derived-event-id"
+
+T = TypeVar("T")
+
+
+def derived_event_id(incoming_event_id: str, out_type: str) -> str:
+    """The id of the event a handler emits for an incoming event: stable across retries.
+
+    A name-based UUID (16 bytes of BLAKE2b of the incoming id and the outgoing type, in the
+    usual 8-4-4-4-12 form); cheaper than ``uuid.uuid5`` on the hot path.
+    """
+    h = hashlib.blake2b(
+        f"{incoming_event_id}:{out_type}".encode(), digest_size=16, key=_OUT_KEY
+    ).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Service(ABC):
+    """One step of the pipeline: which inbox it reads and what it does with each event."""
+
+    #: Service name, one of ``SERVICE_NAMES``.
+    name: str
+    #: Logical inbox topic (``order-events``, ...).
+    inbox: str
+    #: Event types that belong in the inbox; anything else is dead-lettered.
+    accepts: frozenset[str]
+
+    @abstractmethod
+    def handle(self, tx: WriteTx, event: Any) -> Sequence[Any]:
+        """Apply ``event`` inside ``tx`` and return the events to emit (may be empty).
+
+        Runs on the worker's database thread. Must be deterministic given the database state:
+        it may run again after a rollback.
+        """
+
+
+@dataclass
+class ServiceCounters:
+    """Counters shared by every instance of a service (they survive restarts)."""
+
+    processed: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    dead_letters: int = 0
+
+
+@dataclass
+class _BatchResult:
+    outbox: list[OutboxRow] = field(default_factory=list)
+    processed: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    failures: list[FailureRecord] = field(default_factory=list)
+
+
+_EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def decode_record(value: bytes | None) -> Event:
+    """``events.decode`` with a fast path: pydantic parses the JSON bytes itself.
+
+    Anything the fast path refuses (a legacy-shape order, a poison record) goes through
+    ``events.decode``, which converts it or raises PoisonRecordError with the reason.
+    """
+    if value is not None:
+        try:
+            return _EVENTS.validate_json(value)
+        except ValidationError:
+            pass
+    return decode(value)
+
+
+class _HandlerFailed(Exception):
+    """A handler raised while the batch ran without savepoints: rerun it isolated."""
+
+    index = -1  # position of the failing record in the batch
+
+
+def _is_transient_sqlite(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: ServiceWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # A batch in flight commits its offsets as its last step; wait for it so the next
+        # owner of these partitions starts after our last processed record.
+        async with self._worker._batch_lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        worker = self._worker
+        worker.assigned = frozenset(assigned)
+        if worker.paused and assigned and worker._consumer is not None:
+            worker._consumer.pause(*assigned)
+        worker.joined.set()
+
+
+class ServiceWorker:
+    """One consumer instance of a service (several may share the group)."""
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        bootstrap_servers: str,
+        store_path: Path,
+        names: TopicNames,
+        counters: ServiceCounters | None = None,
+        instance: int = 0,
+        paused: bool = False,
+        on_failure: Callable[[FailureRecord], None] | None = None,
+        on_batch: Callable[[], None] | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.service = service
+        self.bootstrap_servers = bootstrap_servers
+        self.store_path = store_path
+        self.names = names
+        self.topic = names.resolve(service.inbox)
+        self.group = self.topic
+        self.counters = counters or ServiceCounters()
+        self.instance = instance
+        self.paused = paused
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        self.joined = asyncio.Event()
+        self._on_failure = on_failure
+        self._on_batch = on_batch
+        self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: EventProducer | None = None
+        # A shared store (the supervisor's) is used as is; otherwise the worker opens its own.
+        self._store: Store | None = store
+        self._owns_store = store is None
+        self._last_sweep = 0.0
+        self._sent_pending: list[int] = []
+        self._last_prune = 0.0
+
+    # -- control
+
+    def request_stop(self) -> None:
+        """Ask the loop to finish its batch, commit and leave the group."""
+        self._stopping.set()
+
+    def pause(self) -> None:
+        """Stop fetching (group membership is kept, so lag grows while paused)."""
+        self.paused = True
+        if self._consumer is not None and self.assigned:
+            self._consumer.pause(*self.assigned)
+
+    def resume(self) -> None:
+        """Fetch again from the committed position."""
+        self.paused = False
+        if self._consumer is not None and self.assigned:
+            self._consumer.resume(*self.assigned)
+
+    # -- lifecycle
+
+    async def run(self) -> None:
+        """Consume until :meth:`request_stop`; raises on a failure the supervisor must handle."""
+        try:
+            if self._store is None:
+                self._store = await asyncio.to_thread(Store, self.store_path)
+            self._producer = EventProducer(
+                self.bootstrap_servers, client_id=f"orderdeck-{self.service.name}-out"
+            )
+            await self._producer.start()
+            await self._send_unsent(older_than_s=0.0)
+            self._last_sweep = self._last_prune = time.monotonic()
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=self.group,
+                client_id=f"orderdeck-{self.service.name}-{self.instance}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=50,
+                max_poll_records=BATCH_MAX_RECORDS,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+                request_timeout_ms=10_000,
+            )
+            self._consumer.subscribe([self.topic], listener=_Rebalance(self))
+            await self._consumer.start()
+            await self._loop()
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._consumer is not None:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self._consumer.stop()  # leaves the group
+            except Exception:  # pragma: no cover - best effort on the way out
+                log.exception("%s: consumer stop failed", self.service.name)
+            self._consumer = None
+        if self._producer is not None:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self._producer.stop()
+            except Exception:  # pragma: no cover
+                log.exception("%s: producer stop failed", self.service.name)
+            self._producer = None
+        if self._store is not None:
+            if self._sent_pending:
+                try:
+                    await self._flush_sent()
+                except Exception:  # pragma: no cover - they are resent after a restart
+                    log.exception("%s: could not mark outbox rows sent", self.service.name)
+            store = self._store
+            self._store = None
+            if self._owns_store:
+                await asyncio.to_thread(store.close)
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS
+            )
+            if batch:
+                async with self._batch_lock:
+                    await self._process(batch)
+            elif self._sent_pending:
+                await self._flush_sent()
+            await self._housekeeping()
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep >= SWEEP_INTERVAL_S:
+            self._last_sweep = now
+            await self._send_unsent(older_than_s=STALE_OUTBOX_S)
+        if now - self._last_prune >= PRUNE_INTERVAL_S:
+            self._last_prune = now
+            assert self._store is not None
+            await self._with_retry(self._store.prune_outbox)
+
+    # -- one batch
+
+    async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
+        sent = self._sent_pending
+        result = await self._with_retry(self._apply_batch, records, sent)
+        self._sent_pending = []
+        await self._send(result.outbox)
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+        await self._commit(offsets)
+        c = self.counters
+        c.processed += result.processed
+        c.duplicates += result.duplicates
+        c.errors += result.errors
+        c.dead_letters += sum(1 for f in result.failures if f.dead_lettered)
+        for failure in result.failures:
+            log.warning(
+                "%s: %s %s[%d]@%d: %s",
+                self.service.name,
+                "dead-lettered" if failure.dead_lettered else "failed",
+                failure.topic,
+                failure.partition,
+                failure.offset,
+                failure.reason,
+            )
+            if self._on_failure is not None:
+                self._on_failure(failure)
+        if self._on_batch is not None:
+            self._on_batch()
+
+    def _apply_batch(self, records: Sequence[Any], sent: Sequence[int]) -> _BatchResult:
+        """Runs on the database thread: the whole batch in one write transaction.
+
+        The batch is first applied without savepoints (the common case costs nothing extra).
+        If any handler raises, that transaction is rolled back and the batch is applied again
+        with one savepoint per record, so the failing record is retried and dead-lettered
+        alone while the rest of the batch commits.
+
+        ``sent`` are outbox rows of earlier batches that Kafka has acknowledged; marking them
+        here saves a transaction per batch.
+        """
+        assert self._store is not None
+        try:
+            return self._apply_all(records, sent, isolate=False)
+        except _HandlerFailed as failed:
+            # The failed run counts as the record's first attempt.
+            return self._apply_all(records, sent, isolate=True, failed_once=failed.index)
+
+    def _apply_all(
+        self,
+        records: Sequence[Any],
+        sent: Sequence[int],
+        isolate: bool,
+        failed_once: int | None = None,
+    ) -> _BatchResult:
+        assert self._store is not None
+        result = _BatchResult()
+        with self._store.write() as tx:
+            if sent:
+                tx.mark_sent(sent)
+            for index, record in enumerate(records):
+                tried = 1 if index == failed_once else 0
+                result.errors += tried
+                try:
+                    self._apply_record(tx, record, result, isolate, tried)
+                except _HandlerFailed as failed:
+                    failed.index = index
+                    raise
+            result.outbox = list(tx.outbox)
+        return result
+
+    def _apply_record(
+        self, tx: WriteTx, record: Any, result: _BatchResult, isolate: bool, tried: int = 0
+    ) -> None:
+        service = self.service
+        try:
+            event = decode_record(record.value)
+        except PoisonRecordError as exc:
+            self._dead_letter(tx, record, exc.reason, result)
+            return
+        except Exception as exc:  # e.g. RecursionError on absurdly nested JSON
+            self._dead_letter(tx, record, f"undecodable: {type(exc).__name__}: {exc}", result)
+            return
+        if event.type not in service.accepts:
+            reason = f"event type {event.type} does not belong in {self.topic}"
+            self._dead_letter(tx, record, reason, result)
+            return
+        if not isolate:
+            try:
+                self._handle(tx, record, event, result)
+            except sqlite3.OperationalError as exc:
+                if _is_transient_sqlite(exc):
+                    raise
+                raise _HandlerFailed from exc
+            except Exception as exc:
+                raise _HandlerFailed from exc
+            return
+        error: BaseException | None = None
+        for _attempt in range(tried, MAX_ATTEMPTS):
+            try:
+                with tx.savepoint():
+                    self._handle(tx, record, event, result)
+                return
+            except sqlite3.OperationalError as exc:
+                if _is_transient_sqlite(exc):
+                    raise  # the whole batch is retried
+                error = exc
+            except Exception as exc:
+                error = exc
+            result.errors += 1
+            result.failures.append(self._failure(record, f"{type(error).__name__}: {error}", False))
+        if error is None:  # pragma: no cover - MAX_ATTEMPTS >= 1
+            error = RuntimeError("no attempt left")
+        reason = f"handler failed {MAX_ATTEMPTS} times: {type(error).__name__}: {error}"
+        self._dead_letter(tx, record, reason, result, event)
+
+    def _handle(self, tx: WriteTx, record: Any, event: Event, result: _BatchResult) -> None:
+        service = self.service
+        fresh = tx.consume(
+            service.name,
+            order_id=event.orderId,
+            event_id=event.eventId,
+            event_type=event.type,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+        )
+        if not fresh:
+            result.duplicates += 1
+            result.processed += 1
+            return
+        for out in service.handle(tx, event):
+            self._emit(tx, out)
+        result.processed += 1
+
+    def _emit(self, tx: WriteTx, event: Event) -> None:
+        tx.add_outbox(
+            self.service.name,
+            self.names.resolve(event.topic),
+            event.orderId.encode(),
+            encode(event),
+            headers_for(event),
+        )
+
+    def _dead_letter(
+        self,
+        tx: WriteTx,
+        record: Any,
+        reason: str,
+        result: _BatchResult,
+        event: Event | None = None,
+    ) -> None:
+        # Marked processed under its position so a replay of the same record (an offset
+        # reset) does not dead-letter it a second time.
+        position = f"dlq:{record.topic}:{record.partition}:{record.offset}"
+        with tx.savepoint():
+            if not tx.mark_processed(self.service.name, position):
+                result.duplicates += 1
+                return
+            if event is not None:
+                # The event itself is settled too: redelivery must not retry it.
+                tx.consume(
+                    self.service.name,
+                    order_id=event.orderId,
+                    event_id=event.eventId,
+                    event_type=event.type,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    timestamp_ms=record.timestamp,
+                )
+            headers = [
+                ("dlq-reason", reason.encode()),
+                ("dlq-original-topic", record.topic.encode()),
+                ("dlq-original-partition", str(record.partition).encode()),
+                ("dlq-original-offset", str(record.offset).encode()),
+                ("dlq-service", self.service.name.encode()),
+                *[(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq-")],
+            ]
+            tx.add_outbox(
+                self.service.name, dlq_topic(record.topic), record.key, record.value, headers
+            )
+        result.failures.append(self._failure(record, reason, True))
+
+    def _failure(self, record: Any, reason: str, dead_lettered: bool) -> FailureRecord:
+        return FailureRecord(
+            at=datetime.now(UTC),
+            service=self.service.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+            dead_lettered=dead_lettered,
+        )
+
+    # -- after the transaction
+
+    async def _send(self, rows: Sequence[OutboxRow]) -> None:
+        """Produce rows as record batches and await every ack (retrying transient errors).
+
+        The rows are marked sent with the next batch's transaction, or after an idle poll. A
+        crash before that only means they are sent once more after the restart.
+        """
+        if not rows:
+            return
+        assert self._producer is not None
+        records = [(r.topic, r.key, r.value, r.headers) for r in rows]
+        delay = 0.1
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await self._producer.send_many(records)
+                break
+            except KafkaError as exc:
+                if not exc.retriable or attempt == SEND_ATTEMPTS:
+                    raise
+                # Resending rows that did arrive is harmless: consumers skip known event ids.
+                log.warning("%s: produce failed (%s); retrying", self.service.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._sent_pending.extend(r.id for r in rows)
+
+    async def _flush_sent(self) -> None:
+        assert self._store is not None
+        sent, self._sent_pending = self._sent_pending, []
+        await self._with_retry(self._store.mark_sent, sent)
+
+    async def _send_unsent(self, older_than_s: float) -> None:
+        """Produce outbox rows that a crash (or a dead peer) left unsent: one pass, oldest first.
+
+        One pass, so that rows a live peer keeps writing are not chased forever.
+        """
+        assert self._store is not None
+        after_id = 0
+        while True:
+            rows = await self._with_retry(
+                self._store.unsent_outbox, self.service.name, older_than_s, UNSENT_PAGE, after_id
+            )
+            if not rows:
+                return
+            log.info("%s: sending %d unsent outbox rows", self.service.name, len(rows))
+            await self._send(rows)
+            await self._flush_sent()
+            if len(rows) < UNSENT_PAGE:
+                return
+            after_id = rows[-1].id
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced; the new owner redelivers these records and they are
+            # recognised as processed.
+            log.info("%s: commit skipped after rebalance: %s", self.service.name, exc)
+
+    # -- database thread
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._store is not None
+        return await self._store.run(fn, *args)
+
+    async def _with_retry(self, fn: Callable[..., T], *args: Any) -> T:
+        delay = 0.05
+        while True:
+            try:
+                return await self._db(fn, *args)
+            except sqlite3.OperationalError as exc:
+                if not _is_transient_sqlite(exc) or (self._stopping.is_set() and delay > 1):
+                    raise
+                log.warning("%s: database busy (%s); retrying", self.service.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)

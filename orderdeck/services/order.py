@@ -1,0 +1,75 @@
+"""The order service: turns an accepted order into a payment request, or rejects it.
+
+Inbox ``order-events`` (OrderPlaced, including records in the original project's shape, which
+``events.decode`` converts). The service checks every product against the catalog, stores the
+order as ``pending`` with the catalog prices of this moment, and asks for payment of the total.
+An order naming an unknown product is rejected (OrderRejected -> notification). An OrderPlaced
+that reuses an existing order id under another event id is ignored: it must not touch the
+order it collides with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from orderdeck.events import (
+    ORDER_EVENTS,
+    OrderPlaced,
+    OrderRejected,
+    OrderRejectedPayload,
+    PaymentRequested,
+    PaymentRequestedPayload,
+    PricedLineItem,
+)
+from orderdeck.services.base import Service, derived_event_id
+from orderdeck.store import WriteTx
+
+
+class OrderService(Service):
+    """Validate and price orders."""
+
+    name = "order"
+    inbox = ORDER_EVENTS
+    accepts = frozenset({"OrderPlaced"})
+
+    def handle(self, tx: WriteTx, event: Any) -> Sequence[Any]:
+        assert isinstance(event, OrderPlaced)
+        order_id = event.orderId
+        customer = event.payload.customerId
+        items = event.payload.items
+        prices = tx.product_prices([i.productId for i in items])
+        unknown = sorted({i.productId for i in items if i.productId not in prices})
+        if unknown:
+            if not tx.register_order(event):
+                return []
+            return [
+                OrderRejected(
+                    eventId=derived_event_id(event.eventId, "OrderRejected"),
+                    orderId=order_id,
+                    correlationId=order_id,
+                    payload=OrderRejectedPayload(
+                        customerId=customer, reason="unknown product: " + ", ".join(unknown)
+                    ),
+                )
+            ]
+        priced = [
+            PricedLineItem(
+                productId=i.productId, quantity=i.quantity, unitPriceCents=prices[i.productId]
+            )
+            for i in items
+        ]
+        if not tx.accept_order(event, priced):
+            return []
+        return [
+            PaymentRequested(
+                eventId=derived_event_id(event.eventId, "PaymentRequested"),
+                orderId=order_id,
+                correlationId=order_id,
+                payload=PaymentRequestedPayload(
+                    customerId=customer,
+                    items=priced,
+                    amountCents=sum(i.unitPriceCents * i.quantity for i in priced),
+                ),
+            )
+        ]

@@ -1,0 +1,1057 @@
+"""The pipeline's durable state in SQLite: the only module in orderdeck that speaks SQL.
+
+One database file is shared by every process of a deployment (the API and any number of
+``orderdeck serve`` processes). That is safe because:
+
+* the database runs in WAL mode, so readers never block the single writer and vice versa;
+* every write is a ``BEGIN IMMEDIATE`` transaction, which takes the write lock up front (a
+  deferred transaction that upgrades to a writer can fail with "database is locked" at once,
+  without waiting), and ``busy_timeout`` makes a second writer wait instead of failing;
+* ``synchronous=NORMAL``: in WAL mode a commit is atomic and survives a process crash; only a
+  power loss can drop the last commits, which Kafka redelivery then repairs.
+
+Services write through :meth:`Store.write`, one transaction per consumed batch, in which a
+handler records the hop of the order's journey (the journey row, keyed by ``eventId``, is also
+the record that the event was processed, so a replay is recognised), applies its state change
+and appends its outgoing events to the outbox. The uniqueness constraints
+below make every effect happen at most once even if an event is replayed under another id:
+one charge, one refund and one decline per order, one reservation per order, one
+notification of each type per order.
+
+Payment rules (simulated, deterministic):
+
+1. a customer id starting with ``declined-`` is always declined;
+2. a customer whose outstanding charges (charges minus refunds) plus this order would exceed
+   :data:`CREDIT_LIMIT_CENTS` (5,000.00) is declined;
+3. otherwise the order is charged its full amount.
+
+Order statuses move forward only: ``placed`` (accepted by the API) -> ``pending`` (priced by the
+order service) -> ``paid`` -> ``reserved`` -> ``confirmed``; or ``paid`` -> ``out_of_stock`` ->
+``refunded`` -> ``cancelled``; or ``payment_declined`` / ``rejected``. A final status is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import from_json, to_json
+
+from orderdeck.events import FINAL_STATUSES, LineItem, OrderPlaced, PricedLineItem
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "inventory.json"
+CREDIT_LIMIT_CENTS = 500_000
+DECLINED_PREFIX = "declined-"
+BUSY_TIMEOUT_MS = 10_000
+CACHE_KIB = 32 * 1024
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS products (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    price_cents INTEGER NOT NULL CHECK (price_cents >= 0),
+    stock       INTEGER NOT NULL CHECK (stock >= 0),
+    reserved    INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0)
+);
+CREATE TABLE IF NOT EXISTS orders (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    customer_id     TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    amount_cents    INTEGER NOT NULL DEFAULT 0,
+    refunded_cents  INTEGER NOT NULL DEFAULT 0,
+    source          TEXT NOT NULL DEFAULT 'api',
+    placed_event_id TEXT NOT NULL,
+    history         TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_status ON orders (status, seq);
+CREATE TABLE IF NOT EXISTS order_items (
+    order_id         TEXT NOT NULL,
+    line             INTEGER NOT NULL,
+    product_id       TEXT NOT NULL,
+    quantity         INTEGER NOT NULL,
+    unit_price_cents INTEGER NOT NULL,
+    PRIMARY KEY (order_id, line)
+);
+CREATE TABLE IF NOT EXISTS payments (
+    order_id     TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('charge', 'refund', 'decline')),
+    customer_id  TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),
+    event_id     TEXT NOT NULL,
+    reason       TEXT,
+    created_at   TEXT NOT NULL,
+    UNIQUE (order_id, kind)
+);
+CREATE INDEX IF NOT EXISTS payments_customer ON payments (customer_id, kind);
+CREATE UNIQUE INDEX IF NOT EXISTS payments_decision ON payments (order_id)
+    WHERE kind IN ('charge', 'decline');
+CREATE TABLE IF NOT EXISTS reservations (
+    order_id   TEXT PRIMARY KEY,
+    outcome    TEXT NOT NULL CHECK (outcome IN ('reserved', 'out_of_stock')),
+    items_json TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    order_id    TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    UNIQUE (order_id, type)
+);
+CREATE TABLE IF NOT EXISTS journey (
+    event_id     TEXT PRIMARY KEY,
+    order_id     TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    partition    INTEGER NOT NULL,
+    "offset"     INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    service      TEXT,
+    processed_at TEXT
+);
+CREATE INDEX IF NOT EXISTS journey_order ON journey (order_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    service      TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    key          BLOB,
+    value        BLOB,
+    headers_json TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    sent_at      TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (service, id) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key           TEXT PRIMARY KEY,
+    request_hash  TEXT NOT NULL,
+    order_id      TEXT NOT NULL,
+    response_json TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+"""
+
+
+_FINAL_LIST = sorted(FINAL_STATUSES)
+_FINAL_MARKS = ",".join("?" * len(_FINAL_LIST))
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO-8601 with milliseconds and a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ----------------------------------------------------------------------------- read models
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Product(_View):
+    """A catalog entry with its live stock (available now) and what is reserved."""
+
+    id: str
+    name: str
+    priceCents: int
+    stock: int
+    reserved: int
+
+
+class OrderItemView(_View):
+    """One line of an order with the price the order service charged for it."""
+
+    productId: str
+    quantity: int
+    unitPriceCents: int
+
+
+class StatusChange(_View):
+    """One step of an order's status history."""
+
+    status: str
+    at: datetime
+
+
+class JourneyHop(_View):
+    """One event of an order's journey and where it sat in Kafka.
+
+    ``timestamp`` is the record's Kafka timestamp (epoch milliseconds); ``service`` and
+    ``processedAt`` say who consumed it and when (``None`` while nobody has yet).
+    """
+
+    eventId: str
+    type: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    service: str | None
+    processedAt: datetime | None
+
+
+class OrderView(_View):
+    """Everything known about one order."""
+
+    id: str
+    customerId: str
+    status: str
+    items: list[OrderItemView]
+    amountCents: int
+    refundedCents: int
+    createdAt: datetime
+    updatedAt: datetime
+    history: list[StatusChange]
+    journey: list[JourneyHop]
+
+
+class OrderSummary(_View):
+    """One row of an order listing."""
+
+    id: str
+    customerId: str
+    status: str
+    amountCents: int
+    refundedCents: int
+    itemCount: int
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class IdempotencyRecord(_View):
+    """The response remembered for an ``Idempotency-Key``."""
+
+    key: str
+    request_hash: str
+    order_id: str
+    response_json: str
+
+
+# ----------------------------------------------------------------------------- write side
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An outgoing record waiting to be produced."""
+
+    id: int
+    service: str
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """What the payment rules decided for one order."""
+
+    outcome: Literal["charged", "declined", "duplicate"]
+    amount_cents: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    """What the inventory decided for one order."""
+
+    outcome: Literal["reserved", "out_of_stock", "duplicate"]
+    reason: str = ""
+
+
+def _headers_to_json(headers: Sequence[tuple[str, bytes]]) -> str:
+    # Latin-1 maps every byte to one code point, so any header value survives the round trip;
+    # pydantic_core's encoder is several times faster than json.dumps on this hot path.
+    return to_json([[k, v.decode("latin-1")] for k, v in headers]).decode()
+
+
+def _headers_from_json(text: str) -> tuple[tuple[str, bytes], ...]:
+    return tuple((k, v.encode("latin-1")) for k, v in from_json(text))
+
+
+class WriteTx:
+    """The operations a service may perform inside one write transaction.
+
+    Obtained from :meth:`Store.write`; never kept beyond the ``with`` block.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.now = now_iso()
+        self.outbox: list[OutboxRow] = []
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block that is rolled back on its own if it raises (the batch goes on)."""
+        # Savepoints nest by name: ROLLBACK TO / RELEASE act on the innermost "record".
+        mark = len(self.outbox)
+        self._conn.execute("SAVEPOINT record")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK TO record")
+            self._conn.execute("RELEASE record")
+            del self.outbox[mark:]
+            raise
+        self._conn.execute("RELEASE record")
+
+    # -- bookkeeping shared by every service
+
+    def mark_sent(self, ids: Sequence[int]) -> None:
+        """Mark outbox rows produced (acknowledged by Kafka).
+
+        The rows of one batch have consecutive ids (one transaction wrote them), so this is
+        usually a single range update.
+        """
+        self._conn.executemany(
+            "UPDATE outbox SET sent_at = ? WHERE id BETWEEN ? AND ? AND sent_at IS NULL",
+            [(self.now, lo, hi) for lo, hi in _ranges(ids)],
+        )
+
+    def mark_processed(self, service: str, event_id: str) -> bool:
+        """Claim ``event_id`` for ``service`` without a journey hop; False if already claimed.
+
+        For what is settled without being handled: a dead-lettered record's position, or an
+        OrderPlaced the API fences off because Kafka never acknowledged it (a late delivery
+        is then skipped by the order service as a replay). The claim lives in the journey
+        table, which is the processed-event record (see :meth:`consume`), with no order id,
+        so it never shows in an order's journey.
+        """
+        cur = self._conn.execute(
+            'INSERT INTO journey (event_id, order_id, type, topic, partition, "offset",'
+            " timestamp_ms, service, processed_at) VALUES (?, '', '', '', -1, -1, 0, ?, ?)"
+            " ON CONFLICT (event_id) DO UPDATE SET"
+            " service = excluded.service, processed_at = excluded.processed_at"
+            " WHERE journey.service IS NULL",
+            (event_id, service, self.now),
+        )
+        return cur.rowcount == 1
+
+    def consume(
+        self,
+        service: str,
+        *,
+        order_id: str,
+        event_id: str,
+        event_type: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+    ) -> bool:
+        """Record the journey hop of a consumed event and claim it for ``service``.
+
+        The journey row doubles as the event's processed marker (an event belongs to exactly
+        one inbox, so to one service): False means the event was processed before and the
+        caller must change nothing. One statement instead of two on the hottest path.
+        """
+        cur = self._conn.execute(
+            'INSERT INTO journey (event_id, order_id, type, topic, partition, "offset",'
+            " timestamp_ms, service, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_id) DO UPDATE SET"
+            " service = excluded.service, processed_at = excluded.processed_at"
+            " WHERE journey.service IS NULL",
+            (
+                event_id,
+                order_id,
+                event_type,
+                topic,
+                partition,
+                offset,
+                timestamp_ms,
+                service,
+                self.now,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def add_outbox(
+        self,
+        service: str,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> OutboxRow:
+        """Append an outgoing record; it is produced after this transaction commits."""
+        cur = self._conn.execute(
+            "INSERT INTO outbox (service, topic, key, value, headers_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (service, topic, key, value, _headers_to_json(headers), self.now),
+        )
+        assert cur.lastrowid is not None
+        row = OutboxRow(cur.lastrowid, service, topic, key, value, tuple(headers))
+        self.outbox.append(row)
+        return row
+
+    # -- order service
+
+    def product_prices(self, product_ids: Sequence[str]) -> dict[str, int]:
+        """Catalog prices of the known products among ``product_ids``."""
+        ids = sorted(set(product_ids))
+        marks = ",".join("?" * len(ids))
+        rows = self._conn.execute(
+            f"SELECT id, price_cents FROM products WHERE id IN ({marks})", ids
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def accept_order(self, event: OrderPlaced, items: Sequence[PricedLineItem]) -> bool:
+        """Store a validated order as ``pending`` with its prices.
+
+        False when the order id already belongs to another OrderPlaced, or the order has
+        moved past ``placed``: then nothing must be emitted for this event.
+        """
+        if _insert_placed(self._conn, event, self.now, items) == "conflict":
+            return False
+        amount = sum(i.unitPriceCents * i.quantity for i in items)
+        self._conn.execute(
+            "UPDATE orders SET amount_cents = ? WHERE id = ?", (amount, event.orderId)
+        )
+        return self.set_status(event.orderId, "pending")
+
+    def register_order(self, event: OrderPlaced) -> bool:
+        """Make sure a (to be rejected) order exists; False if the id belongs to another order."""
+        return _insert_placed(self._conn, event, self.now, None) != "conflict"
+
+    def set_status(self, order_id: str, status: str, *, amount_cents: int | None = None) -> bool:
+        """Move an order to ``status`` unless it already reached a final one.
+
+        ``amount_cents`` also sets the order's amount in the same statement (the order
+        service prices the order as it accepts it).
+        """
+        cur = self._conn.execute(
+            "UPDATE orders SET status = ?, updated_at = ?,"
+            " amount_cents = COALESCE(?, amount_cents),"
+            " history = json_insert(history, '$[#]', json_array(?, ?))"
+            f" WHERE id = ? AND status != ? AND status NOT IN ({_FINAL_MARKS})",
+            (status, self.now, amount_cents, status, self.now, order_id, status, *_FINAL_LIST),
+        )
+        return cur.rowcount == 1
+
+    # -- payment service
+
+    def charge(self, order_id: str, customer_id: str, amount: int, event_id: str) -> ChargeResult:
+        """Apply the payment rules (see the module docstring) once per order.
+
+        The unique index on an order's decision (charge or decline) makes a second request
+        for the same order, under any event id, a ``duplicate`` that moves no money.
+        """
+        reason = ""
+        if customer_id.startswith(DECLINED_PREFIX):
+            reason = "card declined"
+        else:
+            outstanding = self._conn.execute(
+                "SELECT COALESCE(SUM(CASE kind WHEN 'charge' THEN amount_cents"
+                " ELSE -amount_cents END), 0) FROM payments"
+                " WHERE customer_id = ? AND kind IN ('charge', 'refund')",
+                (customer_id,),
+            ).fetchone()[0]
+            if outstanding + amount > CREDIT_LIMIT_CENTS:
+                reason = (
+                    f"credit limit exceeded: {outstanding + amount} > {CREDIT_LIMIT_CENTS} cents"
+                )
+        kind = "decline" if reason else "charge"
+        cur = self._conn.execute(
+            "INSERT INTO payments (order_id, kind, customer_id, amount_cents, event_id, reason,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (order_id, kind, customer_id, amount, event_id, reason or None, self.now),
+        )
+        if cur.rowcount != 1:
+            return ChargeResult("duplicate", amount)
+        if reason:
+            return ChargeResult("declined", amount, reason)
+        self.set_status(order_id, "paid")
+        return ChargeResult("charged", amount)
+
+    def refund(self, order_id: str, customer_id: str, event_id: str, reason: str) -> int | None:
+        """Refund exactly the order's charge (0 if it was never charged); None if done before."""
+        if self._conn.execute(
+            "SELECT 1 FROM payments WHERE order_id = ? AND kind = 'refund'", (order_id,)
+        ).fetchone():
+            return None
+        row = self._conn.execute(
+            "SELECT amount_cents FROM payments WHERE order_id = ? AND kind = 'charge'",
+            (order_id,),
+        ).fetchone()
+        amount = row[0] if row else 0
+        self._conn.execute(
+            "INSERT INTO payments (order_id, kind, customer_id, amount_cents, event_id, reason,"
+            " created_at) VALUES (?, 'refund', ?, ?, ?, ?, ?)",
+            (order_id, customer_id, amount, event_id, reason, self.now),
+        )
+        self._conn.execute("UPDATE orders SET refunded_cents = ? WHERE id = ?", (amount, order_id))
+        self.set_status(order_id, "refunded")
+        return amount
+
+    # -- inventory service
+
+    def reserve(self, order_id: str, items: Sequence[LineItem], event_id: str) -> ReserveResult:
+        """Reserve every item of an order, all or nothing, once per order."""
+        wanted: dict[str, int] = {}
+        for item in items:
+            wanted[item.productId] = wanted.get(item.productId, 0) + item.quantity
+        short: list[str] = []
+        for product_id, qty in sorted(wanted.items()):
+            row = self._conn.execute(
+                "SELECT stock FROM products WHERE id = ?", (product_id,)
+            ).fetchone()
+            if row is None or row[0] < qty:
+                short.append(f"{product_id} (wanted {qty}, available {row[0] if row else 0})")
+        outcome: Literal["reserved", "out_of_stock"] = "out_of_stock" if short else "reserved"
+        # The reservation row claims the order first: a second request changes nothing.
+        cur = self._conn.execute(
+            "INSERT INTO reservations (order_id, outcome, items_json, event_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (order_id, outcome, json.dumps(wanted, sort_keys=True), event_id, self.now),
+        )
+        if cur.rowcount != 1:
+            return ReserveResult("duplicate")
+        if not short:
+            for product_id, qty in sorted(wanted.items()):
+                self._conn.execute(
+                    "UPDATE products SET stock = stock - ?, reserved = reserved + ? WHERE id = ?",
+                    (qty, qty, product_id),
+                )
+        self.set_status(order_id, outcome)
+        reason = "out of stock: " + ", ".join(short) if short else ""
+        return ReserveResult(outcome, reason)
+
+    # -- notification service
+
+    def notify(
+        self, order_id: str, event_type: str, customer_id: str, message: str, event_id: str
+    ) -> bool:
+        """Record the (simulated) message to the customer once per order and type."""
+        cur = self._conn.execute(
+            "INSERT INTO notifications (order_id, type, customer_id, message, event_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (order_id, event_type, customer_id, message, event_id, self.now),
+        )
+        return cur.rowcount == 1
+
+
+def _ranges(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of ``ids`` as (first, last) pairs."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
+
+
+def _insert_placed(
+    conn: sqlite3.Connection,
+    event: OrderPlaced,
+    now: str,
+    items: Sequence[PricedLineItem] | None,
+) -> Literal["inserted", "exists", "conflict"]:
+    """Insert an order as ``placed`` or find it.
+
+    ``conflict`` means the id belongs to another OrderPlaced or (when ``items`` are given to
+    price it) the order has already moved past ``placed``.
+    """
+    created = _iso(event.occurredAt)
+    # ON CONFLICT (id) DO NOTHING, not INSERT OR IGNORE: only a duplicate id may be skipped,
+    # any other constraint violation must raise.
+    cur = conn.execute(
+        "INSERT INTO orders (id, customer_id, status, source, placed_event_id, history,"
+        " created_at, updated_at) VALUES (?, ?, 'placed', ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            event.orderId,
+            event.payload.customerId,
+            event.payload.source,
+            event.eventId,
+            json.dumps([["placed", created]]),
+            created,
+            now,
+        ),
+    )
+    if cur.rowcount == 1:
+        outcome: Literal["inserted", "exists"] = "inserted"
+    else:
+        row = conn.execute(
+            "SELECT placed_event_id, status FROM orders WHERE id = ?", (event.orderId,)
+        ).fetchone()
+        if row[0] != event.eventId or (items is not None and row[1] != "placed"):
+            return "conflict"
+        outcome = "exists"
+        if items is None:
+            return outcome
+    lines: Sequence[LineItem] = items if items is not None else event.payload.items
+    conn.executemany(
+        "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_cents)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id, line) DO UPDATE SET"
+        " product_id = excluded.product_id,"
+        " quantity = excluded.quantity, unit_price_cents = excluded.unit_price_cents",
+        [
+            (event.orderId, n, i.productId, i.quantity, getattr(i, "unitPriceCents", 0))
+            for n, i in enumerate(lines)
+        ],
+    )
+    return outcome
+
+
+def _upsert_hop(
+    conn: sqlite3.Connection,
+    order_id: str,
+    event_id: str,
+    event_type: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    service: str | None,
+    processed_at: str | None,
+) -> None:
+    # One row per event: the API records OrderPlaced where it was acknowledged, and the
+    # consuming service later fills in who processed it (keeping the first consumer).
+    conn.execute(
+        'INSERT INTO journey (event_id, order_id, type, topic, partition, "offset",'
+        " timestamp_ms, service, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (event_id) DO UPDATE SET"
+        " service = COALESCE(journey.service, excluded.service),"
+        " processed_at = COALESCE(journey.processed_at, excluded.processed_at)",
+        (
+            event_id,
+            order_id,
+            event_type,
+            topic,
+            partition,
+            offset,
+            timestamp_ms,
+            service,
+            processed_at,
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, _, seq = text.partition(":")
+        if tag != "o":
+            raise ValueError
+        return int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError(f"invalid cursor: {cursor!r}") from None
+
+
+_WRITER_LOCKS: dict[Path, threading.Lock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.Lock:
+    """The lock every connection of this process to ``path`` takes before writing.
+
+    SQLite lets one writer in at a time; a waiting connection polls with sleeps of up to
+    100 ms. Queueing this process's writers on a lock instead hands the database over the
+    moment the previous transaction commits, which is most of the pipeline's latency budget.
+    """
+    key = path.resolve()
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(key, threading.Lock())
+
+
+class Store:
+    """A connection to the shared SQLite database (one per thread of use)."""
+
+    def __init__(self, path: Path, catalog_path: Path | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._writer = _writer_lock(self.path)
+        self._conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        self._executor: ThreadPoolExecutor | None = None
+        with self.write():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            empty = self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0] == 0
+            if empty:
+                self._seed(catalog_path or DEFAULT_CATALOG)
+
+    def _seed(self, catalog_path: Path) -> None:
+        try:
+            data: Any = json.loads(catalog_path.read_text())
+        except FileNotFoundError:
+            return
+        self._conn.executemany(
+            "INSERT INTO products (id, name, price_cents, stock) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(p["id"], p["name"], int(p["priceCents"]), int(p["stock"])) for p in data["products"]],
+        )
+
+    def close(self) -> None:
+        """Close the connection and the database thread (safe to call twice)."""
+        with self._lock:
+            self._conn.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call (usually a method of this store) on the store's own thread.
+
+        Async callers share one database thread and one connection per Store: the event loop
+        never waits on SQLite, and SQLite's page cache stays warm, because in WAL mode a
+        connection drops its cache whenever another connection has written. The services of
+        a process share one Store for this reason; the API can share it too.
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orderdeck-db")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @contextmanager
+    def write(self) -> Iterator[WriteTx]:
+        """One ``BEGIN IMMEDIATE`` transaction, committed when the block ends without error.
+
+        Raises ``sqlite3.OperationalError`` ("database is locked") if the write lock could not
+        be had within the busy timeout; callers treat that as transient and retry.
+        """
+        with self._lock, self._writer:
+            self._conn.execute("BEGIN IMMEDIATE")
+            tx = WriteTx(self._conn)
+            try:
+                yield tx
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # A read transaction gives several SELECTs one consistent snapshot.
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    # -- read side
+
+    def get_order(self, order_id: str) -> OrderView | None:
+        """One order with items, status history and journey; None if unknown."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT id, customer_id, status, amount_cents, refunded_cents, created_at,"
+                " updated_at, history FROM orders WHERE id = ?",
+                (order_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            items = conn.execute(
+                "SELECT product_id, quantity, unit_price_cents FROM order_items"
+                " WHERE order_id = ? ORDER BY line",
+                (order_id,),
+            ).fetchall()
+            hops = conn.execute(
+                'SELECT event_id, type, topic, partition, "offset", timestamp_ms, service,'
+                " processed_at FROM journey WHERE order_id = ?"
+                " ORDER BY timestamp_ms, processed_at",
+                (order_id,),
+            ).fetchall()
+        return OrderView(
+            id=row[0],
+            customerId=row[1],
+            status=row[2],
+            amountCents=row[3],
+            refundedCents=row[4],
+            createdAt=row[5],
+            updatedAt=row[6],
+            items=[OrderItemView(productId=a, quantity=b, unitPriceCents=c) for a, b, c in items],
+            history=[StatusChange(status=s, at=a) for s, a in json.loads(row[7])],
+            journey=[
+                JourneyHop(
+                    eventId=h[0],
+                    type=h[1],
+                    topic=h[2],
+                    partition=h[3],
+                    offset=h[4],
+                    timestamp=h[5],
+                    service=h[6],
+                    processedAt=h[7],
+                )
+                for h in hops
+            ],
+        )
+
+    def list_orders(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[OrderSummary], str | None]:
+        """Orders newest first; returns the page and the cursor of the next page (or None).
+
+        Raises ValueError for a cursor this store did not hand out.
+        """
+        limit = max(1, min(limit, 1000))
+        before = _decode_cursor(cursor) if cursor else None
+        where: list[str] = []
+        args: list[Any] = []
+        if status:
+            where.append("o.status = ?")
+            args.append(status)
+        if before is not None:
+            where.append("o.seq < ?")
+            args.append(before)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT o.seq, o.id, o.customer_id, o.status, o.amount_cents, o.refunded_cents,"
+                " o.created_at, o.updated_at,"
+                " (SELECT COALESCE(SUM(quantity), 0) FROM order_items i WHERE i.order_id = o.id)"
+                f" FROM orders o {clause} ORDER BY o.seq DESC LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+        page = rows[:limit]
+        summaries = [
+            OrderSummary(
+                id=r[1],
+                customerId=r[2],
+                status=r[3],
+                amountCents=r[4],
+                refundedCents=r[5],
+                createdAt=r[6],
+                updatedAt=r[7],
+                itemCount=r[8],
+            )
+            for r in page
+        ]
+        next_cursor = _encode_cursor(page[-1][0]) if len(rows) > limit else None
+        return summaries, next_cursor
+
+    def list_products(self) -> list[Product]:
+        """The catalog with live stock, by id."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, name, price_cents, stock, reserved FROM products ORDER BY id"
+            ).fetchall()
+        return [Product(id=a, name=b, priceCents=c, stock=d, reserved=e) for a, b, c, d, e in rows]
+
+    def product_ids(self) -> set[str]:
+        """Ids of every product in the catalog."""
+        with self._lock:
+            return {r[0] for r in self._conn.execute("SELECT id FROM products")}
+
+    def status_counts(self) -> dict[str, int]:
+        """How many orders are in each status."""
+        with self._lock:
+            rows = self._conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status")
+            return {s: n for s, n in rows}
+
+    def payment_totals(self) -> dict[str, int]:
+        """Sum of cents per payment kind (charge, refund, decline): for tests and health views."""
+        with self._lock:
+            rows = self._conn.execute("SELECT kind, SUM(amount_cents) FROM payments GROUP BY kind")
+            return {k: n for k, n in rows}
+
+    def effect_counts(self) -> dict[str, int]:
+        """Row counts of every once-only effect; equal before and after a replay."""
+        with self._read() as conn:
+            out: dict[str, int] = {}
+            for name, sql in (
+                ("charges", "SELECT COUNT(*) FROM payments WHERE kind = 'charge'"),
+                ("refunds", "SELECT COUNT(*) FROM payments WHERE kind = 'refund'"),
+                ("declines", "SELECT COUNT(*) FROM payments WHERE kind = 'decline'"),
+                ("reservations", "SELECT COUNT(*) FROM reservations"),
+                ("notifications", "SELECT COUNT(*) FROM notifications"),
+                ("history", "SELECT COALESCE(SUM(json_array_length(history)), 0) FROM orders"),
+                ("outbox", "SELECT COUNT(*) FROM outbox"),
+            ):
+                out[name] = conn.execute(sql).fetchone()[0]
+            return out
+
+    def order_payments(self, order_id: str) -> dict[str, int]:
+        """The order's payments by kind (charge/refund/decline) in cents."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kind, amount_cents FROM payments WHERE order_id = ?", (order_id,)
+            )
+            return {k: n for k, n in rows}
+
+    def notifications_for(self, order_id: str) -> list[tuple[str, str]]:
+        """(type, message) of every notification sent for an order."""
+        with self._lock:
+            return [
+                (t, m)
+                for t, m in self._conn.execute(
+                    "SELECT type, message FROM notifications WHERE order_id = ? ORDER BY rowid",
+                    (order_id,),
+                )
+            ]
+
+    def set_stock(self, product_id: str, stock: int) -> None:
+        """Set a product's available stock (tests and demos); KeyError if unknown."""
+        with self.write() as tx:
+            cur = tx._conn.execute(
+                "UPDATE products SET stock = ? WHERE id = ?", (stock, product_id)
+            )
+            if cur.rowcount != 1:
+                raise KeyError(product_id)
+
+    # -- API side writes
+
+    def record_placed(
+        self,
+        event: OrderPlaced,
+        delivery_topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+    ) -> None:
+        """Record an acknowledged OrderPlaced so ``get_order`` answers at once; idempotent.
+
+        Prices come from the catalog now; the order service re-prices when it accepts the
+        order. If the order service got there first this only adds the journey hop.
+        """
+        with self.write() as tx:
+            conn = tx._conn
+            if _insert_placed(conn, event, tx.now, None) == "inserted":
+                prices = tx.product_prices([i.productId for i in event.payload.items])
+                conn.executemany(
+                    "UPDATE order_items SET unit_price_cents = ? WHERE order_id = ? AND line = ?",
+                    [
+                        (prices.get(i.productId, 0), event.orderId, n)
+                        for n, i in enumerate(event.payload.items)
+                    ],
+                )
+                amount = sum(prices.get(i.productId, 0) * i.quantity for i in event.payload.items)
+                conn.execute(
+                    "UPDATE orders SET amount_cents = ? WHERE id = ?",
+                    (amount, event.orderId),
+                )
+            _upsert_hop(
+                conn,
+                event.orderId,
+                event.eventId,
+                event.type,
+                delivery_topic,
+                partition,
+                offset,
+                timestamp_ms,
+                None,
+                None,
+            )
+
+    def idempotency_get(self, key: str) -> IdempotencyRecord | None:
+        """The remembered response for an Idempotency-Key, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT key, request_hash, order_id, response_json FROM idempotency_keys"
+                " WHERE key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            key=row[0], request_hash=row[1], order_id=row[2], response_json=row[3]
+        )
+
+    def idempotency_put(
+        self, key: str, request_hash: str, order_id: str, response_json: str
+    ) -> IdempotencyRecord:
+        """Remember a response; returns the existing row if the key was taken concurrently."""
+        with self.write() as tx:
+            tx._conn.execute(
+                "INSERT INTO idempotency_keys (key, request_hash, order_id,"
+                " response_json, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key, request_hash, order_id, response_json, tx.now),
+            )
+        record = self.idempotency_get(key)
+        assert record is not None
+        return record
+
+    # -- outbox maintenance (services)
+
+    def unsent_outbox(
+        self, service: str, older_than_s: float = 0.0, limit: int = 1000, after_id: int = 0
+    ) -> list[OutboxRow]:
+        """Outbox rows of ``service`` not yet produced, oldest first, with ids above ``after_id``.
+
+        ``older_than_s`` skips rows a live peer has only just written and is about to send.
+        """
+        cutoff = (
+            datetime.fromtimestamp(datetime.now(UTC).timestamp() - older_than_s, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, service, topic, key, value, headers_json FROM outbox"
+                " WHERE service = ? AND sent_at IS NULL AND id > ? AND created_at <= ?"
+                " ORDER BY id LIMIT ?",
+                (service, after_id, cutoff, limit),
+            ).fetchall()
+        return [OutboxRow(r[0], r[1], r[2], r[3], r[4], _headers_from_json(r[5])) for r in rows]
+
+    def mark_sent(self, ids: Sequence[int]) -> None:
+        """Mark outbox rows produced (acknowledged by Kafka)."""
+        if not ids:
+            return
+        with self.write() as tx:
+            tx.mark_sent(ids)
+
+    def prune_outbox(self, older_than_s: float = 60.0, chunk: int = 2000) -> int:
+        """Delete rows sent more than ``older_than_s`` ago; returns how many.
+
+        Works in chunks from the oldest id up (sent rows are old rows, so the scan stops
+        early) and in short transactions, so it never holds the write lock for long.
+        """
+        cutoff = (
+            datetime.fromtimestamp(datetime.now(UTC).timestamp() - older_than_s, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        total = 0
+        while True:
+            with self.write() as tx:
+                cur = tx._conn.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+                    " WHERE sent_at IS NOT NULL AND sent_at <= ? ORDER BY id LIMIT ?)",
+                    (cutoff, chunk),
+                )
+            total += cur.rowcount
+            if cur.rowcount < chunk:
+                return total

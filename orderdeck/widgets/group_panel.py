@@ -1,0 +1,144 @@
+"""One consumer group at a glance: state, members, per-partition offsets and a lag sparkline.
+
+The numbers are those of ``kafka-consumer-groups --describe`` (committed offset, log-end
+offset, lag, owning member) because they come from the same standard admin calls. The
+sparkline is drawn from zero (a flat line means no lag, not "constant lag") with one bar
+per time bucket, newest on the right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+
+from orderdeck.widgets.formatting import count, ellipsize, state_style
+from orderdeck.widgets.live_static import LiveStatic
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.admin import GroupSnapshot
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def lag_bars(history: Sequence[int], width: int) -> Content:
+    """``history`` (oldest first) as ``width`` bars scaled from 0 to its maximum."""
+    if width <= 0:
+        return Content("")
+    points = list(history)
+    if len(points) > width:
+        # Several samples per bar: show the worst of them, lag spikes must not vanish.
+        step = len(points) / width
+        points = [
+            max(points[int(i * step) : max(int(i * step) + 1, int((i + 1) * step))])
+            for i in range(width)
+        ]
+    top = max(points, default=0)
+    cells: list[tuple[str, str]] = [(" " * (width - len(points)), "")]
+    for value in points:
+        if value <= 0:
+            cells.append(("▁", "$success 50%"))
+        else:
+            level = 1 + int((len(BARS) - 2) * value / top) if top else 0
+            cells.append((BARS[min(level, len(BARS) - 1)], "$warning"))
+    return Content.assemble(*cells)
+
+
+def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
+    """The members table, then one row per partition, as ``kafka-consumer-groups`` shows."""
+    client_width = max(12, min(24, width - 34))
+    lines: list[Content] = [
+        Content.styled(
+            f"{'MEMBER':<9} {'CLIENT ID':<{client_width}} {'HOST':<11} PARTITIONS",
+            "bold $text-muted",
+        )
+    ]
+    for member in snapshot.members:
+        owned = ",".join(str(p) for _, p in sorted(member.assignments)) or "none"
+        lines.append(
+            Content.assemble(
+                (f"…{member.member_id[-8:]:<8} ", "dim"),
+                (f"{ellipsize(member.client_id, client_width):<{client_width}} ", "bold"),
+                (f"{ellipsize(member.host, 11):<11} ", ""),
+                (owned, "$accent"),
+            )
+        )
+    if not snapshot.members:
+        lines.append(Content.styled("no active members", "dim"))
+    owner_width = max(8, width - 32)
+    lines.append(
+        Content.styled(
+            f"{'P':>2} {'COMMITTED':>9} {'LOG-END':>9} {'LAG':>7}  OWNER (CLIENT ID)",
+            "bold $text-muted",
+        )
+    )
+    for part in sorted(snapshot.partitions, key=lambda p: (p.topic, p.partition)):
+        lines.append(
+            Content.assemble(
+                (f"{part.partition:>2} ", ""),
+                (f"{count(part.committed):>9} ", ""),
+                (f"{count(part.log_end):>9} ", ""),
+                (f"{count(part.lag):>7}", "bold yellow" if part.lag else ""),
+                ("  " + ellipsize(part.client_id or "-", owner_width), "dim"),
+            )
+        )
+    return Content("\n").join(lines)
+
+
+class GroupPanel(Vertical):
+    """A bordered panel for one consumer group."""
+
+    DEFAULT_CSS = """
+    GroupPanel {
+        height: 1fr;
+        border: round $primary 50%;
+        border-title-color: $accent;
+        border-title-style: bold;
+        padding: 0 1;
+        .group-line { height: 1; }
+        .group-spark { height: 1; margin-bottom: 1; }
+        .group-rows { height: auto; }
+    }
+    """
+
+    def __init__(self, group: str, label: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.group = group
+        self.label = label
+        self.snapshot: GroupSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield LiveStatic(classes="group-line")
+        yield LiveStatic(classes="group-spark")
+        yield LiveStatic(classes="group-rows")
+
+    def on_mount(self) -> None:
+        self.border_title = self.label
+
+    def show(self, snapshot: GroupSnapshot | None, history: Sequence[int]) -> None:
+        """Redraw from the latest snapshot and the group's total-lag history."""
+        self.snapshot = snapshot
+        line = self.query_one(".group-line", LiveStatic)
+        width = max(10, self.content_size.width)
+        if snapshot is None:
+            line.show(Content.styled("waiting for the first snapshot…", "dim"))
+            return
+        line.show(
+            Content.assemble(
+                (f"● {snapshot.state}", state_style(snapshot.state)),
+                ("   members ", "dim"),
+                (str(len(snapshot.members)), "bold"),
+                ("   total lag ", "dim"),
+                (f"{snapshot.total_lag:,}", "bold yellow" if snapshot.total_lag else "bold green"),
+                (f"   {snapshot.protocol}" if snapshot.protocol else "", "dim"),
+            )
+        )
+        self.query_one(".group-spark", LiveStatic).show(lag_bars(history, width))
+        self.query_one(".group-rows", LiveStatic).show(describe_rows(snapshot, width))
+        # A fixed caption: one that counted seconds would repaint the panel every poll.
+        subtitle = "total lag, last 5 min" if history else ""
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle

@@ -1,0 +1,281 @@
+"""A bounded, virtual table of tailed Kafka records.
+
+A live tail at thousands of records per second cannot afford a widget (or even a table row
+object) per record. ``RecordView`` keeps the last ``capacity`` records in a ring and renders
+only the lines on screen (Textual's Line API), so adding a batch costs a few appends and one
+refresh however fast records arrive. A filter keeps a second ring of the matching records.
+
+While *following*, the cursor sits on the newest record; moving the cursor stops following
+so a record can be read while the stream goes on, and ``end`` resumes following.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding, BindingType
+from textual.events import Click
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from orderdeck.widgets.formatting import clock_ms, ellipsize
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.tail import TailRecord
+
+RecordFilter = Callable[["TailRecord"], bool]
+
+#: (title, width) of each fixed column; the order id takes the rest of the line.
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("TIME (UTC)", 12),
+    ("P", 2),
+    ("OFFSET", 7),
+    ("KEY", 8),
+    ("TYPE", 25),
+)
+MIN_ORDER_WIDTH = 10
+
+
+def header_text(width: int) -> str:
+    """The column titles laid out exactly like the rows."""
+    cells = [
+        title.rjust(size) if title == "OFFSET" else title.ljust(size) for title, size in COLUMNS
+    ]
+    return ellipsize(" ".join([*cells, "ORDER ID"]), width)
+
+
+def row_text(record: TailRecord, width: int) -> str:
+    """One record as a line of ``width`` columns."""
+    fixed = sum(size for _, size in COLUMNS) + len(COLUMNS)
+    order_width = max(MIN_ORDER_WIDTH, width - fixed)
+    cells = (
+        clock_ms(record.timestamp_ms).ljust(12),
+        str(record.partition).rjust(2),
+        str(record.offset).rjust(7),
+        ellipsize(record.key or "-", 8).ljust(8),
+        ellipsize(record.event_type or "?", 25).ljust(25),
+        ellipsize(record.order_id or "-", order_width),
+    )
+    return " ".join(cells)
+
+
+def matches(text: str) -> RecordFilter | None:
+    """A filter matching ``text`` against the order id, key or event type; None when empty."""
+    needle = text.strip().lower()
+    if not needle:
+        return None
+
+    def check(record: TailRecord) -> bool:
+        return (
+            needle in (record.order_id or "").lower()
+            or needle in (record.event_type or "").lower()
+            or needle in (record.key or "").lower()
+        )
+
+    return check
+
+
+class RecordView(ScrollView, can_focus=True):
+    """The last ``capacity`` records of a tail, one line each, with a cursor."""
+
+    DEFAULT_CSS = """
+    RecordView {
+        background: $surface;
+        height: 1fr;
+        overflow-x: hidden;
+        scrollbar-size-vertical: 1;
+        &:focus { background-tint: $foreground 3%; }
+        & > .record-view--cursor { background: $accent 40%; text-style: bold; }
+        & > .record-view--dlq { color: $error; }
+    }
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"record-view--cursor", "record-view--dlq"}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "follow", "Follow", show=False),
+    ]
+
+    follow: reactive[bool] = reactive(True)
+
+    class Selected(Message):
+        """The record under the cursor changed (None when the view is empty)."""
+
+        def __init__(self, record: TailRecord | None) -> None:
+            super().__init__()
+            self.record = record
+
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.capacity = capacity
+        self._all: deque[TailRecord] = deque(maxlen=capacity)
+        self._shown: deque[TailRecord] = deque(maxlen=capacity)
+        self._filter: RecordFilter | None = None
+        self._cursor = -1
+        self._selected: TailRecord | None = None
+        self.received = 0
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def shown(self) -> int:
+        """How many records pass the filter (and are kept)."""
+        return len(self._shown)
+
+    @property
+    def kept(self) -> int:
+        """How many records the ring holds, filtered or not."""
+        return len(self._all)
+
+    @property
+    def selected(self) -> TailRecord | None:
+        """The record under the cursor."""
+        return self._selected
+
+    def records(self) -> list[TailRecord]:
+        """The records that pass the filter, oldest first (for tests and export)."""
+        return list(self._shown)
+
+    def add_batch(self, records: Iterable[TailRecord]) -> None:
+        """Append a batch; drops the oldest records beyond capacity."""
+        before = len(self._shown)
+        added = 0
+        check = self._filter
+        for record in records:
+            self._all.append(record)
+            self.received += 1
+            if check is None or check(record):
+                self._shown.append(record)
+                added += 1
+        if not added:
+            return
+        dropped = before + added - len(self._shown)
+        if self.follow:
+            self._cursor = len(self._shown) - 1
+        elif self._cursor >= 0:
+            self._cursor = max(0, self._cursor - dropped)
+        self._resize()
+        if self.follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+        self._announce()
+        self.refresh()
+
+    def clear(self) -> None:
+        """Forget every record (a new tail starts)."""
+        self._all.clear()
+        self._shown.clear()
+        self._cursor = -1
+        self.received = 0
+        self.follow = True
+        self._resize()
+        self._announce()
+        self.refresh()
+
+    def set_filter(self, check: RecordFilter | None) -> None:
+        """Show only records for which ``check`` is true (all when None)."""
+        self._filter = check
+        self._shown = deque(
+            (r for r in self._all if check is None or check(r)), maxlen=self.capacity
+        )
+        self._cursor = len(self._shown) - 1
+        self.follow = True
+        self._resize()
+        self.scroll_end(animate=False, immediate=False, x_axis=False)
+        self._announce()
+        self.refresh()
+
+    # ------------------------------------------------------------------ cursor
+
+    def action_cursor(self, delta: int) -> None:
+        """Move the cursor; leaving the newest record stops following."""
+        self._move_to(self._cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        """Move the cursor by a screenful."""
+        self._move_to(self._cursor + direction * max(1, self.size.height - 1))
+
+    def action_first(self) -> None:
+        """Jump to the oldest kept record."""
+        self._move_to(0)
+
+    def action_follow(self) -> None:
+        """Jump to the newest record and keep following."""
+        self.follow = True
+        self._cursor = len(self._shown) - 1
+        self.scroll_end(animate=False, x_axis=False)
+        self._announce()
+        self.refresh()
+
+    def _move_to(self, index: int) -> None:
+        if not self._shown:
+            return
+        index = max(0, min(len(self._shown) - 1, index))
+        self.follow = index == len(self._shown) - 1
+        self._cursor = index
+        self.scroll_to_region_y(index)
+        self._announce()
+        self.refresh()
+
+    def scroll_to_region_y(self, index: int) -> None:
+        """Scroll just enough for line ``index`` to be visible."""
+        top = int(self.scroll_offset.y)
+        height = max(1, self.size.height)
+        if index < top:
+            self.scroll_to(y=index, animate=False)
+        elif index >= top + height:
+            self.scroll_to(y=index - height + 1, animate=False)
+
+    async def _on_click(self, event: Click) -> None:
+        index = int(self.scroll_offset.y) + event.y
+        if 0 <= index < len(self._shown):
+            self.focus()
+            self._move_to(index)
+
+    def _announce(self) -> None:
+        record = self._shown[self._cursor] if 0 <= self._cursor < len(self._shown) else None
+        if record is not self._selected:
+            self._selected = record
+            self.post_message(self.Selected(record))
+
+    # ------------------------------------------------------------------ rendering
+
+    def _resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self._shown))
+
+    def on_resize(self) -> None:
+        self._resize()
+
+    def render_line(self, y: int) -> Strip:
+        """Render the record at screen line ``y`` (Line API)."""
+        width = self.size.width
+        index = int(self.scroll_offset.y) + y
+        base = self.rich_style
+        if index >= len(self._shown):
+            return Strip.blank(width, base)
+        record = self._shown[index]
+        style: Style = base
+        if index == self._cursor:
+            style = base + self.get_component_rich_style("record-view--cursor")
+        elif record.topic.endswith(".dlq"):
+            style = base + self.get_component_rich_style("record-view--dlq")
+        text = row_text(record, width)
+        return Strip([Segment(text, style)]).crop_extend(0, width, style)

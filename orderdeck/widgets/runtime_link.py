@@ -1,0 +1,130 @@
+"""What the control center may see of the runtime, and the bridge for its callbacks.
+
+Screens never talk to Kafka or SQL: they call the methods named here. ``RuntimeLike`` is a
+Protocol so the app can be driven by the real ``orderdeck.runtime.Runtime`` or, in snapshot
+tests, by a deterministic fake with a fixed clock and fixed ids.
+
+The runtime reports start-up steps, state changes and log records through plain callbacks
+that may fire from any thread. ``RuntimeHooks`` turns them into state the app *pulls* on its
+refresh tick, which keeps the callbacks cheap and thread-agnostic and coalesces bursts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from orderdeck.widgets.log_buffer import LogBuffer
+
+if TYPE_CHECKING:
+    from orderdeck.events import TopicNames
+    from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.tail import TailRecord
+    from orderdeck.orders import OrderRequest, SubmittedOrder
+    from orderdeck.runtime import RuntimeStatus, StartupStep
+    from orderdeck.services import FailureRecord, ServiceStatus
+    from orderdeck.store import OrderSummary, OrderView, Product
+
+
+class StoreReader(Protocol):
+    """The read side of the store that screens use."""
+
+    def get_order(self, order_id: str) -> OrderView | None: ...
+
+    def list_orders(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[OrderSummary], str | None]: ...
+
+    def list_products(self) -> list[Product]: ...
+
+    def status_counts(self) -> dict[str, int]: ...
+
+
+class ServiceControl(Protocol):
+    """The supervisor's status and control surface."""
+
+    def statuses(self) -> list[ServiceStatus]: ...
+
+    async def pause(self, name: str) -> None: ...
+
+    async def resume(self, name: str) -> None: ...
+
+    async def scale(self, name: str, instances: int) -> None: ...
+
+    def recent_failures(self) -> list[FailureRecord]: ...
+
+
+class TailLike(Protocol):
+    """A group-less topic tail (``orderdeck.kafka.tail.TopicTail``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def next_batch(
+        self, max_records: int = 500, timeout_ms: int = 200
+    ) -> list[TailRecord]: ...
+
+
+class RuntimeLike(Protocol):
+    """Everything the control center needs from the running system."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def api_url(self) -> str: ...
+
+    @property
+    def names(self) -> TopicNames: ...
+
+    @property
+    def store(self) -> StoreReader: ...
+
+    @property
+    def supervisor(self) -> ServiceControl: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> RuntimeStatus: ...
+
+    async def submit_order(self, request: OrderRequest) -> SubmittedOrder: ...
+
+    async def group_snapshots(self) -> list[GroupSnapshot]: ...
+
+    def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
+
+
+class RuntimeHooks:
+    """Callbacks handed to the runtime; the app drains what they collected on each tick."""
+
+    def __init__(self, log_capacity: int = 2000) -> None:
+        self.log_buffer = LogBuffer(capacity=log_capacity)
+        self._guard = threading.Lock()
+        self._steps: list[StartupStep] = []
+        self._changed = False
+
+    def on_progress(self, step: StartupStep) -> None:
+        """Runtime callback: a start-up step began, finished or failed."""
+        with self._guard:
+            self._steps.append(step)
+
+    def on_change(self) -> None:
+        """Runtime callback: some service or component changed state."""
+        with self._guard:
+            self._changed = True
+
+    def take_steps(self) -> list[StartupStep]:
+        """Start-up steps reported since the last call."""
+        with self._guard:
+            steps, self._steps = self._steps, []
+        return steps
+
+    def take_changed(self) -> bool:
+        """True once after one or more ``on_change`` calls."""
+        with self._guard:
+            changed, self._changed = self._changed, False
+        return changed

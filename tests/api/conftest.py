@@ -1,0 +1,91 @@
+"""Fixtures for the order API tests: a real store, a real producer, the app over ASGI.
+
+``kafka_bootstrap`` and ``topic_names`` come from tests/conftest.py (the session broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orderdeck.api import create_app
+from orderdeck.events import TopicNames
+from orderdeck.kafka.producer import EventProducer
+from orderdeck.kafka.tail import TailRecord, TopicTail
+from orderdeck.services.supervisor import Supervisor
+from orderdeck.store import Store
+
+ACK_TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh SQLite store seeded with the committed catalog."""
+    s = Store(tmp_path / "orderdeck.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[EventProducer]:
+    """A started producer on the session broker."""
+    p = EventProducer(kafka_bootstrap, client_id="test-api")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def client(
+    store: Store, producer: EventProducer, topic_names: TopicNames
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the app over ASGI (no socket)."""
+    app = create_app(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://orderdeck.test") as c:
+        yield c
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool] | bool], within: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll ``condition`` until it holds; fail the test naming ``what`` at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        outcome = condition()
+        if not isinstance(outcome, bool):
+            outcome = await outcome
+        if outcome:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[TailRecord]:
+    """Every record currently in ``topic`` (group-less, from the beginning)."""
+    records: list[TailRecord] = []
+    async with TopicTail(bootstrap, [topic], from_beginning=True) as tail:
+        while not await tail.caught_up():
+            records.extend(await tail.next_batch(timeout_ms=100))
+    return records
+
+
+@pytest.fixture
+async def services(
+    kafka_bootstrap: str, store: Store, topic_names: TopicNames
+) -> AsyncIterator[Supervisor]:
+    """The four services, in-process, on the test's topics and database."""
+    supervisor = Supervisor(kafka_bootstrap, store.path, topic_names)
+    await supervisor.start()
+    try:
+        async with asyncio.timeout(30):
+            await supervisor.wait_joined()
+        yield supervisor
+    finally:
+        await supervisor.stop()

@@ -1,0 +1,198 @@
+"""``orderdeck serve`` as a real process: clean stop, crash recovery, partitions shared.
+
+These run the real command line against the session broker (with a private topic prefix),
+so what they prove holds for the deployed process: signals, SQLite shared between
+processes, consumer groups split between processes, and recovery after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orderdeck.events import TopicNames
+from orderdeck.kafka.admin import GroupInspector
+from orderdeck.store import Store
+from tests.api.conftest import wait_for
+from tests.api.serve_process import ServeProcess
+
+pytestmark = pytest.mark.timeout(240)
+
+ORDERS = "/api/v1/orders"
+
+
+Spawn = Callable[..., ServeProcess]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, kafka_bootstrap: str, topic_names: TopicNames) -> Iterator[Spawn]:
+    """Start serve processes on this test's topics and data dir; all are killed at the end."""
+    started: list[ServeProcess] = []
+
+    def _spawn(**kwargs: Any) -> ServeProcess:
+        proc = ServeProcess(
+            tmp_path, bootstrap=kafka_bootstrap, prefix=topic_names.prefix, **kwargs
+        )
+        started.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in started:
+        proc.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_stops_cleanly_within_5_s(spawn: Spawn, sig: int) -> None:
+    serve = spawn()
+    await asyncio.to_thread(serve.wait_serving)
+    async with httpx.AsyncClient(base_url=serve.url) as client:
+        created = await client.post(
+            ORDERS, json={"customerId": "c-1", "productId": "sku-mouse", "quantity": 1}
+        )
+        assert created.status_code == 201
+        location = created.headers["location"]
+
+        async def confirmed() -> bool:
+            return bool((await client.get(location)).json()["status"] == "confirmed")
+
+        await wait_for(confirmed, what="the order to be confirmed")
+    began = time.monotonic()
+    serve.signal(sig)
+    code = await asyncio.to_thread(serve.wait, 10)
+    took = time.monotonic() - began
+    assert code == 0, serve.log()
+    assert took < 5.0, f"stop took {took:.1f} s:\n{serve.log()}"
+    log = serve.log()
+    assert "Traceback" not in log, log
+    assert log.rstrip().endswith("stopped"), log
+
+
+async def test_two_serve_processes_split_the_partitions(
+    spawn: Spawn, kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    first, second = spawn(log_name="serve-a"), spawn(log_name="serve-b")
+    await asyncio.gather(
+        asyncio.to_thread(first.wait_serving), asyncio.to_thread(second.wait_serving)
+    )
+    groups = list(topic_names.pipeline())
+    async with GroupInspector(kafka_bootstrap) as inspector:
+
+        async def split() -> bool:
+            for snap in await inspector.describe(groups):
+                owners = [len(m.assignments) for m in snap.members]
+                if sorted(owners) != [1, 2]:
+                    return False
+            return True
+
+        await wait_for(split, within=60, what="every group to have 2 members sharing 3 partitions")
+        snapshots = await inspector.describe(groups)
+    for snap in snapshots:
+        assert len({m.member_id for m in snap.members}) == 2
+        assert sorted(p for m in snap.members for _, p in m.assignments) == [0, 1, 2]
+
+    # Both APIs write the one store; every order ends confirmed whichever process handled it.
+    async with httpx.AsyncClient() as client:
+        posts = [
+            client.post(
+                f"{serve.url}{ORDERS}",
+                json={"customerId": f"c-{i}", "productId": "sku-cable", "quantity": 1},
+            )
+            for i in range(20)
+            for serve in (first, second)
+        ]
+        assert {r.status_code for r in await asyncio.gather(*posts)} == {201}
+    store = Store(tmp_path / "orderdeck.db")
+    try:
+        await wait_for(
+            lambda: store.status_counts() == {"confirmed": 40}, what="40 confirmed orders"
+        )
+    finally:
+        store.close()
+    for serve in (first, second):
+        serve.signal(signal.SIGTERM)
+    for serve in (first, second):
+        assert await asyncio.to_thread(serve.wait, 10) == 0, serve.log()
+
+
+def order_body(i: int) -> dict[str, object]:
+    """The crash run's mix: 50 declined, 10 dock orders for a stock of 5, the rest fine."""
+    if i % 10 == 0:
+        return {"customerId": f"declined-{i}", "productId": "sku-cable", "quantity": 1}
+    if i % 50 == 5:
+        return {"customerId": f"c-{i}", "productId": "sku-dock", "quantity": 20}
+    return {"customerId": f"c-{i}", "productId": "sku-cable", "quantity": 1}
+
+
+async def test_kill_9_mid_run_then_restart_finishes_every_order_once(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    total = 500
+    serve = spawn(log_name="serve-1")
+    await asyncio.to_thread(serve.wait_serving)
+    port = serve.port
+    store = Store(tmp_path / "orderdeck.db")
+    accepted: set[int] = set()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(total):
+        queue.put_nowait(i)
+
+    async def poster(client: httpx.AsyncClient) -> None:
+        # A careful client: every order has its Idempotency-Key and is retried until 201.
+        while not queue.empty():
+            i = queue.get_nowait()
+            while True:
+                try:
+                    r = await client.post(
+                        f"http://127.0.0.1:{port}{ORDERS}",
+                        json=order_body(i),
+                        headers={"Idempotency-Key": f"crash-run-{i}"},
+                    )
+                    if r.status_code == 201:
+                        accepted.add(i)
+                        break
+                    assert r.status_code == 503, r.text
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+
+    finals = ("confirmed", "payment_declined", "cancelled", "rejected")
+
+    def final_count() -> int:
+        counts = store.status_counts()
+        return sum(counts.get(s, 0) for s in finals)
+
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            posting = asyncio.gather(*(poster(client) for _ in range(16)))
+            await wait_for(lambda: final_count() >= 100, within=60, what="100 final orders")
+            serve.proc.kill()  # kill -9, mid-run
+            await asyncio.to_thread(serve.wait, 10)
+            at_kill = final_count()
+            assert at_kill < total, "the run finished before the kill; nothing was proven"
+            restarted = spawn(port=port, log_name="serve-2")
+            await asyncio.to_thread(restarted.wait_serving)
+            await asyncio.wait_for(posting, 90)
+        assert len(accepted) == total
+        await wait_for(lambda: final_count() == total, within=90, what="every order final")
+        counts = store.status_counts()
+        assert counts == {"confirmed": 445, "payment_declined": 50, "cancelled": 5}, counts
+        effects = store.effect_counts()
+        assert effects["charges"] == 450  # one per paid order, none twice
+        assert effects["declines"] == 50
+        assert effects["refunds"] == 5
+        assert effects["notifications"] == total
+        totals = store.payment_totals()
+        assert totals["refund"] == 5 * 20 * 19999  # refunds equal the charges of the cancelled
+        dock = next(p for p in store.list_products() if p.id == "sku-dock")
+        assert (dock.stock, dock.reserved) == (0, 100)
+        restarted.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(restarted.wait, 10) == 0, restarted.log()
+    finally:
+        store.close()

@@ -1,0 +1,178 @@
+"""Shared fixtures: one real Apache Kafka for the whole run, and fresh topics per test.
+
+The session starts a single local broker (one JVM, free ports, a temporary data dir) the
+first time a test asks for ``kafka_bootstrap`` and stops it at the end. With
+``ORDERDECK_TEST_BOOTSTRAP=host:port`` the suite uses that cluster instead. Tests isolate
+themselves by name: ``topic_names`` hands each test its own prefix with the eight pipeline
+topics already created (and deletes them afterwards so the broker stays small).
+
+At the very end the session checks the process table: a JVM started by any test under this
+run's temporary directory and still alive fails the run (and is killed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from orderdeck.events import TopicNames
+from orderdeck.kafka.local import LocalKafka, PortInUseError
+from orderdeck.kafka.probe import wait_until_ready_sync
+from orderdeck.kafka.topics import TopicAdmin
+
+BOOTSTRAP_ENV = "ORDERDECK_TEST_BOOTSTRAP"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def java_processes_under(path: Path) -> list[int]:
+    """Pids of live java processes whose command line mentions ``path``."""
+    needle = str(path).rstrip("/").encode() + b"/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        args = cmdline.split(b"\0")
+        if args and os.path.basename(args[0]).startswith(b"java") and needle in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def start_local_kafka(data_dir: Path, attempts: int = 3) -> LocalKafka:
+    """Start a broker on a free port, retrying if another process grabs the port first."""
+    for attempt in range(attempts):
+        kafka = LocalKafka(data_dir, port=free_port())
+        try:
+            kafka.start(timeout=120)
+            return kafka
+        except PortInUseError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_jvm_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if any JVM started under this run's temp dir outlives the session."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    leftovers = java_processes_under(base)
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"JVMs left running after the test session: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def session_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | None]:
+    """The session's own broker, or None when ORDERDECK_TEST_BOOTSTRAP names a cluster."""
+    if os.environ.get(BOOTSTRAP_ENV):
+        yield None
+        return
+    kafka = start_local_kafka(tmp_path_factory.mktemp("session-kafka"))
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_kafka: LocalKafka | None) -> str:
+    """``"127.0.0.1:PORT"`` of the broker every integration test talks to."""
+    if session_kafka is not None:
+        return session_kafka.bootstrap_servers
+    bootstrap = os.environ[BOOTSTRAP_ENV]
+    wait_until_ready_sync(bootstrap, timeout=60)
+    return bootstrap
+
+
+@pytest.fixture
+def local_kafka(session_kafka: LocalKafka | None) -> LocalKafka:
+    """The session broker as a LocalKafka (skips when testing against an external cluster)."""
+    if session_kafka is None:
+        pytest.skip(f"{BOOTSTRAP_ENV} names an external cluster")
+    return session_kafka
+
+
+class _TopicFactory:
+    """One admin connection, kept open on a private event loop thread for the whole session.
+
+    Creating eight topics then costs one CreateTopics round trip per test instead of a new
+    client bootstrap, and the fixture stays synchronous so sync and async tests can share it.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="topic-factory", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._admin = self._run(self._connect(bootstrap))
+        except BaseException:
+            self._shutdown()
+            raise
+
+    @staticmethod
+    async def _connect(bootstrap: str) -> TopicAdmin:
+        admin = TopicAdmin(bootstrap, client_id="orderdeck-tests")  # binds to the running loop
+        await admin.start()
+        return admin
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    def create(self, names: TopicNames) -> None:
+        self._run(self._admin.ensure(names.all(), partitions=3))
+
+    def delete(self, names: TopicNames) -> None:
+        self._run(self._admin.delete(names.all()))
+
+    def close(self) -> None:
+        try:
+            self._run(self._admin.close())
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+
+@pytest.fixture(scope="session")
+def _topic_factory(kafka_bootstrap: str) -> Iterator[_TopicFactory]:
+    factory = _TopicFactory(kafka_bootstrap)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def topic_names(_topic_factory: _TopicFactory) -> Iterator[TopicNames]:
+    """A fresh ``TopicNames`` whose eight topics exist with 3 partitions each."""
+    names = TopicNames(prefix=f"t{uuid.uuid4().hex[:12]}.")
+    _topic_factory.create(names)
+    yield names
+    _topic_factory.delete(names)

@@ -1,0 +1,403 @@
+"""A deterministic stand-in for ``orderdeck.runtime.Runtime`` for pure-UI tests.
+
+Snapshot tests need every number, id and time on screen to be the same on every run, so
+this fake serves fixed orders, services, group snapshots and tail records built from a fixed
+clock. It is *not* a Kafka fake: the app's integration tests run against the real broker;
+this only feeds the screens so their pictures can be compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from orderdeck.events import (
+    HEADER_CORRELATION_ID,
+    HEADER_EVENT_TYPE,
+    TopicNames,
+)
+from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
+from orderdeck.kafka.tail import TailRecord
+from orderdeck.orders import (
+    OrderCreated,
+    OrderRequest,
+    PlacedOrderEvent,
+    SubmittedOrder,
+)
+from orderdeck.runtime import RuntimeStatus, StartupStep
+from orderdeck.services import SERVICE_NAMES, FailureRecord, ServiceStatus
+from orderdeck.store import (
+    JourneyHop,
+    OrderItemView,
+    OrderSummary,
+    OrderView,
+    Product,
+    StatusChange,
+)
+
+BASE = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
+BASE_MS = int(BASE.timestamp() * 1000)
+CATALOG = Path(__file__).resolve().parents[2] / "data" / "inventory.json"
+STATUSES = (
+    "confirmed",
+    "confirmed",
+    "payment_declined",
+    "confirmed",
+    "cancelled",
+    "pending",
+    "confirmed",
+    "rejected",
+    "confirmed",
+    "placed",
+    "confirmed",
+    "paid",
+)
+LAG_WAVE = (0, 0, 1, 3, 6, 10, 15, 21, 26, 24, 19, 13, 8, 4, 2, 0, 0, 0, 0, 0)
+HOPS = {
+    "confirmed": (
+        ("OrderPlaced", "order-events", "order"),
+        ("PaymentRequested", "payment-events", "payment"),
+        ("StockReservationRequested", "inventory-events", "inventory"),
+        ("OrderConfirmed", "notification-events", "notification"),
+    ),
+    "payment_declined": (
+        ("OrderPlaced", "order-events", "order"),
+        ("PaymentRequested", "payment-events", "payment"),
+        ("PaymentDeclined", "notification-events", "notification"),
+    ),
+    "cancelled": (
+        ("OrderPlaced", "order-events", "order"),
+        ("PaymentRequested", "payment-events", "payment"),
+        ("StockReservationRequested", "inventory-events", "inventory"),
+        ("RefundRequested", "payment-events", "payment"),
+        ("OrderCancelled", "notification-events", "notification"),
+    ),
+    "rejected": (
+        ("OrderPlaced", "order-events", "order"),
+        ("OrderRejected", "notification-events", "notification"),
+    ),
+}
+
+
+def order_id(n: int) -> str:
+    """A fixed, uuid-shaped order id."""
+    return f"0f1e2d3c-0000-4000-8000-{n:012d}"
+
+
+def _products() -> list[Product]:
+    data = json.loads(CATALOG.read_text())
+    return [
+        Product(
+            id=p["id"], name=p["name"], priceCents=p["priceCents"], stock=p["stock"], reserved=0
+        )
+        for p in data["products"]
+    ]
+
+
+class FakeStore:
+    """The store's read side over fixed data."""
+
+    def __init__(self) -> None:
+        self.products = _products()
+        self.orders: dict[str, OrderView] = {}
+        for n, status in enumerate(STATUSES, start=1):
+            self.add(self._order(n, status))
+
+    def _order(self, n: int, status: str) -> OrderView:
+        product = self.products[n % len(self.products)]
+        quantity = 1 + n % 3
+        created = BASE + timedelta(seconds=n)
+        hops = HOPS.get(status, HOPS["confirmed"][: 1 + n % 3])
+        partition = n % 3
+        journey = [
+            JourneyHop(
+                eventId=f"evt-{n}-{i}",
+                type=kind,
+                topic=topic,
+                partition=partition,
+                offset=40 + n * 2 + i,
+                timestamp=BASE_MS + n * 1000 + i * 7,
+                service=service,
+                processedAt=created + timedelta(milliseconds=i * 7 + 3),
+            )
+            for i, (kind, topic, service) in enumerate(hops)
+        ]
+        history = [StatusChange(status="placed", at=created)]
+        if status != "placed":
+            history.append(StatusChange(status=status, at=created + timedelta(milliseconds=30)))
+        return OrderView(
+            id=order_id(n),
+            customerId=f"customer-{n:02d}",
+            status=status,
+            items=[
+                OrderItemView(
+                    productId=product.id, quantity=quantity, unitPriceCents=product.priceCents
+                )
+            ],
+            amountCents=product.priceCents * quantity,
+            refundedCents=product.priceCents * quantity if status == "cancelled" else 0,
+            createdAt=created,
+            updatedAt=created + timedelta(milliseconds=30),
+            history=history,
+            journey=journey,
+        )
+
+    def add(self, order: OrderView) -> None:
+        """Insert or replace an order."""
+        self.orders[order.id] = order
+
+    def get_order(self, order_id: str) -> OrderView | None:
+        return self.orders.get(order_id)
+
+    def list_orders(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[OrderSummary], str | None]:
+        rows = [o for o in self.orders.values() if status is None or o.status == status]
+        rows.sort(key=lambda o: o.createdAt, reverse=True)
+        return [
+            OrderSummary(
+                id=o.id,
+                customerId=o.customerId,
+                status=o.status,
+                amountCents=o.amountCents,
+                refundedCents=o.refundedCents,
+                itemCount=sum(i.quantity for i in o.items),
+                createdAt=o.createdAt,
+                updatedAt=o.updatedAt,
+            )
+            for o in rows[:limit]
+        ], None
+
+    def list_products(self) -> list[Product]:
+        return list(self.products)
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for order in self.orders.values():
+            counts[order.status] = counts.get(order.status, 0) + 1
+        return counts
+
+
+class FakeSupervisor:
+    """Service statuses and controls that only change the numbers on screen."""
+
+    def __init__(self, names: TopicNames) -> None:
+        self._statuses = {
+            name: ServiceStatus(
+                name=name,
+                state="running",
+                instances=1,
+                processed=1200 - i * 150,
+                errors=2 if name == "payment" else 0,
+                dead_letters=1 if name == "payment" else 0,
+                rate=12.5 - i,
+                last_error="invalid PaymentRequested: payload.amountCents: field required"
+                if name == "payment"
+                else None,
+                restarts=0,
+                inbox=names.pipeline()[i],
+                group=names.pipeline()[i],
+            )
+            for i, name in enumerate(SERVICE_NAMES)
+        }
+
+    def statuses(self) -> list[ServiceStatus]:
+        return list(self._statuses.values())
+
+    async def pause(self, name: str) -> None:
+        self._statuses[name] = replace(self._statuses[name], state="paused")
+
+    async def resume(self, name: str) -> None:
+        self._statuses[name] = replace(self._statuses[name], state="running")
+
+    async def scale(self, name: str, instances: int) -> None:
+        self._statuses[name] = replace(self._statuses[name], instances=instances)
+
+    def recent_failures(self) -> list[FailureRecord]:
+        return [
+            FailureRecord(
+                at=BASE + timedelta(seconds=5),
+                service="payment",
+                topic="payment-events",
+                partition=1,
+                offset=17,
+                reason="invalid PaymentRequested: payload.amountCents: field required",
+                dead_lettered=True,
+            ),
+            FailureRecord(
+                at=BASE + timedelta(seconds=9),
+                service="payment",
+                topic="payment-events",
+                partition=2,
+                offset=33,
+                reason="database is locked (retrying)",
+                dead_lettered=False,
+            ),
+        ]
+
+
+def _record(topic: str, n: int) -> TailRecord:
+    kind = {
+        "order-events": "OrderPlaced",
+        "payment-events": "PaymentRequested",
+        "inventory-events": "StockReservationRequested",
+        "notification-events": "OrderConfirmed",
+    }.get(topic.removesuffix(".dlq"), "OrderPlaced")
+    oid = order_id(n)
+    value = {
+        "eventId": f"0a0b0c0d-0000-4000-8000-{n:012d}",
+        "type": kind,
+        "orderId": oid,
+        "occurredAt": (BASE + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
+        "schemaVersion": 1,
+        "correlationId": oid,
+        "payload": {
+            "customerId": f"customer-{n:02d}",
+            "items": [{"productId": "sku-mouse", "quantity": 1}],
+        },
+    }
+    return TailRecord(
+        topic=topic,
+        partition=n % 3,
+        offset=100 + n,
+        timestamp_ms=BASE_MS + n * 1000,
+        key=oid,
+        event_type=kind,
+        order_id=oid,
+        value=json.dumps(value).encode(),
+        headers=((HEADER_EVENT_TYPE, kind.encode()), (HEADER_CORRELATION_ID, oid.encode())),
+    )
+
+
+class FakeTail:
+    """Serves a fixed batch of records once, then nothing."""
+
+    def __init__(self, topics: Sequence[str], count: int) -> None:
+        self.records = [_record(topics[0], n) for n in range(1, count + 1)]
+        self.started = False
+        self.stopped = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def next_batch(self, max_records: int = 500, timeout_ms: int = 200) -> list[TailRecord]:
+        if self.records:
+            batch, self.records = self.records[:max_records], self.records[max_records:]
+            return batch
+        await asyncio.sleep(timeout_ms / 1000)
+        return []
+
+
+class FakeRuntime:
+    """A runtime with fixed data and a fixed clock (see module docstring)."""
+
+    def __init__(self, *, tail_records: int = 30) -> None:
+        self.names = TopicNames()
+        self.bootstrap_servers = "127.0.0.1:9092"
+        self.api_url = "http://127.0.0.1:3000"
+        self.store = FakeStore()
+        self.supervisor = FakeSupervisor(self.names)
+        self.started = False
+        self.stopped = False
+        self.polls = 0
+        self.tails: list[FakeTail] = []
+        self.submitted: list[OrderRequest] = []
+        self._tail_records = tail_records
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def status(self) -> RuntimeStatus:
+        return RuntimeStatus(
+            kafka="running" if self.started else "starting",
+            api="running" if self.started else "starting",
+            services=tuple(self.supervisor.statuses()) if self.started else (),
+            orders_per_s=12.5,
+            total_lag=sum(s.total_lag for s in self.snapshots_for(self.polls)),
+            status_counts=self.store.status_counts(),
+            bootstrap_servers=self.bootstrap_servers,
+            api_url=self.api_url,
+            steps=tuple(StartupStep(n, "done") for n in ("kafka", "topics", "api", "services")),
+        )
+
+    async def submit_order(self, request: OrderRequest) -> SubmittedOrder:
+        self.submitted.append(request)
+        n = 100 + len(self.submitted)
+        oid = order_id(n)
+        item = request.items[0]
+        return SubmittedOrder(
+            order_id=oid,
+            response=OrderCreated(
+                event=PlacedOrderEvent(
+                    id=oid,
+                    customerId=request.customerId,
+                    productId=item.productId,
+                    quantity=item.quantity,
+                    status="placed",
+                    createdAt="2025-01-15T12:00:00Z",
+                ),
+                status="placed",
+            ),
+            delivery=None,
+        )
+
+    def snapshots_for(self, step: int) -> list[GroupSnapshot]:
+        """The four groups at poll ``step`` (log-ends grow, payment's lag comes and goes)."""
+        snaps = []
+        for i, (topic, service) in enumerate(
+            zip(self.names.pipeline(), SERVICE_NAMES, strict=True)
+        ):
+            member = GroupMember(
+                member_id=f"orderdeck-{service}-1-5f2c9a1e-{i}0b7",
+                client_id=f"orderdeck-{service}-1",
+                host="/127.0.0.1",
+                assignments=tuple((topic, p) for p in range(3)),
+            )
+            lag_total = LAG_WAVE[step % len(LAG_WAVE)] if service == "payment" else 0
+            parts = []
+            for p in range(3):
+                end = 400 + i * 10 + p * 3 + step * (4 - i)
+                lag = lag_total // 3 + (1 if p < lag_total % 3 else 0)
+                parts.append(
+                    PartitionLag(
+                        topic=topic,
+                        partition=p,
+                        committed=end - lag,
+                        log_end=end,
+                        lag=lag,
+                        member_id=member.member_id,
+                        client_id=member.client_id,
+                        host=member.host,
+                    )
+                )
+            snaps.append(
+                GroupSnapshot(
+                    group=topic,
+                    state="Stable",
+                    members=(member,),
+                    partitions=tuple(parts),
+                    total_lag=sum(p.lag or 0 for p in parts),
+                    taken_at=1000.0 + step,
+                    protocol="range",
+                )
+            )
+        return snaps
+
+    async def group_snapshots(self) -> list[GroupSnapshot]:
+        self.polls += 1
+        return self.snapshots_for(self.polls)
+
+    def open_tail(self, topics: Sequence[str], from_beginning: bool) -> FakeTail:
+        tail = FakeTail(topics, self._tail_records)
+        self.tails.append(tail)
+        return tail

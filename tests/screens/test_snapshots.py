@@ -1,0 +1,162 @@
+"""Pictures of every screen at 120x36, drawn from a deterministic fake runtime.
+
+The fake serves fixed orders, services, group snapshots and tail records with a fixed
+clock, and the app polls once (the history before it is primed), so each picture is the
+same on every run. Update them with ``pytest tests/screens --snapshot-update`` after an
+intended change and look at the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from orderdeck.app import OrderDeckApp
+from orderdeck.runtime import StartupStep
+from orderdeck.screens.topics import TopicsScreen
+from orderdeck.widgets.group_panel import GroupPanel
+from orderdeck.widgets.record_view import RecordView
+from orderdeck.widgets.runtime_link import RuntimeHooks
+from tests.screens.fake_runtime import FakeRuntime
+from tests.screens.helpers import until, until_ready
+
+SIZE = (120, 36)
+PRIMED_POLLS = 60
+
+SnapCompare = Callable[..., bool]
+
+
+def deck(runtime: FakeRuntime | None = None, hooks: RuntimeHooks | None = None) -> OrderDeckApp:
+    """The app over a fake runtime whose group history is already a minute long."""
+    runtime = runtime or FakeRuntime()
+    app = OrderDeckApp(runtime, hooks=hooks, poll_interval=3600, clock=lambda: 1000.0)
+    for step in range(PRIMED_POLLS):
+        app.live.update(runtime.snapshots_for(step))
+    runtime.polls = PRIMED_POLLS - 1
+    return app
+
+
+def on_screen(key: str, extra: Callable[[Pilot[Any]], Awaitable[None]] | None = None) -> Any:
+    """A ``run_before`` that waits for start-up, switches screen and lets it settle."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await until_ready(pilot)
+        app = pilot.app
+        assert isinstance(app, OrderDeckApp)
+        await until(pilot, lambda: app.polls >= 1, "the first group poll")
+        if key:
+            await pilot.press(key)
+        await pilot.pause()
+        if extra is not None:
+            await extra(pilot)
+        for field in app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    return run_before
+
+
+def test_pipeline_screen(snap_compare: SnapCompare) -> None:
+    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen(""))
+
+
+def test_submit_screen(snap_compare: SnapCompare) -> None:
+    async def submit_two(pilot: Pilot[Any]) -> None:
+        await pilot.press("ctrl+s")
+        app = pilot.app
+        screen = app.screen
+        await until(pilot, lambda: len(getattr(screen, "results", ())) == 1, "the first result")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(getattr(screen, "results", ())) == 2, "the second result")
+        await pilot.pause()
+
+    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("2", submit_two))
+
+
+def test_topics_screen(snap_compare: SnapCompare) -> None:
+    async def records_arrived(pilot: Pilot[Any]) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, TopicsScreen)
+        view = screen.query_one(RecordView)
+        await until(pilot, lambda: view.shown == 30, "the fake tail's 30 records")
+        await pilot.press("up", "up", "up")
+
+    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("3", records_arrived))
+
+
+def test_groups_screen(snap_compare: SnapCompare) -> None:
+    async def drawn(pilot: Pilot[Any]) -> None:
+        await until(
+            pilot,
+            lambda: all(p.snapshot is not None for p in pilot.app.screen.query(GroupPanel)),
+            "every group panel to show a snapshot",
+        )
+
+    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("4", drawn))
+
+
+def test_services_screen(snap_compare: SnapCompare) -> None:
+    async def pause_payment(pilot: Pilot[Any]) -> None:
+        await pilot.press("down", "p")
+        runtime = pilot.app.runtime
+        assert isinstance(runtime, FakeRuntime)
+        await until(
+            pilot,
+            lambda: runtime.supervisor.statuses()[1].state == "paused",
+            "payment to be paused",
+        )
+        await pilot.press("down", "plus")
+        await until(
+            pilot,
+            lambda: runtime.supervisor.statuses()[2].instances == 2,
+            "inventory to scale to 2",
+        )
+        await pilot.pause(0.3)  # one tick redraws the table from the new statuses
+        for toast in pilot.app.query("Toast"):
+            toast.remove()
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("5", pause_payment))
+
+
+def test_orders_screen(snap_compare: SnapCompare) -> None:
+    async def pick_cancelled(pilot: Pilot[Any]) -> None:
+        await pilot.press("down", "down", "down", "down", "down", "down", "down")
+        await pilot.pause(0.3)
+
+    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("6", pick_cancelled))
+
+
+class SlowStart(FakeRuntime):
+    """A runtime stuck half-way through start-up (Kafka up, topics being created)."""
+
+    def __init__(self, hooks: RuntimeHooks) -> None:
+        super().__init__()
+        self.hooks = hooks
+        self.release = asyncio.Event()
+
+    async def start(self) -> None:
+        self.hooks.on_progress(StartupStep("kafka", "done", "Kafka at 127.0.0.1:9092 answers"))
+        self.hooks.on_progress(StartupStep("topics", "running", "creating topics"))
+        await self.release.wait()
+
+
+def test_startup_screen(snap_compare: SnapCompare) -> None:
+    hooks = RuntimeHooks()
+    runtime = SlowStart(hooks)
+    app = deck(runtime, hooks)
+
+    async def started_half(pilot: Pilot[Any]) -> None:
+        await until(
+            pilot,
+            lambda: "topics" in getattr(pilot.app.screen, "steps", {}),
+            "the topics step to show",
+        )
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=started_half)

@@ -1,0 +1,125 @@
+"""Fixtures for the service tests: a real broker, fresh topics, a store, running services.
+
+``kafka_bootstrap`` and ``topic_names`` come from tests/conftest.py (the session broker);
+until that file provides them, the fallbacks below use ORDERDECK_TEST_BOOTSTRAP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from orderdeck.events import LineItem, OrderPlaced, OrderPlacedPayload, TopicNames
+from orderdeck.kafka.producer import Delivery, EventProducer
+from orderdeck.services.supervisor import Supervisor
+from orderdeck.store import Store
+
+JOIN_TIMEOUT_S = 30.0
+
+_ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
+
+if not (_ROOT_CONFTEST.exists() and "def kafka_bootstrap" in _ROOT_CONFTEST.read_text()):
+
+    @pytest.fixture(scope="session")
+    def kafka_bootstrap() -> str:
+        """The session broker (fallback until tests/conftest.py provides it)."""
+        return os.environ.get("ORDERDECK_TEST_BOOTSTRAP", "127.0.0.1:19092")
+
+    @pytest.fixture
+    async def topic_names(kafka_bootstrap: str) -> TopicNames:
+        """Fresh prefixed topics, 3 partitions each (fallback)."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        names = TopicNames(prefix=f"t{uuid.uuid4().hex[:12]}.")
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(t, 3, 1) for t in names.all()])
+        finally:
+            await admin.close()
+        return names
+
+
+async def wait_for(
+    condition: Callable[[], bool], within: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll ``condition`` until it holds; fail the test with ``what`` at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def order_placed(
+    customer: str = "cust-1", items: list[tuple[str, int]] | None = None, order_id: str = ""
+) -> OrderPlaced:
+    """An OrderPlaced as the API would produce it."""
+    oid = order_id or f"ord-{uuid.uuid4().hex[:12]}"
+    return OrderPlaced(
+        orderId=oid,
+        correlationId=oid,
+        payload=OrderPlacedPayload(
+            customerId=customer,
+            items=[LineItem(productId=p, quantity=q) for p, q in (items or [("sku-mouse", 1)])],
+        ),
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where this test's SQLite database lives."""
+    return tmp_path / "orderdeck.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    """The test's view of the shared database (the services open their own connections)."""
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[EventProducer]:
+    """A started producer for placing orders and writing raw records."""
+    p = EventProducer(kafka_bootstrap, client_id="test-services")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def services(
+    kafka_bootstrap: str, db_path: Path, topic_names: TopicNames, store: Store
+) -> AsyncIterator[Supervisor]:
+    """All four services running against the test's topics and database."""
+    sup = Supervisor(kafka_bootstrap, db_path, topic_names)
+    await sup.start()
+    try:
+        async with asyncio.timeout(JOIN_TIMEOUT_S):
+            await sup.wait_joined()
+        yield sup
+    finally:
+        await sup.stop()
+
+
+Place = Callable[[OrderPlaced], Awaitable[Delivery]]
+
+
+@pytest.fixture
+def place(producer: EventProducer, topic_names: TopicNames, store: Store) -> Place:
+    """Produce an OrderPlaced to order-events and record it like the API does."""
+
+    async def _place(event: OrderPlaced) -> Delivery:
+        d = await producer.send_event(event, topic_names.orders)
+        store.record_placed(event, d.topic, d.partition, d.offset, d.timestamp_ms)
+        return d
+
+    return _place

@@ -1,0 +1,75 @@
+"""The shared producer: acks, the memoised partitioner, batched sends in order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from orderdeck.events import TopicNames
+from orderdeck.kafka.producer import PARTITIONER, EventProducer, RawRecord
+from tests.services.conftest import order_placed
+
+
+def test_partitioner_matches_kafkas_default_for_keys() -> None:
+    default = DefaultPartitioner()
+    for _ in range(500):
+        key = str(uuid.uuid4()).encode()
+        for n in (1, 3, 7):
+            partitions = list(range(n))
+            assert PARTITIONER(key, partitions, partitions) == default(key, partitions, partitions)
+            assert PARTITIONER(key, partitions, partitions) == default(key, partitions, partitions)
+    assert PARTITIONER(None, [0, 1, 2], [0, 1, 2]) in {0, 1, 2}
+
+
+async def _read(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(3)])
+        async with asyncio.timeout(15):
+            while len(records) < expected:
+                for recs in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_send_event_waits_for_the_ack_and_says_where(
+    kafka_bootstrap: str, producer: EventProducer, topic_names: TopicNames
+) -> None:
+    event = order_placed("pat")
+    delivery = await producer.send_event(event, topic_names.orders, timeout=10)
+    assert delivery.topic == topic_names.orders
+    assert delivery.partition == PARTITIONER(event.orderId.encode(), [0, 1, 2], [0, 1, 2])
+    assert delivery.offset >= 0
+    assert delivery.timestamp_ms > 0
+    [record] = await _read(kafka_bootstrap, topic_names.orders, 1)
+    assert (record.partition, record.offset) == (delivery.partition, delivery.offset)
+    assert dict(record.headers)["event-type"] == b"OrderPlaced"
+
+
+async def test_send_many_keeps_key_order_and_partitions(
+    kafka_bootstrap: str, producer: EventProducer, topic_names: TopicNames
+) -> None:
+    keys = [f"k{i}".encode() for i in range(5)]
+    records: list[RawRecord] = [
+        (topic_names.payments, keys[i % 5], str(i).encode(), [("n", str(i).encode())])
+        for i in range(300)
+    ]
+    records.append((topic_names.payments, None, b"keyless", []))
+    await producer.send_many(records)
+    got = await _read(kafka_bootstrap, topic_names.payments, 301)
+    assert len(got) == 301
+    for key in keys:
+        mine = sorted((r for r in got if r.key == key), key=lambda r: r.offset)
+        assert len({r.partition for r in mine}) == 1
+        assert mine[0].partition == PARTITIONER(key, [0, 1, 2], [0, 1, 2])
+        values = [int(r.value) for r in mine]
+        assert values == sorted(values)  # produced order is kept within the key
+    assert any(r.key is None and r.value == b"keyless" for r in got)

@@ -1,0 +1,127 @@
+"""The house rules of ARCHITECTURE.md, checked.
+
+- Only ``orderdeck/app.py``, ``orderdeck/screens/`` and ``orderdeck/widgets/`` may import
+  Textual, so everything else can run and be tested without a terminal.
+- Services never import screens (or any UI module).
+- The API never imports the services: it produces ``order-events`` and reads the store.
+
+Each rule is checked twice: statically (every ``import`` in the source, including lazy ones
+inside functions) and at run time (importing the modules in a fresh interpreter and looking
+at ``sys.modules``, which also catches an import that happens through another module).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "orderdeck"
+UI_PREFIXES = ("orderdeck.app", "orderdeck.screens", "orderdeck.widgets")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE_DIR.rglob("*.py"))}
+
+
+def _is_ui(module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in UI_PREFIXES)
+
+
+def _matches(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Every module named by an import statement anywhere in ``path``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _loaded_after_importing(modules: list[str]) -> set[str]:
+    """``sys.modules`` of a fresh interpreter after importing ``modules``."""
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+NON_UI = sorted(m for m in MODULES if not _is_ui(m))
+SERVICES = sorted(m for m in MODULES if _matches(m, ("orderdeck.services",)))
+API = sorted(m for m in MODULES if _matches(m, ("orderdeck.api", "orderdeck.orders")))
+
+
+@pytest.mark.parametrize("module", NON_UI)
+def test_non_ui_module_does_not_import_textual_in_its_source(module: str) -> None:
+    offending = {name for name in _imports(MODULES[module], module) if _matches(name, ("textual",))}
+    assert not offending, f"{module} imports {sorted(offending)}"
+
+
+def test_importing_every_non_ui_module_leaves_textual_unloaded() -> None:
+    loaded = _loaded_after_importing(NON_UI)
+    if any(_matches(name, ("textual",)) for name in loaded):
+        # Name the culprit: import the modules one at a time.
+        culprits = [
+            module
+            for module in NON_UI
+            if any(_matches(n, ("textual",)) for n in _loaded_after_importing([module]))
+        ]
+        pytest.fail(f"importing these modules loads textual: {culprits}")
+    assert not any(_is_ui(name) for name in loaded), sorted(n for n in loaded if _is_ui(n))
+
+
+@pytest.mark.parametrize("module", SERVICES)
+def test_services_never_import_the_ui(module: str) -> None:
+    offending = {n for n in _imports(MODULES[module], module) if _is_ui(n)}
+    assert not offending, f"{module} imports {sorted(offending)}"
+
+
+@pytest.mark.parametrize("module", API)
+def test_api_never_imports_the_services(module: str) -> None:
+    offending = {
+        n for n in _imports(MODULES[module], module) if _matches(n, ("orderdeck.services",))
+    }
+    assert not offending, f"{module} imports {sorted(offending)}"
+
+
+@pytest.mark.skipif(not API, reason="the API modules do not exist yet")
+def test_importing_the_api_loads_no_service_and_no_ui() -> None:
+    loaded = _loaded_after_importing(API)
+    assert not {n for n in loaded if _matches(n, ("orderdeck.services",)) or _is_ui(n)}
+
+
+def test_the_rules_see_the_package() -> None:
+    assert "orderdeck.kafka.local" in NON_UI
+    assert "orderdeck.cli" in NON_UI
+    assert not any(_is_ui(m) for m in NON_UI)

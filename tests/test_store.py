@@ -1,0 +1,276 @@
+"""The SQLite store: catalog, read models, once-only effects, outbox, multi-process writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orderdeck.events import LineItem, OrderPlaced, OrderPlacedPayload, PricedLineItem
+from orderdeck.store import CREDIT_LIMIT_CENTS, Store, WriteTx
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "orderdeck.db")
+    yield s
+    s.close()
+
+
+def _placed(
+    order_id: str, customer: str = "c", items: list[tuple[str, int]] | None = None
+) -> OrderPlaced:
+    return OrderPlaced(
+        orderId=order_id,
+        correlationId=order_id,
+        payload=OrderPlacedPayload(
+            customerId=customer,
+            items=[LineItem(productId=p, quantity=q) for p, q in (items or [("sku-mouse", 1)])],
+        ),
+    )
+
+
+def _priced(items: list[tuple[str, int, int]]) -> list[PricedLineItem]:
+    return [PricedLineItem(productId=p, quantity=q, unitPriceCents=c) for p, q, c in items]
+
+
+def _consume(tx: WriteTx, event: OrderPlaced, offset: int) -> bool:
+    return tx.consume(
+        "order",
+        order_id=event.orderId,
+        event_id=event.eventId,
+        event_type="OrderPlaced",
+        topic="order-events",
+        partition=0,
+        offset=offset,
+        timestamp_ms=1,
+    )
+
+
+def test_catalog_is_seeded_from_inventory_json(store: Store) -> None:
+    catalog = json.loads((Path(__file__).parent.parent / "data" / "inventory.json").read_text())
+    products = store.list_products()
+    assert {p.id for p in products} == {p["id"] for p in catalog["products"]}
+    assert len(products) >= 8
+    assert all(p.reserved == 0 and p.stock > 0 and p.priceCents > 0 for p in products)
+    assert store.product_ids() == {p.id for p in products}
+
+
+def test_custom_catalog_and_reopen_keeps_state(tmp_path: Path) -> None:
+    catalog = tmp_path / "cat.json"
+    catalog.write_text(
+        json.dumps({"products": [{"id": "x", "name": "X", "priceCents": 5, "stock": 7}]})
+    )
+    s = Store(tmp_path / "db.sqlite", catalog)
+    s.set_stock("x", 3)
+    s.close()
+    again = Store(tmp_path / "db.sqlite", catalog)
+    assert [(p.id, p.stock) for p in again.list_products()] == [("x", 3)]
+    with pytest.raises(KeyError):
+        again.set_stock("nope", 1)
+    again.close()
+
+
+def test_record_placed_is_idempotent_and_readable_at_once(store: Store) -> None:
+    event = _placed("o1", items=[("sku-mouse", 2), ("sku-cable", 1)])
+    store.record_placed(event, "order-events", 1, 42, 1_700_000_000_000)
+    store.record_placed(event, "order-events", 1, 42, 1_700_000_000_000)
+    order = store.get_order("o1")
+    assert order is not None
+    assert order.status == "placed"
+    assert order.amountCents == 2 * 2999 + 999
+    assert [(i.productId, i.quantity, i.unitPriceCents) for i in order.items] == [
+        ("sku-mouse", 2, 2999),
+        ("sku-cable", 1, 999),
+    ]
+    assert [c.status for c in order.history] == ["placed"]
+    [hop] = order.journey
+    assert (hop.topic, hop.partition, hop.offset, hop.service) == ("order-events", 1, 42, None)
+    assert store.get_order("missing") is None
+
+
+def test_service_first_then_api_keeps_one_hop_with_the_service(store: Store) -> None:
+    event = _placed("o1")
+    with store.write() as tx:
+        assert _consume(tx, event, offset=3)
+        assert not _consume(tx, event, offset=3)  # a replay is recognised
+        assert tx.accept_order(event, _priced([("sku-mouse", 1, 2999)]))
+    store.record_placed(event, "order-events", 0, 3, 1)
+    with store.write() as tx:
+        assert not _consume(tx, event, offset=3)
+    order = store.get_order("o1")
+    assert order is not None
+    assert order.status == "pending"
+    assert [(h.service, h.offset) for h in order.journey] == [("order", 3)]
+
+
+def test_list_orders_pages_newest_first_and_filters(store: Store) -> None:
+    for i in range(5):
+        store.record_placed(_placed(f"o{i}"), "order-events", 0, i, i)
+    page, cursor = store.list_orders(limit=2)
+    assert [o.id for o in page] == ["o4", "o3"]
+    assert cursor is not None
+    page, cursor = store.list_orders(limit=2, cursor=cursor)
+    assert [o.id for o in page] == ["o2", "o1"]
+    page, cursor = store.list_orders(limit=2, cursor=cursor)
+    assert ([o.id for o in page], cursor) == (["o0"], None)
+    assert store.list_orders(status="confirmed") == ([], None)
+    assert len(store.list_orders(status="placed")[0]) == 5
+    assert store.status_counts() == {"placed": 5}
+    with pytest.raises(ValueError, match="invalid cursor"):
+        store.list_orders(cursor="garbage!")
+
+
+def test_payment_rules_decline_prefix_and_credit_limit(store: Store) -> None:
+    with store.write() as tx:
+        assert tx.charge("a", "declined-zed", 100, "e1").outcome == "declined"
+        assert tx.charge("b", "big", CREDIT_LIMIT_CENTS, "e2").outcome == "charged"
+        over = tx.charge("c", "big", 1, "e3")
+        assert over.outcome == "declined"
+        assert "credit limit" in over.reason
+        assert tx.refund("b", "big", "e4", "out of stock") == CREDIT_LIMIT_CENTS
+        assert tx.charge("d", "big", 1, "e5").outcome == "charged"  # refunds free the limit
+
+
+def test_an_order_is_charged_and_refunded_at_most_once(store: Store) -> None:
+    with store.write() as tx:
+        assert tx.charge("o1", "c", 500, "e1").outcome == "charged"
+        # A second request under another event id cannot move money again.
+        assert tx.charge("o1", "c", 999, "e2").outcome == "duplicate"
+        assert tx.refund("o1", "c", "e3", "x") == 500
+        assert tx.refund("o1", "c", "e4", "x") is None
+        assert tx.refund("never-charged", "c", "e5", "x") == 0
+    assert store.order_payments("o1") == {"charge": 500, "refund": 500}
+
+
+def test_reservation_is_all_or_nothing_and_once(store: Store) -> None:
+    store.set_stock("sku-dock", 2)
+    with store.write() as tx:
+        short = tx.reserve("o1", [LineItem(productId="sku-dock", quantity=3)], "e1")
+        assert short.outcome == "out_of_stock"
+        assert "sku-dock" in short.reason
+        mixed = [
+            LineItem(productId="sku-cable", quantity=1),
+            LineItem(productId="sku-dock", quantity=3),
+        ]
+        assert tx.reserve("o2", mixed, "e2").outcome == "out_of_stock"
+        two = [
+            LineItem(productId="sku-dock", quantity=1),
+            LineItem(productId="sku-dock", quantity=1),
+        ]
+        assert tx.reserve("o3", two, "e3").outcome == "reserved"
+        assert tx.reserve("o3", two, "e4").outcome == "duplicate"
+        assert (
+            tx.reserve("o4", [LineItem(productId="sku-dock", quantity=1)], "e5").outcome
+            == "out_of_stock"
+        )
+    stock = {p.id: (p.stock, p.reserved) for p in store.list_products()}
+    assert stock["sku-dock"] == (0, 2)
+    assert stock["sku-cable"][1] == 0
+
+
+def test_notification_once_and_final_status_is_never_overwritten(store: Store) -> None:
+    store.record_placed(_placed("o1"), "order-events", 0, 0, 0)
+    with store.write() as tx:
+        assert tx.notify("o1", "PaymentDeclined", "c", "declined", "e1")
+        assert not tx.notify("o1", "PaymentDeclined", "c", "declined", "e2")
+        assert tx.set_status("o1", "payment_declined")
+        assert not tx.set_status("o1", "confirmed")
+        assert not tx.set_status("o1", "paid")
+    order = store.get_order("o1")
+    assert order is not None
+    assert order.status == "payment_declined"
+    assert [c.status for c in order.history] == ["placed", "payment_declined"]
+
+
+def _failing_handler(tx: WriteTx) -> None:
+    with tx.savepoint():
+        tx.mark_processed("payment", "e2")
+        tx.add_outbox("payment", "t", b"k", b"v", [])
+        raise RuntimeError("handler failed")
+
+
+def test_api_first_then_service_claims_the_hop_once(store: Store) -> None:
+    event = _placed("o1")
+    store.record_placed(event, "order-events", 2, 9, 5)
+    with store.write() as tx:
+        assert _consume(tx, event, offset=9)
+        assert not _consume(tx, event, offset=9)
+    order = store.get_order("o1")
+    assert order is not None
+    [only] = order.journey
+    assert (only.service, only.offset) == ("order", 9)
+    assert only.processedAt is not None
+
+
+def test_mark_sent_handles_ranges_and_gaps(store: Store) -> None:
+    with store.write() as tx:
+        rows = [tx.add_outbox("order", "t", None, str(i).encode(), []) for i in range(6)]
+    store.mark_sent([rows[0].id, rows[1].id, rows[2].id, rows[4].id])
+    assert [r.value for r in store.unsent_outbox("order")] == [b"3", b"5"]
+
+
+def test_processed_marks_and_savepoint_rollback(store: Store) -> None:
+    with store.write() as tx:
+        assert tx.mark_processed("payment", "e1")
+        assert not tx.mark_processed("payment", "e1")
+        assert not tx.mark_processed("inventory", "e1")  # an event is settled once
+        with pytest.raises(RuntimeError):
+            _failing_handler(tx)
+        assert tx.outbox == []
+        assert tx.mark_processed("payment", "e2")  # the failed attempt left nothing behind
+    assert store.unsent_outbox("payment") == []
+
+
+def test_outbox_unsent_sent_and_pruned(store: Store) -> None:
+    with store.write() as tx:
+        a = tx.add_outbox("order", "t1", b"k", b"v1", [("h", b"\x00\xff")])
+        tx.add_outbox("order", "t1", None, None, [])
+        tx.add_outbox("payment", "t2", b"k", b"v3", [])
+    unsent = store.unsent_outbox("order")
+    assert [r.value for r in unsent] == [b"v1", None]
+    assert unsent[0].headers == (("h", b"\x00\xff"),)
+    assert store.unsent_outbox("order", older_than_s=60) == []  # too fresh for a sweep
+    store.mark_sent([a.id])
+    assert [r.value for r in store.unsent_outbox("order")] == [None]
+    assert store.prune_outbox(older_than_s=0) == 1
+
+
+def test_idempotency_keys(store: Store) -> None:
+    assert store.idempotency_get("k") is None
+    first = store.idempotency_put("k", "h1", "o1", '{"a":1}')
+    second = store.idempotency_put("k", "h2", "o2", '{"a":2}')
+    assert first == second
+    assert (second.request_hash, second.order_id) == ("h1", "o1")
+    assert store.idempotency_get("k") == first
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from orderdeck.events import LineItem
+from orderdeck.store import Store
+store = Store(Path(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    with store.write() as tx:
+        tx.reserve(f"{sys.argv[2]}-{i}", [LineItem(productId="sku-dock", quantity=1)], "e")
+store.close()
+"""
+
+
+def test_two_processes_reserving_concurrently_never_oversell(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    store = Store(db)
+    store.set_stock("sku-dock", 300)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(db), name, "200"])
+        for name in ("a", "b")
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    dock = next(p for p in store.list_products() if p.id == "sku-dock")
+    assert (dock.stock, dock.reserved) == (0, 300)
+    store.close()
