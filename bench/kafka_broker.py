@@ -148,6 +148,11 @@ def machine() -> str:
     )
 
 
+def load_average() -> str:
+    """1-minute load average: other work on the box skews every figure here."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5)
@@ -156,6 +161,7 @@ def main() -> int:
     args = parser.parse_args()
 
     LocalKafka(Path(".")).install()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="orderdeck-bench-") as tmp:
         root = Path(tmp)
         fresh, restart = time_starts(args.starts, root)
@@ -206,6 +212,8 @@ def main() -> int:
         f"Command: `.venv/bin/python bench/kafka_broker.py` — {datetime.now(UTC):%Y-%m-%d}",
         "",
         f"Machine: {machine()}",
+        "",
+        f"1-minute load average before / after the run: {load_before} / {load_average()}",
         "",
         "| figure | value | runs |",
         "|---|---|---|",

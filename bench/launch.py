@@ -13,11 +13,12 @@ How each figure is measured:
 
 * **startup / cold**: ``orderdeck launch`` runs in a detached tmux pane of 120x36 (a real
   terminal, real process start); the bench polls ``tmux capture-pane`` every 10 ms.
-  *First frame* is the first capture showing both the header (``orderdeck │``) and the
-  footer (``^p palette``): the app draws, and answers keys, from then on. *Green* is the
-  first capture with ``services ● 4/4`` in the header and the start-up view gone. With
-  Kafka running, the broker is one this bench started and passes as ``--bootstrap-servers``.
-  Cold: a fresh ``--data-dir`` so ``launch`` formats and boots its own local Kafka.
+  *First frame* is the first capture showing the header (``Pipeline`` on its first line)
+  and the footer (``^p palette``): the app draws, and answers keys, from then on.
+  *Green* is the first capture with ``services ● 4/4`` in the header and the start-up
+  view gone. With Kafka running, the broker is one this bench started, passed as
+  ``--bootstrap-servers``. Cold: a fresh ``--data-dir``, so ``launch`` formats and boots
+  its own local Kafka.
 * **tail**: in-process, headless Textual at 120x36 with rendering on (``App.run_test``), the
   Topics screen following a topic that a *separate process* floods at a fixed rate.
   Throughput = records the view received per second; key latency = from posting a key event
@@ -58,7 +59,7 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 ORDERDECK = ROOT / ".venv" / "bin" / "orderdeck"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SIZE = (120, 36)
-HEADER = "orderdeck │"
+HEADER = "Pipeline"
 FOOTER = "^p palette"
 GREEN = re.compile(r"services ● 4/4")
 
@@ -96,6 +97,7 @@ class Pane:
         self.command = command
         self.cwd = cwd
         self.pid: int | None = None
+        self.socket_path = ""
 
     def _tmux(self, *args: str, check: bool = True) -> str:
         done = subprocess.run(
@@ -115,6 +117,7 @@ class Pane:
         )  # fmt: skip
         self._tmux("set-option", "-t", "b", "remain-on-exit", "on")
         self.pid = int(self._tmux("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
+        self.socket_path = self._tmux("display-message", "-p", "#{socket_path}").strip()
         return began
 
     def capture(self) -> str:
@@ -157,6 +160,8 @@ class Pane:
     def close(self) -> None:
         """Kill the tmux server (and with it anything still in the pane)."""
         self._tmux("kill-server", check=False)
+        if self.socket_path:
+            Path(self.socket_path).unlink(missing_ok=True)
 
 
 def _quote(arg: str) -> str:
@@ -165,7 +170,8 @@ def _quote(arg: str) -> str:
 
 def first_frame(text: str) -> bool:
     """Header and footer on screen: a complete, interactive frame."""
-    return HEADER in text and FOOTER in text
+    lines = text.splitlines()
+    return bool(lines) and HEADER in lines[0] and FOOTER in text
 
 
 def pipeline_green(text: str) -> bool:
@@ -214,6 +220,11 @@ class Figures:
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def load(self, what: str) -> None:
+        """Note the machine's load average (other work on 2 cores skews timings)."""
+        one, five, _ = os.getloadavg()
+        self.notes.append(f"- load average at the start of `{what}`: {one:.2f} (5 min {five:.2f})")
+
     def add(self, figure: str, value: str, goal: str, how: str) -> None:
         self.rows.append((figure, value, goal, how))
         print(f"{figure}: {value}  (goal {goal})", flush=True)
@@ -222,15 +233,20 @@ class Figures:
 def bench_startup(figures: Figures, runs: int) -> None:
     """Launch -> first frame and -> green, with Kafka already running."""
     frames: list[float] = []
+    cpus: list[float] = []
     greens: list[float] = []
     quits: list[float] = []
+    tick = os.sysconf("SC_CLK_TCK")
     with running_broker() as bootstrap:
+        figures.load("startup")
         for _ in range(runs):
             data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-launch-"))
             pane = Pane(launch_command(data, bootstrap), ROOT)
             try:
                 began = pane.start()
                 frames.append(pane.wait_for(first_frame, 30) - began)
+                assert pane.pid is not None
+                cpus.append(_cpu_seconds(pane.pid, tick))
                 greens.append(pane.wait_for(pipeline_green, 60) - began)
                 quits.append(pane.quit())
             finally:
@@ -241,6 +257,12 @@ def bench_startup(figures: Figures, runs: int) -> None:
         _spread(frames),
         "≤ 1.5 s",
         "tmux pane 120x36, capture-pane polled every 10 ms",
+    )
+    figures.add(
+        "CPU time the launch process used until its first frame",
+        f"{statistics.median(cpus):.2f} s (n={runs})",
+        "-",
+        "utime+stime from /proc at first frame: the part a loaded machine cannot inflate",
     )
     figures.add(
         "launch → pipeline green (Kafka running)",
@@ -261,6 +283,7 @@ def bench_cold(figures: Figures, runs: int) -> None:
     greens: list[float] = []
     frames: list[float] = []
     quits: list[float] = []
+    figures.load("cold")
     for _ in range(runs):
         data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-cold-"))
         pane = Pane(launch_command(data, None), ROOT)
@@ -301,6 +324,7 @@ def bench_idle(figures: Figures, seconds: float = 30.0) -> None:
             pane.start()
             pane.wait_for(pipeline_green, 60)
             time.sleep(5)  # let start-up work (group joins, first polls) settle
+            figures.load("idle")
             assert pane.pid is not None
             tick = os.sysconf("SC_CLK_TCK")
             cpu0, t0 = _cpu_seconds(pane.pid, tick), time.monotonic()
@@ -432,6 +456,7 @@ async def _tail(figures: Figures, rate: float, total: int) -> None:
                     await pilot.pause(0.05)
                 view = screen.query_one(RecordView)
                 rss_before = _rss_mb()
+                figures.load("tail")
                 flood = await asyncio.create_subprocess_exec(
                     str(PYTHON), "-c", FLOODER, bootstrap, names.orders, str(rate), str(total),
                     stdout=asyncio.subprocess.PIPE,

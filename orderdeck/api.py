@@ -1,7 +1,7 @@
 """The order API: a Starlette app built by :func:`create_app` from a store and a producer.
 
-Store calls run in worker threads (``asyncio.to_thread``): SQLite may make a writer wait for
-a service's batch to commit, and the event loop serving the API must not wait with it.
+Store calls run on the store's database thread (``Store.run``): SQLite may make a writer wait
+for a service's batch to commit, and the event loop serving the API must not wait with it.
 
 The app only produces ``order-events`` and reads the store; it never imports the services.
 Every answer is JSON, errors included (``{"error": {"status", "message", "fields"}}``), and
@@ -10,8 +10,8 @@ bad input is always a 4xx naming the field and the reason — never a 500 or a t
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -34,11 +34,9 @@ from orderdeck.orders import (
     PLACED_STATUS,
     FieldError,
     IdempotencyConflictError,
-    MultiItemOrder,
     OrderCreated,
     OrderNotAcknowledgedError,
     OrderValidationError,
-    SingleItemOrder,
     parse_order_body,
     place_order,
 )
@@ -53,8 +51,11 @@ log = logging.getLogger("orderdeck.api")
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-#: Statuses an order can be listed by (the in-flight ones and the final ones).
-KNOWN_STATUSES = frozenset({PLACED_STATUS, "pending", "paid"} | FINAL_STATUSES)
+#: Statuses an order can be listed by: the in-flight ones (see store.py) and the final ones.
+IN_FLIGHT_STATUSES = frozenset(
+    {PLACED_STATUS, "pending", "paid", "reserved", "out_of_stock", "refunded"}
+)
+KNOWN_STATUSES = IN_FLIGHT_STATUSES | FINAL_STATUSES
 
 
 class ErrorField(BaseModel):
@@ -262,7 +263,7 @@ def create_app(
 
     async def get_order(request: Request) -> Response:
         order_id = request.path_params["order_id"]
-        view = await asyncio.to_thread(store.get_order, order_id)
+        view = await store.run(store.get_order, order_id)
         if view is None:
             return error_response(404, f"no order with id {order_id!r}")
         return JSONBody(view)
@@ -286,8 +287,8 @@ def create_app(
             return error_response(422, "bad query parameters", problems)
         cursor = params.get("cursor") or None
         try:
-            orders, next_cursor = await asyncio.to_thread(
-                store.list_orders, status=status, limit=limit, cursor=cursor
+            orders, next_cursor = await store.run(
+                functools.partial(store.list_orders, status=status, limit=limit, cursor=cursor)
             )
         except ValueError:
             return error_response(
@@ -296,7 +297,7 @@ def create_app(
         return JSONBody({"orders": orders, "nextCursor": next_cursor})
 
     async def list_products(request: Request) -> Response:
-        return JSONBody({"products": await asyncio.to_thread(store.list_products)})
+        return JSONBody({"products": await store.run(store.list_products)})
 
     async def get_health(request: Request) -> Response:
         if health is None:
@@ -308,6 +309,8 @@ def create_app(
         return JSONBody(report, status_code=200 if report.status == "ok" else 503)
 
     async def get_openapi(request: Request) -> Response:
+        from orderdeck.openapi import openapi_document  # it imports this module
+
         return JSONBody(openapi_document())
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -335,186 +338,3 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
-
-
-# ----------------------------------------------------------------------------- OpenAPI
-
-_openapi_cache: dict[str, Any] = {}
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 description, its schemas generated from the pydantic models in use."""
-    if _openapi_cache:
-        return _openapi_cache
-    from pydantic.json_schema import models_json_schema
-
-    _, top = models_json_schema(
-        [
-            (SingleItemOrder, "validation"),
-            (MultiItemOrder, "validation"),
-            (OrderCreated, "serialization"),
-            (ErrorBody, "serialization"),
-            (HealthReport, "serialization"),
-        ],
-        ref_template="#/components/schemas/{model}",
-    )
-    schemas = top.get("$defs", {})
-    schemas.update(_store_schemas())
-
-    def ref(name: str) -> dict[str, str]:
-        return {"$ref": f"#/components/schemas/{name}"}
-
-    def error(description: str) -> dict[str, Any]:
-        return {
-            "description": description,
-            "content": {"application/json": {"schema": ref("ErrorBody")}},
-        }
-
-    def ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-    order_view = ref("OrderView") if "OrderView" in schemas else {"type": "object"}
-    summary = ref("OrderSummary") if "OrderSummary" in schemas else {"type": "object"}
-    product = ref("Product") if "Product" in schemas else {"type": "object"}
-    doc: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {"title": "orderdeck order API", "version": "1"},
-        "paths": {
-            "/api/v1/orders": {
-                "post": {
-                    "summary": "Place an order (201 only after Kafka acknowledged OrderPlaced)",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 255},
-                            "description": "Same key and body: same order, no second event.",
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"oneOf": [ref("SingleItemOrder"), ref("MultiItemOrder")]}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "201": {
-                            **ok("Order accepted", ref("OrderCreated")),
-                            "headers": {"Location": {"schema": {"type": "string"}}},
-                        },
-                        "400": error("Body is not JSON"),
-                        "409": error("Idempotency-Key reused with a different body"),
-                        "413": error(f"Body larger than {MAX_BODY_BYTES} bytes"),
-                        "415": error("Content-Type is not application/json"),
-                        "422": error("Invalid fields (each named with its reason)"),
-                        "503": {
-                            **error("Kafka did not acknowledge in time; no order exists"),
-                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                        },
-                    },
-                },
-                "get": {
-                    "summary": "List orders, newest first",
-                    "parameters": [
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "schema": {"enum": sorted(KNOWN_STATUSES)},
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
-                        },
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": ok(
-                            "A page of orders",
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "orders": {"type": "array", "items": summary},
-                                    "nextCursor": {"type": ["string", "null"]},
-                                },
-                            },
-                        ),
-                        "422": error("Bad query parameters"),
-                    },
-                },
-            },
-            "/api/v1/orders/{order_id}": {
-                "get": {
-                    "summary": "An order with its status history and its journey over the topics",
-                    "parameters": [
-                        {
-                            "name": "order_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {
-                        "200": ok("The order", order_view),
-                        "404": error("Unknown order"),
-                    },
-                }
-            },
-            "/api/v1/products": {
-                "get": {
-                    "summary": "The catalog with live stock",
-                    "responses": {
-                        "200": ok(
-                            "Products",
-                            {
-                                "type": "object",
-                                "properties": {"products": {"type": "array", "items": product}},
-                            },
-                        )
-                    },
-                }
-            },
-            "/health": {
-                "get": {
-                    "summary": "Kafka reachable, services running, total lag",
-                    "responses": {
-                        "200": ok("Healthy", ref("HealthReport")),
-                        "503": ok("Degraded", ref("HealthReport")),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI"}},
-                }
-            },
-        },
-        "components": {"schemas": schemas},
-    }
-    _openapi_cache.update(doc)
-    return doc
-
-
-def _store_schemas() -> dict[str, Any]:
-    """Schemas of the store's read models, when they are pydantic models."""
-    from pydantic.json_schema import models_json_schema
-
-    from orderdeck import store
-
-    models = [
-        getattr(store, name)
-        for name in ("OrderView", "OrderSummary", "Product")
-        if isinstance(getattr(store, name, None), type)
-        and issubclass(getattr(store, name), BaseModel)
-    ]
-    if not models:
-        return {}
-    _, top = models_json_schema(
-        [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
-    )
-    defs: dict[str, Any] = top.get("$defs", {})
-    return defs

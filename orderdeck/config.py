@@ -6,16 +6,28 @@ the defaults below. Everything binds to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_API_HOST = "127.0.0.1"
-DEFAULT_API_PORT = 3000
-DEFAULT_KAFKA_PORT = 9092
-DEFAULT_DATA_DIR = Path("data")
-ENV_PREFIX = "ORDERDECK_"
+from orderdeck.defaults import (
+    DEFAULT_API_HOST,
+    DEFAULT_API_PORT,
+    DEFAULT_DATA_DIR,
+    DEFAULT_KAFKA_PORT,
+    ENV_PREFIX,
+    env_default,
+)
+
+__all__ = [
+    "DEFAULT_API_HOST",
+    "DEFAULT_API_PORT",
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_KAFKA_PORT",
+    "ENV_PREFIX",
+    "Settings",
+    "env_default",
+]
 
 
 class Settings(BaseModel):
@@ -52,9 +64,3 @@ class Settings(BaseModel):
     def api_url(self) -> str:
         """Base URL of the order API."""
         return f"http://{self.api_host}:{self.api_port}"
-
-
-def env_default(name: str, default: str | None = None) -> str | None:
-    """Read ``ORDERDECK_<name>`` from the environment, falling back to ``default``."""
-    value = os.environ.get(ENV_PREFIX + name)
-    return value if value else default

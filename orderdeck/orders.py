@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 import uuid
-from collections.abc import Iterator
+import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +59,8 @@ PLACED_STATUS = "placed"
 ORDER_SERVICE = "order"
 CREATED_MESSAGE = "Order event sent"
 DEFAULT_ACK_TIMEOUT_S = 5.0
+#: How long the catalog's product ids are trusted before they are read again.
+CATALOG_TTL_S = 2.0
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 #: Namespace of the ids derived from an Idempotency-Key (uuid5): stable across processes.
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c52-3b8e-5f0a-9c47-0d5e2a7b9e11")
@@ -410,15 +413,15 @@ async def place_order(
     Raises OrderValidationError (unknown product), IdempotencyConflictError (key reused with a
     different request) or OrderNotAcknowledgedError (Kafka did not ack within ``ack_timeout``).
     """
-    # Every store call runs in a worker thread: a write may wait for SQLite's lock while a
-    # service (in this process or another) commits a batch, and the event loop that serves
-    # the API and runs the services must never wait with it.
-    check_products(request, await asyncio.to_thread(store.product_ids))
+    # Every store call runs on the store's database thread (Store.run): a write may wait for
+    # SQLite's lock while a service (in this process or another) commits a batch, and the
+    # event loop that serves the API and runs the services must never wait with it.
+    await _check_catalog(request, store)
     key = check_idempotency_key(idempotency_key)
     fingerprint = request.fingerprint() if key is not None else ""
     async with _key_lock(key):
         if key is not None:
-            earlier = await asyncio.to_thread(_replay, key, fingerprint, store)
+            earlier = await store.run(_replay, key, fingerprint, store)
             if earlier is not None:
                 return earlier
         event = build_order_placed(request, key)
@@ -426,33 +429,131 @@ async def place_order(
         try:
             delivery = await _produce(event, producer, names, ack_timeout)
         except OrderNotAcknowledgedError:
-            if await asyncio.to_thread(fence_event, store, event):
+            if await store.run(fence_event, store, event):
                 raise
             delivery = None  # the order service already took it: the order exists
         response = created_response(request, event)
-        await asyncio.to_thread(
-            _record, store, event, delivery, key, fingerprint, response.to_json()
-        )
+        ours = response.to_json()
+        answer = await _writer_for(store).write(_Placed(event, delivery, key, fingerprint, ours))
+        if answer != ours:  # another process answered this key first
+            return SubmittedOrder(
+                order_id=event.orderId,
+                response=OrderCreated.model_validate_json(answer),
+                delivery=None,
+                replayed=True,
+            )
         return SubmittedOrder(order_id=event.orderId, response=response, delivery=delivery)
 
 
-def _record(
-    store: Store,
-    event: OrderPlaced,
-    delivery: Delivery | None,
-    key: str | None,
-    fingerprint: str,
-    response_json: str,
-) -> None:
-    """Record the acknowledged order (so GET works at once) and remember its key's answer."""
+@dataclass(frozen=True)
+class _Placed:
+    """An acknowledged order waiting to be recorded (and its key's answer remembered)."""
+
+    event: OrderPlaced
+    delivery: Delivery | None
+    key: str | None
+    fingerprint: str
+    response_json: str
+
+
+def _record(store: Store, placed: _Placed) -> str:
+    """Record the acknowledged order (so GET works at once) and remember its key's answer.
+
+    Returns the answer to give: this request's, or — when another process answered the same
+    key and body first — the one remembered for the key, so both clients see one order.
+    """
+    event, delivery, key = placed.event, placed.delivery, placed.key
     if delivery is not None:
         store.record_placed(
             event, delivery.topic, delivery.partition, delivery.offset, delivery.timestamp_ms
         )
-    if key is not None:
-        record = store.idempotency_put(key, fingerprint, event.orderId, response_json)
-        if record.request_hash != fingerprint:
-            raise IdempotencyConflictError(key, record.order_id)
+    if key is None:
+        return placed.response_json
+    record = store.idempotency_put(key, placed.fingerprint, event.orderId, placed.response_json)
+    if record.request_hash != placed.fingerprint:
+        raise IdempotencyConflictError(key, record.order_id)
+    return record.response_json
+
+
+def _record_all(store: Store, batch: list[_Placed]) -> list[Exception | str]:
+    outcomes: list[Exception | str] = []
+    for placed in batch:
+        try:
+            outcomes.append(_record(store, placed))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+class _PlacedWriter:
+    """Records acknowledged orders in batches: one database-thread hop for all that wait.
+
+    Under load many requests finish their produce at about the same time; handing each its
+    own thread hop costs a GIL hand-over per request, and the event loop pays for them.
+    Every request still waits for its own row before answering, so a GET right after the
+    201 finds the order.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pending: list[tuple[_Placed, asyncio.Future[str]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, placed: _Placed) -> str:
+        """Record ``placed``; returns the answer to give (see _record)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str] = loop.create_future()
+        self._pending.append((placed, done))
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = asyncio.create_task(self._drain(), name="orderdeck-placed-writer")
+        return await done
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                outcomes = await self._store.run(
+                    _record_all, self._store, [placed for placed, _ in batch]
+                )
+            except Exception as exc:
+                outcomes = [exc] * len(batch)
+            for (_, done), outcome in zip(batch, outcomes, strict=True):
+                if done.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    done.set_exception(outcome)
+                else:
+                    done.set_result(outcome)
+
+
+_writers: weakref.WeakKeyDictionary[Store, _PlacedWriter] = weakref.WeakKeyDictionary()
+_catalogs: weakref.WeakKeyDictionary[Store, tuple[float, set[str]]] = weakref.WeakKeyDictionary()
+
+
+def _writer_for(store: Store) -> _PlacedWriter:
+    writer = _writers.get(store)
+    if writer is None:
+        writer = _writers[store] = _PlacedWriter(store)
+    return writer
+
+
+async def _check_catalog(request: OrderRequest, store: Store) -> None:
+    """check_products against the store's catalog, cached for CATALOG_TTL_S.
+
+    Product ids hardly ever change, and a query per order is a thread hop per order. A
+    miss re-reads the catalog before refusing, so a product added a moment ago is found.
+    """
+    now = time.monotonic()
+    cached = _catalogs.get(store)
+    if cached is not None and now - cached[0] < CATALOG_TTL_S:
+        try:
+            check_products(request, cached[1])
+            return
+        except OrderValidationError:
+            pass
+    known = await store.run(store.product_ids)
+    _catalogs[store] = (now, known)
+    check_products(request, known)
 
 
 def fence_event(store: Store, event: OrderPlaced) -> bool:
@@ -477,9 +578,3 @@ async def _produce(
         raise OrderNotAcknowledgedError(ack_timeout, "timed out") from None
     except KafkaError as exc:
         raise OrderNotAcknowledgedError(ack_timeout, type(exc).__name__) from None
-
-
-def iter_field_errors(exc: OrderValidationError) -> Iterator[dict[str, str]]:
-    """The error's fields as JSON-ready dicts."""
-    for f in exc.fields:
-        yield {"field": f.field, "reason": f.reason}

@@ -228,7 +228,7 @@ class Runtime:
             if isinstance(exc, OrderdeckError):
                 raise
             raise OrderdeckError(f"{step} failed to start: {message}") from exc
-        self._counts = await asyncio.to_thread(self.store.status_counts)
+        self._counts = await self.store.run(self.store.status_counts)
         self._rate.add(sum(self._counts.values()))
         self._running = True
         self._stopping.clear()
@@ -348,6 +348,7 @@ class Runtime:
             self.names,
             services=self.services,
             on_change=self._changed,
+            store=self._store,  # one database thread and one warm page cache for all
         )
         self._supervisor = supervisor
         await supervisor.start()
@@ -440,7 +441,7 @@ class Runtime:
         tick = 0
         while not self._stopping.is_set():
             try:
-                counts = await asyncio.to_thread(self.store.status_counts)
+                counts = await self.store.run(self.store.status_counts)
                 self._counts = counts
                 self._orders_per_s = self._rate.add(sum(counts.values()))
                 if tick % LAG_EVERY_N_TICKS == 0:

@@ -106,11 +106,31 @@ def kafka_bootstrap(session_kafka: LocalKafka | None) -> str:
 
 
 @pytest.fixture
-def local_kafka(session_kafka: LocalKafka | None) -> LocalKafka:
-    """The session broker as a LocalKafka (skips when testing against an external cluster)."""
+def local_kafka(session_kafka: LocalKafka | None) -> Iterator[LocalKafka]:
+    """The session broker as a LocalKafka, for tests that stop and start it.
+
+    Skips when testing against an external cluster. A test that stops the broker may leave
+    it stopped: it is started again (same port, same data) before the next test.
+    """
     if session_kafka is None:
         pytest.skip(f"{BOOTSTRAP_ENV} names an external cluster")
-    return session_kafka
+    yield session_kafka
+    if not session_kafka.is_running():
+        session_kafka.start(timeout=120)
+
+
+@pytest.fixture
+def extra_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A second, private broker (own temp dir, free ports), stopped after the test.
+
+    It costs a JVM start (a few seconds): use it only where the session broker must not be
+    disturbed, e.g. to take Kafka away in the middle of a test.
+    """
+    kafka = start_local_kafka(tmp_path / "extra-kafka")
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
 
 
 class _TopicFactory:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orderdeck.config import DEFAULT_API_PORT, DEFAULT_DATA_DIR, Settings, env_default
+from orderdeck.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, env_default
+
+if TYPE_CHECKING:
+    from orderdeck.config import Settings
 
 
 def add_bootstrap_flag(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +45,8 @@ def add_api_port_flag(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Build Settings from whichever of the common flags a command defines."""
+    from orderdeck.config import Settings  # pydantic is imported only when a command runs
+
     values: dict[str, object] = {}
     if getattr(args, "bootstrap_servers", None):
         values["bootstrap_servers"] = args.bootstrap_servers

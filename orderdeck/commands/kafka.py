@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from orderdeck.commands.common import add_bootstrap_flag, add_data_dir_flag
-from orderdeck.config import DEFAULT_KAFKA_PORT, env_default
+from orderdeck.defaults import DEFAULT_KAFKA_PORT, env_default
 
 if TYPE_CHECKING:
     from orderdeck.kafka.local import LocalKafka

@@ -246,6 +246,9 @@ class LocalKafka:
             "log.dirs": str(self.log_dir),
             "num.partitions": "3",
             "default.replication.factor": "1",
+            # orderdeck creates its topics explicitly; a typo in a tool or client must not
+            # silently create a stray topic (a metadata request for a missing name would).
+            "auto.create.topics.enable": "false",
             "offsets.topic.replication.factor": "1",
             # Fewer offsets partitions: the first consumer group of a fresh broker waits for
             # all of them to be created and loaded.

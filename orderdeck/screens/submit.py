@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, replace
@@ -31,6 +32,8 @@ from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.burst_plan import BurstMix, PlannedOrder, plan_burst
 from orderdeck.widgets.formatting import money, short_id, state_style
 
+log = logging.getLogger(__name__)
+
 RESULTS_KEPT = 200
 BURST_CONCURRENCY = 32
 MAX_BURST = 100_000
@@ -49,6 +52,14 @@ class SubmitResult:
     order_id: str | None
     status: str
     error: str = ""
+
+
+def _form_field(api_field: str) -> str:
+    """The form field an API field name (``customerId``, ``items.0.productId``...) maps to."""
+    for key, name in (("customer", "customer"), ("product", "product"), ("quantity", "quantity")):
+        if key in api_field.lower():
+            return name
+    return "customer"
 
 
 class SubmitScreen(DeckScreen):
@@ -235,13 +246,7 @@ class SubmitScreen(DeckScreen):
             )
         except OrderValidationError as exc:
             for field in exc.fields:
-                name = {"customerId": "customer", "productId": "product"}.get(
-                    field.field, field.field
-                )
-                self._field_error(
-                    name if name in ("customer", "product", "quantity") else "customer",
-                    field.reason,
-                )
+                self._field_error(_form_field(field.field), field.reason)
             return
         self._submit_one(request)
 
@@ -267,14 +272,14 @@ class SubmitScreen(DeckScreen):
         seq = next(self._seq)
         try:
             submitted = await self.runtime.submit_order(request)
-        except OrderValidationError as exc:
+        except OrderValidationError as exc:  # e.g. a product that left the catalog
             for field in exc.fields:
-                self._field_error(
-                    "product" if "product" in field.field else "customer", field.reason
-                )
+                self._field_error(_form_field(field.field), field.reason)
             return
-        except OrderdeckError as exc:
-            status.update(Content.styled(str(exc), "red"))
+        except Exception as exc:  # OrderdeckError, or anything the producer raised
+            if not isinstance(exc, OrderdeckError):
+                log.exception("submitting an order failed")
+            status.update(Content.styled(str(exc) or type(exc).__name__, "red"))
             self._add_result(
                 SubmitResult(
                     seq,
@@ -373,7 +378,7 @@ class SubmitScreen(DeckScreen):
         try:
             request = OrderRequest.single(planned.customer_id, planned.product_id, planned.quantity)
             submitted = await self.runtime.submit_order(request)
-        except OrderdeckError as exc:
+        except Exception as exc:  # counted and listed: one failure must not stop a burst
             self.burst_failed += 1
             self._add_result(
                 SubmitResult(

@@ -87,6 +87,8 @@ class TopicsScreen(DeckScreen):
         self._tail_go.set()
         self._rate = 0.0
         self._rate_mark: tuple[float, int] | None = None
+        #: The record to show on the next tick (a 1-tuple, since None is a valid record).
+        self._record_due: tuple[TailRecord | None] | None = None
 
     def body(self) -> ComposeResult:
         with Horizontal(id="topics-main"):
@@ -117,6 +119,9 @@ class TopicsScreen(DeckScreen):
                 topics.add_option(Option("  └ .dlq", id=dlq_topic(topic)))
             topics.highlighted = 0
             self.start_tail(self.runtime.names.orders)
+        if self._record_due is not None:
+            (record,), self._record_due = self._record_due, None
+            self._show_record(record)
         self._show_state()
 
     # ------------------------------------------------------------------ tail
@@ -188,7 +193,13 @@ class TopicsScreen(DeckScreen):
         self.query_one(RecordView).focus()
 
     def on_record_view_selected(self, message: RecordView.Selected) -> None:
-        self._show_record(message.record)
+        if self.query_one(RecordView).follow:
+            # While following, the newest record changes with every batch; highlighting its
+            # JSON each time would cost more than the batch. The tick shows the latest one.
+            self._record_due = (message.record,)
+        else:
+            self._record_due = None
+            self._show_record(message.record)
 
     def on_resize(self) -> None:
         view = self.query_one(RecordView)

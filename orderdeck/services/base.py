@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 BATCH_MAX_RECORDS = 500
-POLL_TIMEOUT_MS = 50
+POLL_TIMEOUT_MS = 200
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
 STALE_OUTBOX_S = 5.0
 SWEEP_INTERVAL_S = 5.0
@@ -256,7 +256,9 @@ class ServiceWorker:
                 client_id=f"orderdeck-{self.service.name}-{self.instance}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                fetch_max_wait_ms=50,
+                # Long poll: the broker answers as soon as a record arrives, so a long wait
+                # costs no latency and keeps an idle pipeline from spinning.
+                fetch_max_wait_ms=500,
                 max_poll_records=BATCH_MAX_RECORDS,
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -12,7 +13,7 @@ from orderdeck.screens.startup import StartupScreen
 
 
 async def until(
-    pilot: Pilot[object], condition: Callable[[], bool], what: str, within: float = 30.0
+    pilot: Pilot[Any], condition: Callable[[], bool], what: str, within: float = 30.0
 ) -> None:
     """Let the app run until ``condition()`` holds; fail naming ``what`` after ``within`` s."""
     deadline = time.monotonic() + within
@@ -22,7 +23,7 @@ async def until(
         await pilot.pause(0.05)
 
 
-async def until_ready(pilot: Pilot[object], within: float = 60.0) -> None:
+async def until_ready(pilot: Pilot[Any], within: float = 60.0) -> None:
     """Wait until the runtime started and the start-up screen is gone."""
     app = pilot.app
     assert isinstance(app, OrderDeckApp)

@@ -104,10 +104,12 @@ async def test_order_typed_into_form_reaches_confirmed_on_orders_screen(
         table = orders.query_one(DataTable)
         journey = orders.query_one(JourneyView)
 
+        order_id = sent.order_id
+
         def confirmed_on_screen() -> bool:
-            if sent.order_id not in table.rows:
+            if order_id not in table.rows:
                 return False
-            status = table.get_cell(sent.order_id, "status")
+            status = table.get_cell(order_id, "status")
             return (
                 "confirmed" in str(status)
                 and journey.order is not None

@@ -68,3 +68,31 @@ async def test_quit_stops_the_kafka_it_started_and_leaves_no_task_or_process(
         assert not leftovers, leftovers
     finally:
         await runtime.stop()
+
+
+async def test_quit_during_start_up_still_stops_the_broker_being_started(tmp_path: Path) -> None:
+    hooks = RuntimeHooks()
+    kafka_port = free_port()
+    settings = Settings(data_dir=tmp_path, kafka_port=kafka_port, api_port=free_port())
+    runtime = Runtime(
+        settings,
+        log_handler=hooks.log_buffer,
+        on_progress=hooks.on_progress,
+        on_change=hooks.on_change,
+    )
+    app = OrderDeckApp(runtime, hooks=hooks)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+
+            def kafka_starting() -> bool:
+                steps = getattr(app.screen, "steps", {})
+                return "kafka" in steps and steps["kafka"].state == "running"
+
+            await until(pilot, kafka_starting, "the local Kafka to be starting", 30)
+            await pilot.press("q")  # the JVM is booting in a thread right now
+            await until(pilot, lambda: app.return_code is not None, "the app to quit", 150)
+        assert not app.ready
+        assert not LocalKafka(tmp_path, port=kafka_port).is_running()
+        assert not java_processes_under(tmp_path)
+    finally:
+        await runtime.stop()

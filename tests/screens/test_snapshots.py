@@ -102,7 +102,9 @@ def test_groups_screen(snap_compare: SnapCompare) -> None:
 def test_services_screen(snap_compare: SnapCompare) -> None:
     async def pause_payment(pilot: Pilot[Any]) -> None:
         await pilot.press("down", "p")
-        runtime = pilot.app.runtime
+        app = pilot.app
+        assert isinstance(app, OrderDeckApp)
+        runtime = app.runtime
         assert isinstance(runtime, FakeRuntime)
         await until(
             pilot,

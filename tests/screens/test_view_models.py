@@ -115,13 +115,13 @@ def test_log_buffer_keeps_the_newest_lines_from_any_thread() -> None:
     logger = logging.getLogger("orderdeck.test-log-buffer")
     logger.addHandler(buffer)
     logger.propagate = False
+
+    def log_forty(n: int) -> None:
+        for i in range(40):
+            logger.warning("t%d line %d", n, i)
+
     try:
-        threads = [
-            threading.Thread(
-                target=lambda n=n: [logger.warning("t%d line %d", n, i) for i in range(40)]
-            )
-            for n in range(4)
-        ]
+        threads = [threading.Thread(target=log_forty, args=(n,)) for n in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:

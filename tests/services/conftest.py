@@ -1,13 +1,12 @@
-"""Fixtures for the service tests: a real broker, fresh topics, a store, running services.
+"""Fixtures for the service tests: a store, a producer, running services.
 
-``kafka_bootstrap`` and ``topic_names`` come from tests/conftest.py (the session broker);
-until that file provides them, the fallbacks below use ORDERDECK_TEST_BOOTSTRAP.
+``kafka_bootstrap`` (the session's real broker) and ``topic_names`` (fresh prefixed topics with
+3 partitions each, DLQs included) come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,29 +19,6 @@ from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
 
 JOIN_TIMEOUT_S = 30.0
-
-_ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
-
-if not (_ROOT_CONFTEST.exists() and "def kafka_bootstrap" in _ROOT_CONFTEST.read_text()):
-
-    @pytest.fixture(scope="session")
-    def kafka_bootstrap() -> str:
-        """The session broker (fallback until tests/conftest.py provides it)."""
-        return os.environ.get("ORDERDECK_TEST_BOOTSTRAP", "127.0.0.1:19092")
-
-    @pytest.fixture
-    async def topic_names(kafka_bootstrap: str) -> TopicNames:
-        """Fresh prefixed topics, 3 partitions each (fallback)."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        names = TopicNames(prefix=f"t{uuid.uuid4().hex[:12]}.")
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(t, 3, 1) for t in names.all()])
-        finally:
-            await admin.close()
-        return names
 
 
 async def wait_for(
