@@ -269,6 +269,18 @@ class OrderDeckApp(App[int]):
             total_lag=status.total_lag,
         )
 
+    def export_screenshot(self, *, title: str | None = None, simplify: bool = False) -> str:
+        """Textual's SVG screenshot, marked ``xml:space="preserve"``.
+
+        Every run of text is its own ``<text>`` element, and one that starts with spaces
+        ("   members") has them as no-break spaces. Without ``preserve`` some renderers
+        (librsvg, so ``rsvg-convert`` and many image viewers) drop those leading spaces and
+        draw the words in the wrong cells, which runs labels into values ("Stablemembers").
+        The docs screenshots and the snapshot baselines both come through here.
+        """
+        svg = super().export_screenshot(title=title, simplify=simplify)
+        return svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
+
     # ------------------------------------------------------------------ actions
 
     def action_show(self, mode: str) -> None:

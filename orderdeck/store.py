@@ -57,6 +57,8 @@ CREDIT_LIMIT_CENTS = 500_000
 DECLINED_PREFIX = "declined-"
 BUSY_TIMEOUT_MS = 10_000
 CACHE_KIB = 32 * 1024
+#: Reads straight from the OS page cache instead of copying pages through read().
+MMAP_BYTES = 256 * 1024 * 1024
 
 T = TypeVar("T")
 
@@ -408,6 +410,57 @@ class WriteTx:
         self.outbox.append(row)
         return row
 
+    # -- the API
+
+    def record_placed(
+        self,
+        event: OrderPlaced,
+        delivery_topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+    ) -> None:
+        """Record an acknowledged OrderPlaced (see :meth:`Store.record_placed`); idempotent.
+
+        Prices come from the catalog now; the order service re-prices when it accepts the
+        order. If the order service got there first this only adds the journey hop.
+        """
+        conn = self._conn
+        if _insert_placed(conn, event, self.now, None) == "inserted":
+            items = event.payload.items
+            prices = self.product_prices([i.productId for i in items])
+            conn.executemany(
+                "UPDATE order_items SET unit_price_cents = ? WHERE order_id = ? AND line = ?",
+                [(prices.get(i.productId, 0), event.orderId, n) for n, i in enumerate(items)],
+            )
+            amount = sum(prices.get(i.productId, 0) * i.quantity for i in items)
+            conn.execute("UPDATE orders SET amount_cents = ? WHERE id = ?", (amount, event.orderId))
+        _upsert_hop(
+            conn,
+            event.orderId,
+            event.eventId,
+            event.type,
+            delivery_topic,
+            partition,
+            offset,
+            timestamp_ms,
+            None,
+            None,
+        )
+
+    def idempotency_put(
+        self, key: str, request_hash: str, order_id: str, response_json: str
+    ) -> IdempotencyRecord:
+        """Remember a response for ``key``; returns the row that holds the key now."""
+        self._conn.execute(
+            "INSERT INTO idempotency_keys (key, request_hash, order_id,"
+            " response_json, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (key, request_hash, order_id, response_json, self.now),
+        )
+        record = _idempotency_row(self._conn, key)
+        assert record is not None
+        return record
+
     # -- order service
 
     def product_prices(self, product_ids: Sequence[str]) -> dict[str, int]:
@@ -428,10 +481,7 @@ class WriteTx:
         if _insert_placed(self._conn, event, self.now, items) == "conflict":
             return False
         amount = sum(i.unitPriceCents * i.quantity for i in items)
-        self._conn.execute(
-            "UPDATE orders SET amount_cents = ? WHERE id = ?", (amount, event.orderId)
-        )
-        return self.set_status(event.orderId, "pending")
+        return self.set_status(event.orderId, "pending", amount_cents=amount)
 
     def register_order(self, event: OrderPlaced) -> bool:
         """Make sure a (to be rejected) order exists; False if the id belongs to another order."""
@@ -552,6 +602,16 @@ class WriteTx:
             (order_id, event_type, customer_id, message, event_id, self.now),
         )
         return cur.rowcount == 1
+
+
+def _idempotency_row(conn: sqlite3.Connection, key: str) -> IdempotencyRecord | None:
+    row = conn.execute(
+        "SELECT key, request_hash, order_id, response_json FROM idempotency_keys WHERE key = ?",
+        (key,),
+    ).fetchone()
+    if row is None:
+        return None
+    return IdempotencyRecord(key=row[0], request_hash=row[1], order_id=row[2], response_json=row[3])
 
 
 def _ranges(ids: Sequence[int]) -> list[tuple[int, int]]:
@@ -704,6 +764,8 @@ class Store:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        self._conn.execute("PRAGMA temp_store = MEMORY")
+        self._conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         self._executor: ThreadPoolExecutor | None = None
         with self.write():
             for statement in _SCHEMA.split(";"):
@@ -943,65 +1005,23 @@ class Store:
     ) -> None:
         """Record an acknowledged OrderPlaced so ``get_order`` answers at once; idempotent.
 
-        Prices come from the catalog now; the order service re-prices when it accepts the
-        order. If the order service got there first this only adds the journey hop.
+        One transaction per call; the API records concurrent placements together through
+        :meth:`write` and :meth:`WriteTx.record_placed` (a commit is most of the cost).
         """
         with self.write() as tx:
-            conn = tx._conn
-            if _insert_placed(conn, event, tx.now, None) == "inserted":
-                prices = tx.product_prices([i.productId for i in event.payload.items])
-                conn.executemany(
-                    "UPDATE order_items SET unit_price_cents = ? WHERE order_id = ? AND line = ?",
-                    [
-                        (prices.get(i.productId, 0), event.orderId, n)
-                        for n, i in enumerate(event.payload.items)
-                    ],
-                )
-                amount = sum(prices.get(i.productId, 0) * i.quantity for i in event.payload.items)
-                conn.execute(
-                    "UPDATE orders SET amount_cents = ? WHERE id = ?",
-                    (amount, event.orderId),
-                )
-            _upsert_hop(
-                conn,
-                event.orderId,
-                event.eventId,
-                event.type,
-                delivery_topic,
-                partition,
-                offset,
-                timestamp_ms,
-                None,
-                None,
-            )
+            tx.record_placed(event, delivery_topic, partition, offset, timestamp_ms)
 
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         """The remembered response for an Idempotency-Key, if any."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT key, request_hash, order_id, response_json FROM idempotency_keys"
-                " WHERE key = ?",
-                (key,),
-            ).fetchone()
-        if row is None:
-            return None
-        return IdempotencyRecord(
-            key=row[0], request_hash=row[1], order_id=row[2], response_json=row[3]
-        )
+            return _idempotency_row(self._conn, key)
 
     def idempotency_put(
         self, key: str, request_hash: str, order_id: str, response_json: str
     ) -> IdempotencyRecord:
         """Remember a response; returns the existing row if the key was taken concurrently."""
         with self.write() as tx:
-            tx._conn.execute(
-                "INSERT INTO idempotency_keys (key, request_hash, order_id,"
-                " response_json, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (key, request_hash, order_id, response_json, tx.now),
-            )
-        record = self.idempotency_get(key)
-        assert record is not None
-        return record
+            return tx.idempotency_put(key, request_hash, order_id, response_json)
 
     # -- outbox maintenance (services)
 

@@ -191,3 +191,60 @@ async def test_port_in_use_fails_start_with_a_clear_error(
     assert steps[-1].state == "failed"
     await asyncio.sleep(0)
     assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+
+
+@pytest.mark.timeout(180)
+async def test_stop_with_kafka_unreachable_is_quick_and_clean(tmp_path: Path) -> None:
+    """Kafka vanished with a send in flight: stopping is bounded and leaves no task."""
+    from aiokafka.errors import KafkaError
+
+    from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.producer import STOP_TIMEOUT_S, EventProducer
+    from tests.api.serve_process import free_port
+    from tests.services.conftest import order_placed
+
+    broker = LocalKafka(tmp_path / "broker", port=free_port())
+    await asyncio.to_thread(broker.start)
+    try:
+        before = asyncio.all_tasks()
+        settings = Settings(
+            bootstrap_servers=broker.bootstrap_servers, api_port=0, data_dir=tmp_path / "data"
+        )
+        runtime = Runtime(settings, ack_timeout=1.0)
+        await runtime.start()
+        producer = EventProducer(broker.bootstrap_servers, client_id="outage-test")
+        await producer.start()
+        await producer.send_event(order_placed("before"), runtime.names.orders, timeout=10)
+        submitted = await runtime.submit_order(OrderRequest.single("c", "sku-cable", 1))
+        assert submitted.delivery is not None
+
+        await asyncio.to_thread(broker.stop)
+        pending = asyncio.create_task(
+            producer.send_event(order_placed("during"), runtime.names.orders)
+        )
+        await asyncio.sleep(0.5)
+        assert not pending.done()  # the idempotent producer keeps trying
+
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await producer.stop()
+        assert loop.time() - began < STOP_TIMEOUT_S + 2.5
+        with pytest.raises(KafkaError):
+            await pending
+
+        began = loop.time()
+        await runtime.stop()
+        took = loop.time() - began
+        assert took < 15, f"runtime.stop() took {took:.1f} s with Kafka down"
+        await asyncio.sleep(0)
+        left = {t for t in asyncio.all_tasks() - before if not t.done()}
+        owners = [
+            (
+                getattr(t.get_coro().cr_frame.f_locals.get("self"), "_client_id", "?"),  # type: ignore[union-attr]
+                getattr(t.get_coro().cr_frame.f_locals.get("self"), "_sync_task", "?") is t,  # type: ignore[union-attr]
+            )
+            for t in left
+        ]
+        assert left == set(), owners
+    finally:
+        await asyncio.to_thread(broker.stop)

@@ -166,6 +166,32 @@ class TopicAdmin:
                 raise TopicError(f"could not create topic {name}: {reason} {message}".strip())
         return [t for t in topics if t in created]
 
+    async def wait_for_group_coordinators(
+        self, groups: Sequence[str], wait_s: float = 30.0
+    ) -> None:
+        """Wait until the broker names a coordinator for each consumer group.
+
+        On a fresh broker the first FindCoordinator request creates ``__consumer_offsets``,
+        and until its partitions are loaded every consumer that tries to join logs
+        GroupCoordinatorNotAvailable errors. Waiting here keeps that noise out of the logs
+        and makes "services running" mean "members of their groups" sooner.
+        """
+        deadline = time.monotonic() + wait_s
+        pending = list(groups)
+        while pending:
+            still: list[str] = []
+            for group in pending:
+                try:
+                    await self._admin.find_coordinator(group)
+                except KafkaError:
+                    still.append(group)
+            pending = still
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise TopicError(f"no group coordinator in time for: {', '.join(pending)}")
+            await asyncio.sleep(0.1)
+
     async def _wait_led(self, topics: Sequence[str], wait_s: float) -> dict[str, int]:
         """Wait until every topic shows up in metadata with a leader for each partition."""
         deadline = time.monotonic() + wait_s
@@ -187,11 +213,17 @@ async def ensure_topics(
 ) -> TopicReport:
     """Make sure the four pipeline topics and their ``.dlq`` topics exist; idempotent.
 
+    Returns once the topics have partition leaders and the services' consumer groups have a
+    coordinator, so consumers started next join their groups at once.
+
     Raises TopicError when one exists with fewer than ``partitions`` partitions, and
     KafkaUnavailableError when the cluster cannot be reached.
     """
     async with TopicAdmin(bootstrap_servers) as admin:
-        return await admin.ensure(names.all(), partitions, replication_factor)
+        report = await admin.ensure(names.all(), partitions, replication_factor)
+        # Each service's group is named after its inbox topic.
+        await admin.wait_for_group_coordinators(names.pipeline())
+        return report
 
 
 async def describe_topics(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicInfo]:

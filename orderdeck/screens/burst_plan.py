@@ -6,9 +6,12 @@ of order can be built to end where it is meant to:
 * **good**: one unit of an in-stock product for a fresh customer (never near the credit
   limit) → ``confirmed``;
 * **declined**: a customer id starting ``declined-`` → ``payment_declined``;
-* **out of stock**: the largest affordable quantity of the product that runs out soonest.
-  The first few of these may still be served (and use the stock up); every later one is
-  paid, finds no stock and is refunded → ``cancelled``.
+* **out of stock**: one more unit than the product with the least stock has, when a fresh
+  customer can afford that many, so even the first such order is paid, finds too little
+  stock and is refunded → ``cancelled`` (and no stock is used up). Good orders leave that
+  product alone, so they cannot run it dry and end cancelled themselves. Only when no
+  product can be over-ordered affordably does the burst fall back to the largest affordable
+  quantity of the product that runs out soonest (the first few of those may be served).
 
 The kinds are interleaved by smooth weighted round-robin, not at random, so a burst (and a
 test of it) is the same every time. No Textual here: this is plain data.
@@ -82,11 +85,23 @@ def scarce_product(products: Sequence[Product]) -> tuple[Product, int] | None:
     return (best[1], best[2]) if best else None
 
 
+def overdrawn_product(products: Sequence[Product]) -> tuple[Product, int] | None:
+    """The product with the least stock and ``stock + 1`` units of it, if that is affordable."""
+    for product in sorted(products, key=lambda p: (p.stock, p.priceCents, p.id)):
+        quantity = product.stock + 1
+        affordable = quantity * product.priceCents <= CREDIT_LIMIT_CENTS
+        if product.priceCents > 0 and quantity <= MAX_QUANTITY and affordable:
+            return product, quantity
+    return None
+
+
 def plan_burst(n: int, mix: BurstMix, products: Sequence[Product], run: str) -> list[PlannedOrder]:
     """The ``n`` orders of burst ``run`` (a short tag that makes customer ids unique)."""
+    scarce = overdrawn_product(products) or scarce_product(products)
     in_stock = sorted((p for p in products if p.stock > 0), key=lambda p: (p.priceCents, p.id))
+    if scarce is not None and len(in_stock) > 1:
+        in_stock = [p for p in in_stock if p.id != scarce[0].id]
     any_product = sorted(products, key=lambda p: (p.priceCents, p.id))
-    scarce = scarce_product(products)
     plan: list[PlannedOrder] = []
     for i, pick in enumerate(interleave(n, mix.weights())):
         kind = KINDS[pick]

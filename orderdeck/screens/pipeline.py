@@ -39,18 +39,29 @@ class PipelineScreen(DeckScreen):
         self.query_one("#dead-letters").border_title = "Dead letters"
         self.query_one("#failures").border_title = "Recent failures"
 
+    _shown: object = None
+    _shown_failures: object = None
+
     def refresh_live(self, *, full: bool) -> None:
         # Imported here, not at module level: this screen is part of the first frame and
         # the event models take a while to build; by now the runtime has loaded them.
         from orderdeck.events import dlq_topic
 
         status = self.runtime.status()
-        chain = self.query_one(PipelineChain)
-        chain.show_api(status.api_url or "API disabled", status.api, status.orders_per_s)
-        for service in status.services:
-            chain.show_service(service, self.live.edge(service.inbox, service.group))
-        self._show_counts(status.status_counts)
-        self._show_dead_letters([(dlq_topic(s.inbox), s.dead_letters) for s in status.services])
+        edges = [self.live.edge(service.inbox, service.group) for service in status.services]
+        # Everything below is drawn from these two values alone. When an idle pipeline ticks
+        # (4 times a second, plus after each group poll) they are equal to last time, and
+        # building a dozen lines of content only for LiveStatic to discard them is most of
+        # what the control center costs at rest.
+        shown = (status, edges)
+        if shown != self._shown:
+            self._shown = shown
+            chain = self.query_one(PipelineChain)
+            chain.show_api(status.api_url or "API disabled", status.api, status.orders_per_s)
+            for service, edge in zip(status.services, edges, strict=True):
+                chain.show_service(service, edge)
+            self._show_counts(status.status_counts)
+            self._show_dead_letters([(dlq_topic(s.inbox), s.dead_letters) for s in status.services])
         if full:
             self._show_failures()
 
@@ -85,14 +96,17 @@ class PipelineScreen(DeckScreen):
 
     def _show_failures(self) -> None:
         try:
-            failures = self.runtime.supervisor.recent_failures()
+            failures = self.runtime.supervisor.recent_failures()[-FAILURES_SHOWN:]
         except Exception:
             failures = []
+        if failures == self._shown_failures:
+            return
+        self._shown_failures = failures
         if not failures:
             self.query_one("#failures", LiveStatic).show(Content.styled("none so far", "dim"))
             return
         lines = []
-        for failure in failures[-FAILURES_SHOWN:][::-1]:
+        for failure in failures[::-1]:
             mark = ("DLQ ", "bold red") if failure.dead_lettered else ("err ", "yellow")
             lines.append(
                 Content.assemble(

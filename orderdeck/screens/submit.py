@@ -133,8 +133,8 @@ class SubmitScreen(DeckScreen):
         table = self.query_one("#results", DataTable)
         table.border_title = "Results  (enter: journey)"
         table.add_column("KIND", key="kind", width=12)
-        table.add_column("CUSTOMER", key="customer", width=18)
-        table.add_column("PRODUCT", key="product", width=14)
+        table.add_column("CUSTOMER", key="customer", width=17)
+        table.add_column("PRODUCT", key="product", width=16)
         table.add_column("QTY", key="qty", width=3)
         table.add_column("ORDER ID", key="order", width=36)
         table.add_column("STATUS", key="status", width=16)

@@ -36,12 +36,13 @@ one store), so the event loop, which may also serve the API, never waits on the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +61,7 @@ from orderdeck.events import (
     encode,
     headers_for,
 )
-from orderdeck.kafka.producer import EventProducer
+from orderdeck.kafka.producer import EventProducer, cancel_tasks, close_client, finish
 from orderdeck.services import FailureRecord
 from orderdeck.store import OutboxRow, Store, WriteTx
 
@@ -75,8 +76,13 @@ SWEEP_INTERVAL_S = 5.0
 PRUNE_INTERVAL_S = 60.0
 SEND_ATTEMPTS = 5
 UNSENT_PAGE = 1000
-#: How long stopping may wait for the consumer to leave the group (Kafka may be down).
-CLOSE_TIMEOUT_S = 3.0
+#: How long stopping waits for the consumer to leave the group and for the producer to flush
+#: (Kafka may be down); then they are closed by force. Both fit the supervisor's grace period.
+CLOSE_TIMEOUT_S = 1.0
+#: How long each forced closing step may take.
+FORCE_CLOSE_S = 0.5
+#: How long a send or commit in flight may still take once a stop was requested.
+STOP_SEND_GRACE_S = 0.5
 _OUT_KEY = b"orderdeck-derived-event-id"
 
 T = TypeVar("T")
@@ -92,6 +98,56 @@ def derived_event_id(incoming_event_id: str, out_type: str) -> str:
         f"{incoming_event_id}:{out_type}".encode(), digest_size=16, key=_OUT_KEY
     ).hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+async def close_consumer(consumer: AIOKafkaConsumer, grace: float, name: str) -> None:
+    """Stop ``consumer`` (commit nothing more, leave the group) within about ``grace`` seconds.
+
+    aiokafka's stop waits for the group coordinator, forever while Kafka is unreachable.
+    After that (or when the caller is cancelled) its background tasks are cancelled
+    and its connections closed, so nothing is left running; offsets were committed after
+    each batch, so nothing is lost, and the group evicts the member after its session timeout.
+    """
+    # aiokafka forgets its metadata task once it has tried to cancel it, even when that
+    # routine swallowed the cancellation (it can, while reconnecting): keep hold of it.
+    metadata_task = consumer._client._sync_task
+    stopping = asyncio.ensure_future(consumer.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=grace)
+    except asyncio.CancelledError:
+        await finish(_force_close_consumer(consumer, stopping, metadata_task))
+        raise
+    if stopping in done and not stopping.cancelled() and stopping.exception() is None:
+        await cancel_tasks([metadata_task], FORCE_CLOSE_S)
+        return
+    # Timed out, or aiokafka's stop broke off half way (with Kafka away its coordinator can
+    # end cancelled, and stop() then raises CancelledError before closing the client).
+    log.warning("%s: the consumer did not stop cleanly; closing it", name)
+    await finish(_force_close_consumer(consumer, stopping, metadata_task))
+
+
+async def _force_close_consumer(
+    consumer: AIOKafkaConsumer,
+    stopping: asyncio.Future[Any],
+    metadata_task: asyncio.Future[Any] | None,
+) -> None:
+    # Cancelling the stop cancels whatever it awaits (the coordination routine); then every
+    # background task of the consumer goes, then its connections.
+    coordinator = consumer._coordinator
+    tasks: list[asyncio.Future[Any] | None] = [stopping, metadata_task]
+    for attr in (
+        "_coordination_task",
+        "_heartbeat_task",
+        "_commit_refresh_task",
+        "_reset_committed_task",
+    ):
+        tasks.append(getattr(coordinator, attr, None))
+    fetcher = consumer._fetcher
+    if fetcher is not None:
+        tasks.append(fetcher._fetch_task)
+        tasks.extend(fetcher._pending_tasks)
+    await cancel_tasks(tasks, FORCE_CLOSE_S)
+    await close_client(consumer._client)
 
 
 class Service(ABC):
@@ -147,6 +203,10 @@ def decode_record(value: bytes | None) -> Event:
         except ValidationError:
             pass
     return decode(value)
+
+
+class _Abandoned(Exception):
+    """A send or commit was given up because the worker is stopping and Kafka is away."""
 
 
 class _HandlerFailed(Exception):
@@ -267,24 +327,26 @@ class ServiceWorker:
             self._consumer.subscribe([self.topic], listener=_Rebalance(self))
             await self._consumer.start()
             await self._loop()
+        except _Abandoned:
+            # Stopping while Kafka does not answer: unsent outbox rows stay unsent and
+            # uncommitted offsets uncommitted, so the work is redone after a restart.
+            log.warning("%s: Kafka did not answer while stopping", self.service.name)
         finally:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        # Both are bounded by themselves and close side by side, so a stop with Kafka away
+        # fits the supervisor's grace period (and a cancellation still closes both).
+        closing: list[Coroutine[Any, Any, None]] = []
         if self._consumer is not None:
-            try:
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await self._consumer.stop()  # leaves the group
-            except Exception:  # pragma: no cover - best effort on the way out
-                log.exception("%s: consumer stop failed", self.service.name)
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            closing.append(close_consumer(consumer, CLOSE_TIMEOUT_S, self.service.name))
         if self._producer is not None:
-            try:
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await self._producer.stop()
-            except Exception:  # pragma: no cover
-                log.exception("%s: producer stop failed", self.service.name)
-            self._producer = None
+            producer, self._producer = self._producer, None
+            closing.append(producer.stop(CLOSE_TIMEOUT_S))
+        for outcome in await asyncio.gather(*closing, return_exceptions=True):
+            if isinstance(outcome, Exception):  # pragma: no cover
+                log.error("%s: closing a Kafka client failed: %s", self.service.name, outcome)
         if self._store is not None:
             if self._sent_pending:
                 try:
@@ -530,7 +592,7 @@ class ServiceWorker:
         delay = 0.1
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
-                await self._producer.send_many(records)
+                await self._unless_stopped(self._producer.send_many(records))
                 break
             except KafkaError as exc:
                 if not exc.retriable or attempt == SEND_ATTEMPTS:
@@ -571,11 +633,36 @@ class ServiceWorker:
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
+            await self._unless_stopped(self._consumer.commit(offsets))
         except (CommitFailedError, IllegalStateError) as exc:
             # The group rebalanced; the new owner redelivers these records and they are
             # recognised as processed.
             log.info("%s: commit skipped after rebalance: %s", self.service.name, exc)
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T:
+        """Await a Kafka call, but give up on it STOP_SEND_GRACE_S after a stop request.
+
+        Sends and commits wait as long as Kafka is away (the producer retries, the commit
+        looks for its coordinator); a stop must not. Raises _Abandoned when given up.
+        """
+        task = asyncio.ensure_future(work)
+        if not task.done():
+            stop = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not task.done():
+                    await asyncio.wait({task}, timeout=STOP_SEND_GRACE_S)
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+            finally:
+                stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise _Abandoned
+        return task.result()
 
     # -- database thread
 

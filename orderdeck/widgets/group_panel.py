@@ -48,11 +48,16 @@ def lag_bars(history: Sequence[int], width: int) -> Content:
 
 
 def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
-    """The members table, then one row per partition, as ``kafka-consumer-groups`` shows."""
-    client_width = max(12, min(24, width - 34))
+    """The members table, then one row per partition, as ``kafka-consumer-groups`` shows.
+
+    The columns are sized so that a whole client id ("orderdeck-notification-0", 24
+    characters) fits a panel half a 120-column terminal wide: member ids are cut to their
+    last 6 characters (enough to tell a group's members apart), hosts to 10.
+    """
+    client_width = max(12, min(26, width - 30))
     lines: list[Content] = [
         Content.styled(
-            f"{'MEMBER':<9} {'CLIENT ID':<{client_width}} {'HOST':<11} PARTITIONS",
+            f"{'MEMBER':<7} {'CLIENT ID':<{client_width}} {'HOST':<10} PARTITIONS",
             "bold $text-muted",
         )
     ]
@@ -60,18 +65,18 @@ def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
         owned = ",".join(str(p) for _, p in sorted(member.assignments)) or "none"
         lines.append(
             Content.assemble(
-                (f"…{member.member_id[-8:]:<8} ", "dim"),
+                (f"…{member.member_id[-6:]:<6} ", "dim"),
                 (f"{ellipsize(member.client_id, client_width):<{client_width}} ", "bold"),
-                (f"{ellipsize(member.host, 11):<11} ", ""),
+                (f"{ellipsize(member.host, 10):<10} ", ""),
                 (owned, "$accent"),
             )
         )
     if not snapshot.members:
         lines.append(Content.styled("no active members", "dim"))
-    owner_width = max(8, width - 32)
+    owner_width = max(8, width - 30)
     lines.append(
         Content.styled(
-            f"{'P':>2} {'COMMITTED':>9} {'LOG-END':>9} {'LAG':>7}  OWNER (CLIENT ID)",
+            f"{'P':>2} {'COMMITTED':>9} {'LOG-END':>8} {'LAG':>6}  OWNER (CLIENT ID)",
             "bold $text-muted",
         )
     )
@@ -80,8 +85,8 @@ def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
             Content.assemble(
                 (f"{part.partition:>2} ", ""),
                 (f"{count(part.committed):>9} ", ""),
-                (f"{count(part.log_end):>9} ", ""),
-                (f"{count(part.lag):>7}", "bold yellow" if part.lag else ""),
+                (f"{count(part.log_end):>8} ", ""),
+                (f"{count(part.lag):>6}", "bold yellow" if part.lag else ""),
                 ("  " + ellipsize(part.client_id or "-", owner_width), "dim"),
             )
         )

@@ -285,3 +285,4 @@ async def test_burst_generator_sends_each_kind_and_they_end_as_planned(
             outcome[result.kind].add(result.status)
         assert outcome["good"] == {"confirmed"}
         assert outcome["declined"] == {"payment_declined"}
+        assert outcome["out-of-stock"] == {"cancelled"}  # paid, then refunded, from the first

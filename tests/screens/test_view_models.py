@@ -9,7 +9,13 @@ from collections import Counter
 from orderdeck.events import MAX_QUANTITY
 from orderdeck.kafka.admin import GroupSnapshot, PartitionLag
 from orderdeck.kafka.tail import TailRecord
-from orderdeck.screens.burst_plan import BurstMix, interleave, plan_burst, scarce_product
+from orderdeck.screens.burst_plan import (
+    BurstMix,
+    interleave,
+    overdrawn_product,
+    plan_burst,
+    scarce_product,
+)
 from orderdeck.store import CREDIT_LIMIT_CENTS, DECLINED_PREFIX, Product
 from orderdeck.widgets.group_panel import lag_bars
 from orderdeck.widgets.live import LiveModel
@@ -39,6 +45,22 @@ def test_out_of_stock_orders_target_the_product_that_runs_out_soonest() -> None:
     assert quantity == CREDIT_LIMIT_CENTS // 19999
     assert quantity * product.priceCents <= CREDIT_LIMIT_CENTS
     assert quantity <= MAX_QUANTITY
+
+
+STICKERS = Product(id="sku-stickers", name="Stickers", priceCents=299, stock=25, reserved=0)
+
+
+def test_out_of_stock_orders_ask_for_more_than_the_smallest_stock() -> None:
+    found = overdrawn_product([*CATALOG, STICKERS])
+    assert found == (STICKERS, 26)  # one more than there is: cancelled from the first order
+    # 101 docks would exceed the credit limit, so without the stickers nothing qualifies.
+    assert overdrawn_product(CATALOG) is None
+    plan = plan_burst(20, BurstMix(50, 25, 25), [*CATALOG, STICKERS], "x")
+    for order in plan:
+        if order.kind == "out-of-stock":
+            assert (order.product_id, order.quantity) == ("sku-stickers", 26)
+        elif order.kind == "good":
+            assert order.product_id != "sku-stickers"  # good orders never drain it
 
 
 def test_burst_plan_builds_each_kind_to_end_as_named() -> None:
