@@ -144,6 +144,13 @@ class EventProducer:
                     # A retried batch was queued again; its done-callback still expects it
                     # among the in-flight ones (aiokafka would raise KeyError otherwise).
                     accumulator._pending_batches.add(batch)
+        # Nobody may be left awaiting these sends (their callers timed out or were
+        # cancelled); read each failure so asyncio does not report it at exit.
+        doomed = [b for queued in accumulator._batches.values() for b in queued]
+        doomed += list(accumulator._pending_batches)
+        for batch in doomed:
+            for future, _ in batch._msg_futures:
+                future.add_done_callback(_consume_exception)
         accumulator.fail_all(KafkaConnectionError("producer closed before Kafka acknowledged"))
         done, _ = await asyncio.wait({stopping}, timeout=FORCE_CLOSE_S)
         if stopping in done and not stopping.cancelled() and stopping.exception() is None:
@@ -263,3 +270,9 @@ async def finish(closing: Coroutine[Any, Any, None]) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError  # honoured once the closing is done
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    """Mark a failed send's exception as seen (its caller has gone away)."""
+    if not future.cancelled():
+        future.exception()
