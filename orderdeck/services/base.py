@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from orderdeck.events import (
     Event,
@@ -86,6 +86,7 @@ STOP_SEND_GRACE_S = 0.5
 _OUT_KEY = b"orderdeck-derived-event-id"
 
 T = TypeVar("T")
+EventT = TypeVar("EventT", bound=BaseModel)
 
 
 def derived_event_id(incoming_event_id: str, out_type: str) -> str:
@@ -98,6 +99,19 @@ def derived_event_id(incoming_event_id: str, out_type: str) -> str:
         f"{incoming_event_id}:{out_type}".encode(), digest_size=16, key=_OUT_KEY
     ).hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def reply_to(cause: Event, out_type: type[EventT], payload: Any) -> EventT:
+    """The event a handler emits in answer to ``cause``: same order and correlation id, and
+    an id derived from the cause's so that a retried handler emits the very same event."""
+    type_name: str = out_type.model_fields["type"].default
+    fields: dict[str, Any] = {
+        "eventId": derived_event_id(cause.eventId, type_name),
+        "orderId": cause.orderId,
+        "correlationId": cause.orderId,
+        "payload": payload,
+    }
+    return out_type(**fields)
 
 
 async def close_consumer(consumer: AIOKafkaConsumer, grace: float, name: str) -> None:
@@ -499,8 +513,18 @@ class ServiceWorker:
 
     def _handle(self, tx: WriteTx, record: Any, event: Event, result: _BatchResult) -> None:
         service = self.service
-        fresh = tx.consume(
-            service.name,
+        if not self._claim(tx, record, event):
+            result.duplicates += 1
+            result.processed += 1
+            return
+        for out in service.handle(tx, event):
+            self._emit(tx, out)
+        result.processed += 1
+
+    def _claim(self, tx: WriteTx, record: Any, event: Event) -> bool:
+        """Record the journey hop that marks ``event`` processed; False if it already was."""
+        return tx.consume(
+            self.service.name,
             order_id=event.orderId,
             event_id=event.eventId,
             event_type=event.type,
@@ -509,13 +533,6 @@ class ServiceWorker:
             offset=record.offset,
             timestamp_ms=record.timestamp,
         )
-        if not fresh:
-            result.duplicates += 1
-            result.processed += 1
-            return
-        for out in service.handle(tx, event):
-            self._emit(tx, out)
-        result.processed += 1
 
     def _emit(self, tx: WriteTx, event: Event) -> None:
         tx.add_outbox(
@@ -543,16 +560,7 @@ class ServiceWorker:
                 return
             if event is not None:
                 # The event itself is settled too: redelivery must not retry it.
-                tx.consume(
-                    self.service.name,
-                    order_id=event.orderId,
-                    event_id=event.eventId,
-                    event_type=event.type,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    timestamp_ms=record.timestamp,
-                )
+                self._claim(tx, record, event)
             headers = [
                 ("dlq-reason", reason.encode()),
                 ("dlq-original-topic", record.topic.encode()),

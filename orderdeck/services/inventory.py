@@ -20,7 +20,7 @@ from orderdeck.events import (
     RefundRequestedPayload,
     StockReservationRequested,
 )
-from orderdeck.services.base import Service, derived_event_id
+from orderdeck.services.base import Service, reply_to
 from orderdeck.store import WriteTx
 
 
@@ -39,21 +39,19 @@ class InventoryService(Service):
             return []
         if result.outcome == "reserved":
             return [
-                OrderConfirmed(
-                    eventId=derived_event_id(event.eventId, "OrderConfirmed"),
-                    orderId=event.orderId,
-                    correlationId=event.orderId,
-                    payload=OrderConfirmedPayload(
+                reply_to(
+                    event,
+                    OrderConfirmed,
+                    OrderConfirmedPayload(
                         customerId=p.customerId, items=p.items, amountCents=p.amountCents
                     ),
                 )
             ]
         return [
-            RefundRequested(
-                eventId=derived_event_id(event.eventId, "RefundRequested"),
-                orderId=event.orderId,
-                correlationId=event.orderId,
-                payload=RefundRequestedPayload(
+            reply_to(
+                event,
+                RefundRequested,
+                RefundRequestedPayload(
                     customerId=p.customerId, amountCents=p.amountCents, reason=result.reason
                 ),
             )

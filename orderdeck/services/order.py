@@ -22,7 +22,7 @@ from orderdeck.events import (
     PaymentRequestedPayload,
     PricedLineItem,
 )
-from orderdeck.services.base import Service, derived_event_id
+from orderdeck.services.base import Service, reply_to
 from orderdeck.store import WriteTx
 
 
@@ -35,7 +35,6 @@ class OrderService(Service):
 
     def handle(self, tx: WriteTx, event: Any) -> Sequence[Any]:
         assert isinstance(event, OrderPlaced)
-        order_id = event.orderId
         customer = event.payload.customerId
         items = event.payload.items
         prices = tx.product_prices([i.productId for i in items])
@@ -44,11 +43,10 @@ class OrderService(Service):
             if not tx.register_order(event):
                 return []
             return [
-                OrderRejected(
-                    eventId=derived_event_id(event.eventId, "OrderRejected"),
-                    orderId=order_id,
-                    correlationId=order_id,
-                    payload=OrderRejectedPayload(
+                reply_to(
+                    event,
+                    OrderRejected,
+                    OrderRejectedPayload(
                         customerId=customer, reason="unknown product: " + ", ".join(unknown)
                     ),
                 )
@@ -62,11 +60,10 @@ class OrderService(Service):
         if not tx.accept_order(event, priced):
             return []
         return [
-            PaymentRequested(
-                eventId=derived_event_id(event.eventId, "PaymentRequested"),
-                orderId=order_id,
-                correlationId=order_id,
-                payload=PaymentRequestedPayload(
+            reply_to(
+                event,
+                PaymentRequested,
+                PaymentRequestedPayload(
                     customerId=customer,
                     items=priced,
                     amountCents=sum(i.unitPriceCents * i.quantity for i in priced),

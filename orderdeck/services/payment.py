@@ -24,7 +24,7 @@ from orderdeck.events import (
     StockReservationRequested,
     StockReservationRequestedPayload,
 )
-from orderdeck.services.base import Service, derived_event_id
+from orderdeck.services.base import Service, reply_to
 from orderdeck.store import WriteTx
 
 
@@ -48,21 +48,19 @@ class PaymentService(Service):
             return []
         if result.outcome == "declined":
             return [
-                PaymentDeclined(
-                    eventId=derived_event_id(event.eventId, "PaymentDeclined"),
-                    orderId=event.orderId,
-                    correlationId=event.orderId,
-                    payload=PaymentDeclinedPayload(
+                reply_to(
+                    event,
+                    PaymentDeclined,
+                    PaymentDeclinedPayload(
                         customerId=p.customerId, amountCents=p.amountCents, reason=result.reason
                     ),
                 )
             ]
         return [
-            StockReservationRequested(
-                eventId=derived_event_id(event.eventId, "StockReservationRequested"),
-                orderId=event.orderId,
-                correlationId=event.orderId,
-                payload=StockReservationRequestedPayload(
+            reply_to(
+                event,
+                StockReservationRequested,
+                StockReservationRequestedPayload(
                     customerId=p.customerId, items=p.items, amountCents=p.amountCents
                 ),
             )
@@ -74,11 +72,10 @@ class PaymentService(Service):
         if refunded is None:
             return []
         return [
-            OrderCancelled(
-                eventId=derived_event_id(event.eventId, "OrderCancelled"),
-                orderId=event.orderId,
-                correlationId=event.orderId,
-                payload=OrderCancelledPayload(
+            reply_to(
+                event,
+                OrderCancelled,
+                OrderCancelledPayload(
                     customerId=p.customerId, refundedCents=refunded, reason=p.reason
                 ),
             )
