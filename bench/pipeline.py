@@ -56,6 +56,8 @@ PRODUCTS = (
     "sku-headset",
 )
 FINAL_TIMEOUT_S = 120.0
+#: The local broker this script started (its CPU is reported too); None with --bootstrap-servers.
+BROKER_PID: int | None = None
 
 
 def free_port() -> int:
@@ -84,10 +86,25 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / ticks
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of a process plus those of its live children (``serve --processes``)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) == pid:
+                total += cpu_seconds(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 class Serve:
     """An ``orderdeck serve`` child with its own data dir and topic prefix."""
 
-    def __init__(self, bootstrap: str, workdir: Path) -> None:
+    def __init__(self, bootstrap: str, workdir: Path, processes: int) -> None:
         self.data_dir = workdir / f"run-{uuid.uuid4().hex[:8]}"
         self.data_dir.mkdir(parents=True)
         self.port = free_port()
@@ -108,6 +125,8 @@ class Serve:
                 str(self.port),
                 "--topic-prefix",
                 f"b{uuid.uuid4().hex[:8]}.",
+                "--processes",
+                str(processes),
             ],
             cwd=ROOT,
             stdout=self._log,
@@ -115,7 +134,8 @@ class Serve:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + 60
-        while "serving:" not in self.log_path.read_text(errors="replace"):
+        # With --processes the children log "serving:" too, once each has joined.
+        while self.log_path.read_text(errors="replace").count("serving:") < processes:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise SystemExit(f"serve did not start:\n{self.log_path.read_text()}")
@@ -243,9 +263,9 @@ class Pool:
 
 
 async def throughput_run(
-    bootstrap: str, workdir: Path, orders: int, concurrency: int
+    bootstrap: str, workdir: Path, orders: int, concurrency: int, processes: int
 ) -> dict[str, float]:
-    serve = Serve(bootstrap, workdir)
+    serve = Serve(bootstrap, workdir, processes)
     run = uuid.uuid4().hex[:6]
     pool = Pool(serve.port)
     try:
@@ -260,12 +280,16 @@ async def throughput_run(
                 next_index += 1
                 await pool.post(i, run)
 
-        cpu0 = cpu_seconds(serve.proc.pid)
+        cpu0 = tree_cpu_seconds(serve.proc.pid)
+        broker0 = cpu_seconds(BROKER_PID) if BROKER_PID else 0.0
+        client0 = time.process_time()
         began = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         posted = time.monotonic()
         ended = await wait_final(serve, orders + 1)
-        cpu1 = cpu_seconds(serve.proc.pid)
+        cpu1 = tree_cpu_seconds(serve.proc.pid)
+        broker1 = cpu_seconds(BROKER_PID) if BROKER_PID else float("nan")
+        client1 = time.process_time()
         elapsed = ended - began
         return {
             "orders_per_s": orders / elapsed,
@@ -273,6 +297,8 @@ async def throughput_run(
             "serve_cpu": (cpu1 - cpu0) / elapsed,
             # CPU the server spent per order: hardly moved by other load on the machine.
             "cpu_ms_per_order": (cpu1 - cpu0) * 1000 / orders,
+            "broker_cpu_ms_per_order": (broker1 - broker0) * 1000 / orders,
+            "client_cpu_ms_per_order": (client1 - client0) * 1000 / orders,
         }
     finally:
         pool.close()
@@ -280,9 +306,9 @@ async def throughput_run(
 
 
 async def latency_run(
-    bootstrap: str, workdir: Path, rate: float, seconds: float
+    bootstrap: str, workdir: Path, rate: float, seconds: float, processes: int
 ) -> dict[str, float]:
-    serve = Serve(bootstrap, workdir)
+    serve = Serve(bootstrap, workdir, processes)
     run = uuid.uuid4().hex[:6]
     total = int(rate * seconds)
     pool = Pool(serve.port)
@@ -335,6 +361,8 @@ def report(
         ("POST rate the client achieved in that run", tput, "post_rate", "{:.0f}"),
         ("serve CPU during that run (cores)", tput, "serve_cpu", "{:.2f}"),
         ("serve CPU per order (ms)", tput, "cpu_ms_per_order", "{:.2f}"),
+        ("Kafka broker CPU per order (ms)", tput, "broker_cpu_ms_per_order", "{:.2f}"),
+        ("load generator CPU per order (ms)", tput, "client_cpu_ms_per_order", "{:.2f}"),
     ]
     for rate, runs in lat.items():
         at = f"at {rate:.0f}/s"
@@ -378,7 +406,9 @@ async def main_async(args: argparse.Namespace) -> None:
         from orderdeck.kafka.probe import wait_until_ready
 
         broker = LocalKafka(workdir / "kafka", port=free_port())
-        await asyncio.to_thread(broker.start)
+        started = await asyncio.to_thread(broker.start)
+        global BROKER_PID
+        BROKER_PID = started.pid
         bootstrap = broker.bootstrap_servers
         await wait_until_ready(bootstrap, 30)
     rates = [float(r) for r in args.rate.split(",") if r.strip()]
@@ -387,10 +417,16 @@ async def main_async(args: argparse.Namespace) -> None:
         lat: dict[float, list[dict[str, float]]] = {rate: [] for rate in rates}
         for n in range(args.runs):
             if not args.skip_throughput:
-                tput.append(await throughput_run(bootstrap, workdir, args.orders, args.concurrency))
+                tput.append(
+                    await throughput_run(
+                        bootstrap, workdir, args.orders, args.concurrency, args.processes
+                    )
+                )
                 print(f"throughput run {n + 1}: {tput[-1]}", flush=True)
             for rate in [] if args.skip_latency else rates:
-                lat[rate].append(await latency_run(bootstrap, workdir, rate, args.seconds))
+                lat[rate].append(
+                    await latency_run(bootstrap, workdir, rate, args.seconds, args.processes)
+                )
                 print(f"latency run {n + 1} at {rate:.0f}/s: {lat[rate][-1]}", flush=True)
         if tput and all(lat.values()):
             text = report(args, tput, lat)
@@ -415,6 +451,12 @@ def main() -> None:
         "--rate", default="500", help="orders/s of the latency runs; several: 500,200"
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a latency run")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="orderdeck serve --processes (1: API and services in one process)",
+    )
     parser.add_argument("--bootstrap-servers", help="use this Kafka instead of starting one")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")

@@ -37,6 +37,7 @@ from orderdeck.orders import (
     OrderCreated,
     OrderNotAcknowledgedError,
     OrderValidationError,
+    find_order,
     parse_order_body,
     place_order,
 )
@@ -263,7 +264,7 @@ def create_app(
 
     async def get_order(request: Request) -> Response:
         order_id = request.path_params["order_id"]
-        view = await store.run(store.get_order, order_id)
+        view = await find_order(store, order_id)
         if view is None:
             return error_response(404, f"no order with id {order_id!r}")
         return JSONBody(view)

@@ -16,17 +16,17 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
-    field_serializer,
 )
 
 ORDER_EVENTS = "order-events"
@@ -113,6 +113,18 @@ def utc_now() -> datetime:
 def new_id() -> str:
     """A fresh random identifier for events and orders."""
     return str(uuid.uuid4())
+
+
+_ZERO_OFFSET = timedelta(0)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.utcoffset() == _ZERO_OFFSET else value.astimezone(UTC)
+
+
+#: An aware datetime kept in UTC, so that pydantic's own serializer writes it as ISO-8601 with
+#: a ``Z`` (a Python serializer per event was a measurable share of a service's CPU).
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
 
 class _Model(BaseModel):
@@ -204,16 +216,12 @@ class OrderCancelledPayload(_Model):
 class _Envelope(_Model):
     eventId: str = Field(default_factory=new_id, min_length=1)
     orderId: str = Field(min_length=1, max_length=128)
-    occurredAt: AwareDatetime = Field(default_factory=utc_now)
+    occurredAt: UtcDatetime = Field(default_factory=utc_now)
     schemaVersion: Literal[1] = SCHEMA_VERSION
     correlationId: str = Field(default="", description="Ties every event of one order together.")
 
     #: The topic a new event of this type is produced to.
     topic: ClassVar[str]
-
-    @field_serializer("occurredAt")
-    def _iso_utc(self, value: datetime) -> str:
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class OrderPlaced(_Envelope):

@@ -28,7 +28,13 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder, place_order
+from orderdeck.orders import (
+    DEFAULT_ACK_TIMEOUT_S,
+    OrderRequest,
+    SubmittedOrder,
+    flush_placements,
+    place_order,
+)
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -155,6 +161,9 @@ class Runtime:
         self._orders_per_s = 0.0
         self._total_lag: int | None = None
         self._lags: dict[str, int] = {}
+        #: (service, state) of services that other processes run for this one (``serve
+        #: --processes``), reported by ``GET /health`` beside the local ones.
+        self.external_services: Callable[[], Sequence[tuple[str, str]]] | None = None
         self._snapshot_at = 0.0
         self._rate = _Counters()
         self._started = False
@@ -312,6 +321,8 @@ class Runtime:
             lifespan="off",
             timeout_graceful_shutdown=2,
             server_header=False,
+            # No proxy sits in front of it by default: skip the X-Forwarded-* rewriting layer.
+            proxy_headers=False,
         )
         server = _EmbeddedServer(config)
         self._server = server
@@ -418,6 +429,7 @@ class Runtime:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
         if self._store is not None:
+            await self._bounded(flush_placements(self._store), "recording accepted orders")
             self._store.close()
         if self._local is not None and self._stop_local:
             await asyncio.to_thread(self._local.stop)
@@ -501,6 +513,12 @@ class Runtime:
             ServiceHealth(name=s.name, state=s.state, instances=s.instances, lag=lags.get(s.group))
             for s in status.services
         ]
+        if self.external_services is not None:
+            groups = dict(zip(SERVICE_NAMES, self.names.pipeline(), strict=True))
+            services += [
+                ServiceHealth(name=name, state=state, instances=1, lag=lags.get(groups[name]))
+                for name, state in self.external_services()
+            ]
         healthy = status.kafka == "running" and all(s.state == "running" for s in services)
         return HealthReport(
             status="ok" if healthy else "degraded",

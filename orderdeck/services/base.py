@@ -104,14 +104,20 @@ def derived_event_id(incoming_event_id: str, out_type: str) -> str:
 def reply_to(cause: Event, out_type: type[EventT], payload: Any) -> EventT:
     """The event a handler emits in answer to ``cause``: same order and correlation id, and
     an id derived from the cause's so that a retried handler emits the very same event."""
-    type_name: str = out_type.model_fields["type"].default
-    fields: dict[str, Any] = {
-        "eventId": derived_event_id(cause.eventId, type_name),
-        "orderId": cause.orderId,
-        "correlationId": cause.orderId,
-        "payload": payload,
-    }
-    return out_type(**fields)
+    type_name = _TYPE_NAMES.get(out_type)
+    if type_name is None:
+        type_name = _TYPE_NAMES[out_type] = out_type.model_fields["type"].default
+    # Validating is cheaper than it looks (pydantic-core, and the payload model is taken as
+    # is); model_construct runs in Python and costs about four times as much.
+    return out_type(
+        eventId=derived_event_id(cause.eventId, type_name),
+        orderId=cause.orderId,
+        correlationId=cause.orderId,
+        payload=payload,
+    )
+
+
+_TYPE_NAMES: dict[type[BaseModel], str] = {}
 
 
 async def close_consumer(consumer: AIOKafkaConsumer, grace: float, name: str) -> None:

@@ -36,6 +36,7 @@ class ServeProcess:
         services: str | None = None,
         no_api: bool = False,
         log_name: str = "serve",
+        processes: int = 1,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -50,6 +51,8 @@ class ServeProcess:
             args += ["--services", services]
         if no_api:
             args.append("--no-api")
+        if processes != 1:
+            args += ["--processes", str(processes)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("ORDERDECK_BOOTSTRAP_SERVERS", None)
         self._log = self.log_path.open("ab")
@@ -61,10 +64,13 @@ class ServeProcess:
         """Everything the process printed so far."""
         return self.log_path.read_text(errors="replace")
 
-    def wait_serving(self, timeout: float = 60.0) -> None:
-        """Block until the log says the process is serving (API up and services joined)."""
+    def wait_serving(self, timeout: float = 60.0, processes: int = 1) -> None:
+        """Block until the log says the process is serving (API up and services joined).
+
+        With ``serve --processes N`` each of the N processes says so once.
+        """
         deadline = time.monotonic() + timeout
-        while "serving:" not in self.log():
+        while self.log().count("serving:") < processes:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 import httpx
 
 from orderdeck.events import TopicNames
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import build_order_placed, parse_order_body
+from orderdeck.orders import (
+    RECORD_DELAY_S,
+    build_order_placed,
+    flush_placements,
+    parse_order_body,
+)
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
 from tests.api.conftest import read_topic, wait_for
@@ -107,6 +113,14 @@ async def test_listing_filters_by_status_and_pages_with_a_cursor(
     client: httpx.AsyncClient,
 ) -> None:
     ids = [(await post(client, ORIGINAL)).json()["event"]["id"] for _ in range(5)]
+
+    # No order service runs here, so the API itself records the orders RECORD_DELAY_S after
+    # their 201 (until then each is readable by id, see the next test); listings follow.
+    async def listed() -> bool:
+        page = (await client.get(f"{ORDERS}?status=placed&limit=10")).json()
+        return len(page["orders"]) == 5
+
+    await wait_for(listed, within=RECORD_DELAY_S + 5, what="the API to record its 5 orders")
     seen: list[str] = []
     url = f"{ORDERS}?status=placed&limit=2"
     while url:
@@ -120,6 +134,42 @@ async def test_listing_filters_by_status_and_pages_with_a_cursor(
         )
     assert seen == list(reversed(ids))
     assert (await client.get(f"{ORDERS}?status=confirmed")).json()["orders"] == []
+
+
+async def test_an_accepted_order_is_readable_at_once_and_recorded_by_the_api_later(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """No order service runs: the API answers GETs from memory, then records the order."""
+    began = time.monotonic()
+    created = await post(client, ORIGINAL)
+    order_id = created.json()["event"]["id"]
+    assert store.get_order(order_id) is None  # not written on the way to the 201
+    view = (await client.get(created.headers["location"])).json()
+    assert (view["id"], view["status"], view["amountCents"]) == (order_id, "placed", 2 * 8999)
+    assert [h["type"] for h in view["journey"]] == ["OrderPlaced"]
+
+    await wait_for(
+        lambda: store.get_order(order_id) is not None,
+        within=RECORD_DELAY_S + 5,
+        what="the API to record the order the order service never took",
+    )
+    assert time.monotonic() - began >= RECORD_DELAY_S * 0.9
+    recorded = store.get_order(order_id)
+    assert recorded is not None
+    assert recorded.status == "placed"
+    assert [(h.type, h.offset) for h in recorded.journey] == [
+        ("OrderPlaced", view["journey"][0]["offset"])
+    ]
+    assert (await client.get(created.headers["location"])).json()["journey"] == view["journey"]
+
+
+async def test_flush_records_accepted_orders_at_once(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    ids = [(await post(client, ORIGINAL)).json()["event"]["id"] for _ in range(3)]
+    assert store.existing_orders(ids) == set()
+    await flush_placements(store)
+    assert store.existing_orders(ids) == set(ids)
 
 
 async def test_products_show_the_catalog_with_stock(client: httpx.AsyncClient) -> None:

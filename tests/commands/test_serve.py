@@ -121,6 +121,73 @@ async def test_two_serve_processes_split_the_partitions(
         assert await asyncio.to_thread(serve.wait, 10) == 0, serve.log()
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_processes_run_the_services_in_children_and_stop_together(spawn: Spawn) -> None:
+    serve = spawn(processes=3, log_name="serve-p3")
+    await asyncio.to_thread(serve.wait_serving, 60, 3)
+    children = _children(serve.proc.pid)
+    assert len(children) == 2, serve.log()
+    log = serve.log()
+    assert "services order,payment: process" in log, log
+    assert "services inventory,notification: process" in log, log
+    async with httpx.AsyncClient(base_url=serve.url) as client:
+        created = await client.post(
+            ORDERS, json={"customerId": "c-p", "productId": "sku-mouse", "quantity": 1}
+        )
+        assert created.status_code == 201
+
+        async def confirmed() -> bool:
+            order = (await client.get(created.headers["location"])).json()
+            return bool(order["status"] == "confirmed" and len(order["journey"]) == 4)
+
+        await wait_for(confirmed, what="the order to be confirmed by the child processes")
+        health = (await client.get("/health")).json()
+    assert health["status"] == "ok", health
+    assert sorted((s["name"], s["state"]) for s in health["services"]) == [
+        ("inventory", "running"),
+        ("notification", "running"),
+        ("order", "running"),
+        ("payment", "running"),
+    ]
+    began = time.monotonic()
+    serve.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(serve.wait, 10) == 0, serve.log()
+    assert time.monotonic() - began < 5.0, serve.log()
+    assert not [pid for pid in children if _alive(pid)], serve.log()
+    assert "Traceback" not in serve.log(), serve.log()
+
+
+async def test_children_stop_when_their_parent_is_killed(spawn: Spawn) -> None:
+    serve = spawn(processes=2, log_name="serve-p2")
+    await asyncio.to_thread(serve.wait_serving, 60, 2)
+    [child] = _children(serve.proc.pid)
+    serve.proc.kill()  # kill -9: the parent cannot stop its children itself
+    await asyncio.to_thread(serve.wait, 10)
+    await wait_for(lambda: not _alive(child), within=15, what="the orphaned child to stop")
+    assert "the parent process is gone; stopping" in serve.log(), serve.log()
+
+
 def order_body(i: int) -> dict[str, object]:
     """The crash run's mix: 50 declined, 10 dock orders for a stock of 5, the rest fine."""
     if i % 10 == 0:
@@ -130,12 +197,13 @@ def order_body(i: int) -> dict[str, object]:
     return {"customerId": f"c-{i}", "productId": "sku-cable", "quantity": 1}
 
 
+@pytest.mark.parametrize("processes", [1, 3])
 async def test_kill_9_mid_run_then_restart_finishes_every_order_once(
-    spawn: Spawn, tmp_path: Path
+    spawn: Spawn, tmp_path: Path, processes: int
 ) -> None:
     total = 500
-    serve = spawn(log_name="serve-1")
-    await asyncio.to_thread(serve.wait_serving)
+    serve = spawn(log_name="serve-1", processes=processes)
+    await asyncio.to_thread(serve.wait_serving, 60, processes)
     port = serve.port
     store = Store(tmp_path / "orderdeck.db")
     accepted: set[int] = set()
@@ -176,8 +244,8 @@ async def test_kill_9_mid_run_then_restart_finishes_every_order_once(
             await asyncio.to_thread(serve.wait, 10)
             at_kill = final_count()
             assert at_kill < total, "the run finished before the kill; nothing was proven"
-            restarted = spawn(port=port, log_name="serve-2")
-            await asyncio.to_thread(restarted.wait_serving)
+            restarted = spawn(port=port, log_name="serve-2", processes=processes)
+            await asyncio.to_thread(restarted.wait_serving, 60, processes)
             await asyncio.wait_for(posting, 90)
         assert len(accepted) == total
         await wait_for(lambda: final_count() == total, within=90, what="every order final")

@@ -1,0 +1,194 @@
+"""Pipeline services in child processes: how ``orderdeck serve --processes N`` uses more cores.
+
+One Python process runs Python code on one core at a time, and the API plus four services
+is more work per order than one core can do at the rates Kafka allows. With ``--processes
+N`` the process started by the user serves the API (and starts the local Kafka when there is
+one) and runs the services in N-1 child ``orderdeck serve --no-api`` processes, each with a
+contiguous share of the pipeline (two children: order+payment and inventory+notification).
+They need no channel to each other: like any two ``serve`` processes, they meet only in
+Kafka (their consumer groups) and in the shared store.
+
+The parent keeps them running: a child that exits is started again after a back-off, and on
+stop each gets SIGTERM (it commits and leaves its groups) and, if it lingers, SIGKILL. A
+child's stdin is a pipe from the parent and the child stops when it reads end-of-file, so a
+``kill -9`` of the parent takes the children with it instead of leaving them orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: How long a stopping child may take before it is killed (it normally takes about 1 s).
+CHILD_STOP_GRACE_S = 3.5
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+#: A child that ran this long before exiting is restarted without back-off.
+STABLE_AFTER_S = 30.0
+
+
+def split_services(services: Sequence[str], processes: int) -> list[tuple[str, ...]]:
+    """Contiguous, as even as possible shares of ``services`` for ``processes`` children."""
+    count = max(1, min(processes, len(services)))
+    size, extra = divmod(len(services), count)
+    shares: list[tuple[str, ...]] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        shares.append(tuple(services[start:end]))
+        start = end
+    return [s for s in shares if s]
+
+
+@dataclass
+class _Child:
+    services: tuple[str, ...]
+    process: asyncio.subprocess.Process | None = None
+    state: str = "starting"
+    restarts: int = 0
+    started_at: float = 0.0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class ServiceProcesses:
+    """Start, watch, restart and stop child ``serve`` processes running pipeline services."""
+
+    def __init__(
+        self,
+        shares: Sequence[tuple[str, ...]],
+        *,
+        bootstrap_servers: str,
+        data_dir: Path,
+        topic_prefix: str = "",
+    ) -> None:
+        self._children = [_Child(tuple(share)) for share in shares if share]
+        self._bootstrap = bootstrap_servers
+        self._data_dir = data_dir
+        self._prefix = topic_prefix
+        self._stopping = False
+
+    def command(self, services: Sequence[str]) -> list[str]:
+        """The command line of the child that runs ``services``."""
+        command = [
+            sys.executable,
+            "-m",
+            "orderdeck.cli",
+            "serve",
+            "--no-api",
+            "--exit-with-parent",
+            "--services",
+            ",".join(services),
+            "--bootstrap-servers",
+            self._bootstrap,
+            "--data-dir",
+            str(self._data_dir),
+        ]
+        if self._prefix:
+            command += ["--topic-prefix", self._prefix]
+        return command
+
+    def states(self) -> list[tuple[str, str]]:
+        """(service, state) for every service run by a child: ``running`` while it lives."""
+        return [(name, child.state) for child in self._children for name in child.services]
+
+    def pids(self) -> list[int]:
+        """Process ids of the children alive now."""
+        return [
+            c.process.pid
+            for c in self._children
+            if c.process is not None and c.process.returncode is None
+        ]
+
+    async def start(self) -> None:
+        """Start every child and keep each running until :meth:`stop`."""
+        for child in self._children:
+            await self._spawn(child)
+            child.task = asyncio.create_task(
+                self._watch(child), name=f"orderdeck-child-{'+'.join(child.services)}"
+            )
+
+    async def _spawn(self, child: _Child) -> None:
+        # stdout/stderr are inherited: a child's log lines appear among the parent's.
+        child.process = await asyncio.create_subprocess_exec(
+            *self.command(child.services), stdin=asyncio.subprocess.PIPE
+        )
+        child.started_at = time.monotonic()
+        child.state = "running"
+        log.info("services %s: process %d", ",".join(child.services), child.process.pid)
+
+    async def _watch(self, child: _Child) -> None:
+        failures = 0
+        while True:
+            assert child.process is not None
+            code = await child.process.wait()
+            if self._stopping:
+                child.state = "stopped"
+                return
+            ran = time.monotonic() - child.started_at
+            failures = 0 if ran >= STABLE_AFTER_S else failures + 1
+            delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+            child.state = "restarting"
+            log.warning(
+                "services %s: process exited with %s after %.0f s; restarting in %.1f s",
+                ",".join(child.services),
+                code,
+                ran,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                child.state = "stopped"
+                return
+            child.restarts += 1
+            await self._spawn(child)
+
+    async def stop(self) -> None:
+        """SIGTERM every child, wait up to CHILD_STOP_GRACE_S, then SIGKILL what is left."""
+        self._stopping = True
+        alive = [c.process for c in self._children if c.process and c.process.returncode is None]
+        for process in alive:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        waiting = [asyncio.ensure_future(p.wait()) for p in alive]
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=CHILD_STOP_GRACE_S)
+            for process in alive:
+                if process.returncode is None:
+                    log.warning("services process %d did not stop; killing it", process.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for child in self._children:
+            if child.task is not None:
+                child.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await child.task
+            child.state = "stopped"
+
+
+def watch_parent(stop: asyncio.Event) -> None:
+    """Set ``stop`` when stdin (a pipe from the parent process) reaches end-of-file."""
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            log.warning("the parent process is gone; stopping")
+            stop.set()
+
+    loop.add_reader(fd, readable)
