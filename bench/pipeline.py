@@ -12,10 +12,13 @@ bench/results/pipeline.md:
   ``--seconds`` seconds, open loop (each request is sent at its scheduled time, whatever the
   previous ones did): the API's latency (POST to 201) p50/p99, and accepted→final-state
   latency p50/p99 (the 201 to the moment the store recorded the final status, same clock).
-  A rate above the sustained throughput only measures a growing queue.
+  ``--warmup`` seconds at the same rate come first and are not measured, so the figures are
+  those of the steady state. A rate above the sustained throughput only measures a growing
+  queue.
 
 The load comes from this process (a minimal keep-alive HTTP client, see Connection); the
-server is a separate ``orderdeck serve`` child with a fresh data dir and topic prefix per run,
+server is a separate ``orderdeck serve --processes N`` child (``--processes``, default 2) with
+a fresh data dir and topic prefix per run,
 against a local Apache Kafka this script starts on free ports (or ``--bootstrap-servers``).
 The order mix has 10% declined customers and spreads products so stock does not run out.
 """
@@ -305,27 +308,41 @@ async def throughput_run(
         serve.stop()
 
 
+async def open_loop(
+    pool: Pool, run: str, rate: float, count: int, first: int, began: float
+) -> list[asyncio.Task[Sent]]:
+    """Send ``count`` orders at ``rate``/s from ``began``, each at its scheduled time whatever
+    the others did (open loop); returns their tasks."""
+    tasks: list[asyncio.Task[Sent]] = []
+    for i in range(count):
+        delay = began + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(pool.post(first + i, run)))
+    return tasks
+
+
 async def latency_run(
-    bootstrap: str, workdir: Path, rate: float, seconds: float, processes: int
+    bootstrap: str, workdir: Path, rate: float, seconds: float, processes: int, warmup: float
 ) -> dict[str, float]:
     serve = Serve(bootstrap, workdir, processes)
     run = uuid.uuid4().hex[:6]
     total = int(rate * seconds)
+    warm = int(rate * warmup)
     pool = Pool(serve.port)
     try:
         await pool.post(-1, run)
         await wait_final(serve, 1)
-        tasks: list[asyncio.Task[Sent]] = []
+        # The same rate for ``warmup`` seconds first, not measured: the pipeline reaches its
+        # steady state (connections opened, batches at their usual size, code paths warm).
         began = time.monotonic()
-        for i in range(total):
-            # Open loop: each request leaves at its scheduled time, whatever the others did.
-            delay = began + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(pool.post(i, run)))
+        warming = await open_loop(pool, run, rate, warm, 1_000_000, began)
+        measured_from = began + warm / rate
+        tasks = await open_loop(pool, run, rate, total, 0, measured_from)
         sent = await asyncio.gather(*tasks)
-        achieved = total / (time.monotonic() - began)
-        await wait_final(serve, total + 1)
+        achieved = total / (time.monotonic() - measured_from)
+        await asyncio.gather(*warming)
+        await wait_final(serve, total + warm + 1)
         finals = await asyncio.to_thread(serve.final_times)
         api = [s.latency * 1000 for s in sent]
         to_final = [max(0.0, (finals[s.order_id] - s.accepted_at) * 1000) for s in sent]
@@ -386,7 +403,8 @@ def report(
         f"Machine: {machine}; {load}  ",
         f"Date: {date}; medians of {args.runs} runs; "
         f"throughput runs of {args.orders} orders at {args.concurrency} connections; "
-        f"latency runs of {args.seconds:.0f} s at {rates} orders/s (open loop).",
+        f"latency runs of {args.seconds:.0f} s at {rates} orders/s (open loop, after "
+        f"{args.warmup:.0f} s at the same rate).",
         "",
         "| figure | median | runs |",
         "|---|---:|---|",
@@ -425,7 +443,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(f"throughput run {n + 1}: {tput[-1]}", flush=True)
             for rate in [] if args.skip_latency else rates:
                 lat[rate].append(
-                    await latency_run(bootstrap, workdir, rate, args.seconds, args.processes)
+                    await latency_run(
+                        bootstrap, workdir, rate, args.seconds, args.processes, args.warmup
+                    )
                 )
                 print(f"latency run {n + 1} at {rate:.0f}/s: {lat[rate][-1]}", flush=True)
         if tput and all(lat.values()):
@@ -451,6 +471,12 @@ def main() -> None:
         "--rate", default="500", help="orders/s of the latency runs; several: 500,200"
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a latency run")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds at the same rate before a latency run is measured",
+    )
     parser.add_argument(
         "--processes",
         type=int,

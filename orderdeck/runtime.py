@@ -301,6 +301,9 @@ class Runtime:
     async def _start_store_and_api(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = await asyncio.to_thread(Store, self.settings.db_path)
+        # Without the API (``serve --no-api``, the children of ``serve --processes``) nothing
+        # here needs the event loop to stay responsive while a batch commits.
+        self._store.run_inline = not self.with_api
         producer = EventProducer(self.bootstrap_servers, client_id="orderdeck-api")
         await producer.start()
         self._producer = producer

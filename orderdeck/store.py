@@ -910,6 +910,12 @@ class Store:
         self._conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         self._executor: ThreadPoolExecutor | None = None
+        #: Run :meth:`run` calls on the caller's thread instead of the database thread. For a
+        #: process that only runs services (no API, no screen to keep responsive): a
+        #: transaction takes a few milliseconds, while handing each one to another thread and
+        #: back cost tens of milliseconds per batch under load (the two threads queue for
+        #: Python's GIL), which was most of an event's time in such a process.
+        self.run_inline = False
         with self.write():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -949,7 +955,11 @@ class Store:
         never waits on SQLite, and SQLite's page cache stays warm, because in WAL mode a
         connection drops its cache whenever another connection has written. The services of
         a process share one Store for this reason; the API can share it too.
+
+        With :attr:`run_inline` set the call runs right here, on the event loop's thread.
         """
+        if self.run_inline:
+            return fn(*args)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orderdeck-db")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -23,7 +23,7 @@ from orderdeck.commands.common import (
     settings_from_args,
 )
 from orderdeck.errors import OrderdeckError
-from orderdeck.eventloop import event_loop_factory
+from orderdeck.process_tuning import event_loop_factory, settle_heap
 
 ALL_SERVICES = ("order", "payment", "inventory", "notification")
 #: How long a stop may take before we give up on politeness (the issue asks for <= 5 s).
@@ -209,6 +209,7 @@ async def _serve(
         done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if starting in done:
             starting.result()  # raises a start-up failure
+            settle_heap()
             if shares:
                 children = ServiceProcesses(
                     shares,

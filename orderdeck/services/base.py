@@ -36,6 +36,7 @@ one store), so the event loop, which may also serve the API, never waits on the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 BATCH_MAX_RECORDS = 500
+#: Batches whose sends and offset commit may be under way while the next one is applied.
+MAX_IN_FLIGHT = 4
 POLL_TIMEOUT_MS = 200
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
 STALE_OUTBOX_S = 5.0
@@ -245,10 +248,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # A batch in flight commits its offsets as its last step; wait for it so the next
-        # owner of these partitions starts after our last processed record.
-        async with self._worker._batch_lock:
-            pass
+        # Batches in flight commit their offsets as their last step; wait for them so the
+        # next owner of these partitions starts after our last processed record.
+        worker = self._worker
+        async with worker._batch_lock:
+            if worker._in_flight:
+                # Failures stay in the tasks; the consume loop raises them.
+                await asyncio.wait(set(worker._in_flight))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         worker = self._worker
@@ -290,6 +296,9 @@ class ServiceWorker:
         self._on_batch = on_batch
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
+        #: Batches whose transaction committed and whose sends and offset commit are under way,
+        #: oldest first (see _process).
+        self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: EventProducer | None = None
         # A shared store (the supervisor's) is used as is; otherwise the worker opens its own.
@@ -380,16 +389,42 @@ class ServiceWorker:
 
     async def _loop(self) -> None:
         assert self._consumer is not None
-        while not self._stopping.is_set():
-            batch = await self._consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS
-            )
-            if batch:
-                async with self._batch_lock:
-                    await self._process(batch)
-            elif self._sent_pending:
-                await self._flush_sent()
-            await self._housekeeping()
+        try:
+            while not self._stopping.is_set():
+                self._raise_if_finish_failed()
+                batch = await self._consumer.getmany(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS
+                )
+                if batch:
+                    async with self._batch_lock:
+                        await self._process(batch)
+                elif self._sent_pending and not self._in_flight:
+                    await self._flush_sent()
+                await self._housekeeping()
+        except BaseException:
+            # Failing: what is under way may stop half done. Unsent outbox rows are sent after
+            # the restart and uncommitted records redelivered, so nothing is lost.
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self._in_flight.clear()
+            raise
+        # Stopping: finish (or, with Kafka away, abandon) what is under way.
+        await self._settle_in_flight()
+
+    async def _settle_in_flight(self) -> None:
+        """Wait for every batch in flight to be sent and committed; raise the first failure."""
+        while self._in_flight:
+            task = self._in_flight[0]
+            try:
+                await asyncio.shield(task)
+            finally:
+                if task.done():
+                    self._in_flight.popleft()
+
+    def _raise_if_finish_failed(self) -> None:
+        while self._in_flight and self._in_flight[0].done():
+            self._in_flight.popleft().result()  # raises what the send or commit raised
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -404,12 +439,44 @@ class ServiceWorker:
     # -- one batch
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Apply a batch in one transaction, then send and commit it in the background.
+
+        The next batch's transaction does not wait for this one's acks and offset commit
+        (they take a broker round trip or two): up to MAX_IN_FLIGHT batches are under way at
+        once, so each record waits in Kafka for one transaction rather than for a whole
+        send-ack-commit cycle. Order is kept where it matters: each batch's records are
+        handed to the producer in batch order, and offsets are committed in batch order,
+        each only after its own batch's records were acknowledged (a crash before that
+        redelivers them, and they are recognised as processed).
+        """
         records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
         sent = self._sent_pending
         result = await self._with_retry(self._apply_batch, records, sent)
         self._sent_pending = []
-        await self._send(result.outbox)
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+        previous = self._in_flight[-1] if self._in_flight else None
+        # Created (and so started) in batch order: sends enter the producer in that order.
+        finishing = asyncio.ensure_future(self._finish(result, offsets, previous))
+        self._in_flight.append(finishing)
+        while len(self._in_flight) >= MAX_IN_FLIGHT:
+            oldest = self._in_flight[0]
+            await asyncio.wait({oldest})
+            self._raise_if_finish_failed()
+
+    async def _finish(
+        self,
+        result: _BatchResult,
+        offsets: dict[TopicPartition, int],
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        """Send a committed batch's outbox, then commit its offsets after the batch before."""
+        await self._send(result.outbox)
+        if previous is not None:
+            # Offsets are committed in batch order. After a failed predecessor nothing is
+            # committed: its failure ends the consume loop, and these records are redelivered.
+            await asyncio.wait({previous})
+            if previous.cancelled() or previous.exception() is not None:
+                return
         await self._commit(offsets)
         c = self.counters
         c.processed += result.processed
