@@ -284,6 +284,7 @@ async def throughput_run(
                 await pool.post(i, run)
 
         cpu0 = tree_cpu_seconds(serve.proc.pid)
+        api0 = cpu_seconds(serve.proc.pid)
         broker0 = cpu_seconds(BROKER_PID) if BROKER_PID else 0.0
         client0 = time.process_time()
         began = time.monotonic()
@@ -291,6 +292,8 @@ async def throughput_run(
         posted = time.monotonic()
         ended = await wait_final(serve, orders + 1)
         cpu1 = tree_cpu_seconds(serve.proc.pid)
+        if os.environ.get("BENCH_SPLIT_CPU"):
+            print(f"api process {(cpu_seconds(serve.proc.pid) - api0) * 1000 / orders:.2f} ms/order")
         broker1 = cpu_seconds(BROKER_PID) if BROKER_PID else float("nan")
         client1 = time.process_time()
         elapsed = ended - began

@@ -348,7 +348,11 @@ def random_uuid() -> str:
     if not _random_pool:
         data = os.urandom(16 * _RANDOM_IDS_AT_ONCE)
         _random_pool.extend(data[i : i + 16] for i in range(0, len(data), 16))
-    return str(uuid.UUID(bytes=_random_pool.pop(), version=4))
+    raw = bytearray(_random_pool.pop())
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def build_order_placed(request: OrderRequest, idempotency_key: str | None = None) -> OrderPlaced:
@@ -364,6 +368,9 @@ def build_order_placed(request: OrderRequest, idempotency_key: str | None = None
 
 
 def _iso(moment: datetime) -> str:
+    text = moment.isoformat()
+    if text.endswith("+00:00"):  # events carry UTC already (see events.UtcDatetime)
+        return text[:-6] + "Z"
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -441,37 +448,51 @@ async def place_order(
     # event loop that serves the API and runs the services must never wait with it.
     await _check_catalog(request, store)
     key = check_idempotency_key(idempotency_key)
-    fingerprint = request.fingerprint() if key is not None else ""
+    if key is None:
+        return await _place(request, store, producer, names, None, "", ack_timeout)
+    fingerprint = request.fingerprint()
     async with _key_lock(key):
-        if key is not None:
-            earlier = await store.run(_replay, key, fingerprint, store)
-            if earlier is not None:
-                return earlier
-        event = build_order_placed(request, key)
-        delivery: Delivery | None
-        try:
-            delivery = await _produce(event, producer, names, ack_timeout)
-        except OrderNotAcknowledgedError:
-            if await store.run(fence_event, store, event):
-                raise
-            delivery = None  # the order service already took it: the order exists
-        response = created_response(request, event)
-        ours = response.to_json()
-        placed = _Placed(event, delivery, key, fingerprint, ours)
-        if key is None and delivery is not None:
-            # Kafka holds the order now: the order service records it from there whatever
-            # happens to this process (see _PlacedWriter).
-            _writer_for(store).write_behind(placed)
-            return SubmittedOrder(order_id=event.orderId, response=response, delivery=delivery)
-        answer = await _writer_for(store).write(placed)
-        if answer != ours:  # another process answered this key first
-            return SubmittedOrder(
-                order_id=event.orderId,
-                response=OrderCreated.model_validate_json(answer),
-                delivery=None,
-                replayed=True,
-            )
+        earlier = await store.run(_replay, key, fingerprint, store)
+        if earlier is not None:
+            return earlier
+        return await _place(request, store, producer, names, key, fingerprint, ack_timeout)
+
+
+async def _place(
+    request: OrderRequest,
+    store: Store,
+    producer: EventProducer,
+    names: TopicNames,
+    key: str | None,
+    fingerprint: str,
+    ack_timeout: float,
+) -> SubmittedOrder:
+    """Produce the OrderPlaced and record it (under the key's lock when there is a key)."""
+    event = build_order_placed(request, key)
+    delivery: Delivery | None
+    try:
+        delivery = await _produce(event, producer, names, ack_timeout)
+    except OrderNotAcknowledgedError:
+        if await store.run(fence_event, store, event):
+            raise
+        delivery = None  # the order service already took it: the order exists
+    response = created_response(request, event)
+    ours = response.to_json()
+    placed = _Placed(event, delivery, key, fingerprint, ours)
+    if key is None and delivery is not None:
+        # Kafka holds the order now: the order service records it from there whatever
+        # happens to this process (see _PlacedWriter).
+        _writer_for(store).write_behind(placed)
         return SubmittedOrder(order_id=event.orderId, response=response, delivery=delivery)
+    answer = await _writer_for(store).write(placed)
+    if answer != ours:  # another process answered this key first
+        return SubmittedOrder(
+            order_id=event.orderId,
+            response=OrderCreated.model_validate_json(answer),
+            delivery=None,
+            replayed=True,
+        )
+    return SubmittedOrder(order_id=event.orderId, response=response, delivery=delivery)
 
 
 @dataclass(frozen=True)

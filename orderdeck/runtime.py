@@ -129,8 +129,12 @@ class Runtime:
         on_progress: Callable[[StartupStep], None] | None = None,
         on_change: Callable[[], None] | None = None,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
+        monitor: bool = True,
     ) -> None:
         self.settings = settings
+        #: Refresh counts, Kafka reachability and lag every second (for screens, /health and
+        #: serve's summaries). The children of ``serve --processes`` have none of those.
+        self.monitor = monitor
         self.services = tuple(services)
         self.with_api = with_api
         self.keep_kafka = keep_kafka
@@ -241,7 +245,8 @@ class Runtime:
         self._rate.add(sum(self._counts.values()))
         self._running = True
         self._stopping.clear()
-        self._monitor = asyncio.create_task(self._watch(), name="orderdeck-runtime-monitor")
+        if self.monitor:
+            self._monitor = asyncio.create_task(self._watch(), name="orderdeck-runtime-monitor")
 
     async def _start_kafka(self) -> None:
         from orderdeck.kafka.probe import wait_until_ready
@@ -484,7 +489,7 @@ class Runtime:
         if state != self._kafka_state:
             log.warning("Kafka at %s is %s", self.bootstrap_servers, state)
             self._kafka_state = state
-        if not reachable or not self.services:
+        if not reachable or not (self.services or self.external_services):
             return
         if time.monotonic() - self._snapshot_at < LAG_MAX_AGE_S:
             return  # somebody (the groups screen) asked very recently

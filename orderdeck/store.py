@@ -174,6 +174,9 @@ def now_iso() -> str:
 
 
 def _iso(value: datetime) -> str:
+    text = value.isoformat(timespec="milliseconds")
+    if text.endswith("+00:00"):  # events carry UTC already (see events.UtcDatetime)
+        return text[:-6] + "Z"
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -317,6 +320,7 @@ class WriteTx:
         #: Outgoing records of this transaction, in order; inserted together before COMMIT.
         self.outbox: list[OutboxRow] = []
         self._next_outbox_id: int | None = None
+        self._prices: dict[str, int | None] = {}
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -497,13 +501,20 @@ class WriteTx:
     # -- order service
 
     def product_prices(self, product_ids: Sequence[str]) -> dict[str, int]:
-        """Catalog prices of the known products among ``product_ids``."""
-        ids = sorted(set(product_ids))
-        marks = ",".join("?" * len(ids))
-        rows = self._conn.execute(
-            f"SELECT id, price_cents FROM products WHERE id IN ({marks})", ids
-        ).fetchall()
-        return {r[0]: r[1] for r in rows}
+        """Catalog prices of the known products among ``product_ids``.
+
+        Looked up once per product per transaction: nothing else can write meanwhile.
+        """
+        prices = self._prices
+        missing = sorted({p for p in product_ids if p not in prices})
+        if missing:
+            marks = ",".join("?" * len(missing))
+            rows = self._conn.execute(
+                f"SELECT id, price_cents FROM products WHERE id IN ({marks})", missing
+            ).fetchall()
+            prices.update({p: None for p in missing})
+            prices.update({r[0]: r[1] for r in rows})
+        return {p: price for p in product_ids if (price := prices[p]) is not None}
 
     def accept_order(self, event: OrderPlaced, items: Sequence[PricedLineItem]) -> bool:
         """Store a validated order as ``pending`` with its prices.
@@ -511,9 +522,11 @@ class WriteTx:
         False when the order id already belongs to another OrderPlaced, or the order has
         moved past ``placed``: then nothing must be emitted for this event.
         """
+        amount = sum(i.unitPriceCents * i.quantity for i in items)
+        if _insert_pending(self._conn, event, self.now, items, amount):
+            return True  # the usual case: the order service is the first to record it
         if _insert_placed(self._conn, event, self.now, items) == "conflict":
             return False
-        amount = sum(i.unitPriceCents * i.quantity for i in items)
         return self.set_status(event.orderId, "pending", amount_cents=amount)
 
     def register_order(self, event: OrderPlaced) -> bool:
@@ -609,7 +622,7 @@ class WriteTx:
         cur = self._conn.execute(
             "INSERT INTO reservations (order_id, outcome, items_json, event_id, created_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (order_id, outcome, json.dumps(wanted, sort_keys=True), event_id, self.now),
+            (order_id, outcome, to_json(dict(sorted(wanted.items()))).decode(), event_id, self.now),
         )
         if cur.rowcount != 1:
             return ReserveResult("duplicate")
@@ -681,7 +694,7 @@ def _insert_placed(
             event.payload.customerId,
             event.payload.source,
             event.eventId,
-            json.dumps([["placed", created]]),
+            f'[["placed","{created}"]]',  # an ISO timestamp needs no JSON escaping
             created,
             now,
         ),
@@ -709,6 +722,47 @@ def _insert_placed(
         ],
     )
     return outcome
+
+
+def _insert_pending(
+    conn: sqlite3.Connection,
+    event: OrderPlaced,
+    now: str,
+    items: Sequence[PricedLineItem],
+    amount_cents: int,
+) -> bool:
+    """Insert a new order directly as ``pending``, priced; False if the id is taken.
+
+    What ``_insert_placed`` followed by ``set_status("pending")`` does for an order nobody
+    recorded yet, in one statement instead of two.
+    """
+    created = _iso(event.occurredAt)
+    cur = conn.execute(
+        "INSERT INTO orders (id, customer_id, status, amount_cents, source, placed_event_id,"
+        " history, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            event.orderId,
+            event.payload.customerId,
+            amount_cents,
+            event.payload.source,
+            event.eventId,
+            f'[["placed","{created}"],["pending","{now}"]]',
+            created,
+            now,
+        ),
+    )
+    if cur.rowcount != 1:
+        return False
+    conn.executemany(
+        "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_cents)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            (event.orderId, n, i.productId, i.quantity, i.unitPriceCents)
+            for n, i in enumerate(items)
+        ],
+    )
+    return True
 
 
 def _upsert_hop(

@@ -195,6 +195,7 @@ async def _serve(
     runtime = Runtime(
         settings,
         services=() if shares else services,
+        monitor=not exit_with_parent,
         with_api=with_api,
         keep_kafka=keep_kafka,
         log_handler=handler,

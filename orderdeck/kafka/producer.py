@@ -176,7 +176,8 @@ class EventProducer:
         send = self.send_raw(topic, event.orderId.encode(), encode(event), headers_for(event))
         if timeout is None:
             return await send
-        return await asyncio.wait_for(send, timeout)
+        async with asyncio.timeout(timeout):  # cheaper than wait_for: no task per send
+            return await send
 
     async def send_raw(
         self,

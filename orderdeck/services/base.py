@@ -70,8 +70,10 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 BATCH_MAX_RECORDS = 500
-#: Batches whose sends and offset commit may be under way while the next one is applied.
+#: Batches whose records may be being sent while the next one is applied.
 MAX_IN_FLIGHT = 4
+#: The poll timeout while sends or an offset commit are under way.
+BUSY_POLL_TIMEOUT_MS = 10
 POLL_TIMEOUT_MS = 200
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
 STALE_OUTBOX_S = 5.0
@@ -203,6 +205,15 @@ class ServiceCounters:
 
 
 @dataclass
+class _InFlight:
+    """A batch applied to the store whose outgoing records are being sent."""
+
+    sending: asyncio.Future[None]
+    offsets: dict[TopicPartition, int]
+    result: _BatchResult
+
+
+@dataclass
 class _BatchResult:
     outbox: list[OutboxRow] = field(default_factory=list)
     processed: int = 0
@@ -252,9 +263,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # next owner of these partitions starts after our last processed record.
         worker = self._worker
         async with worker._batch_lock:
-            if worker._in_flight:
-                # Failures stay in the tasks; the consume loop raises them.
-                await asyncio.wait(set(worker._in_flight))
+            # Send and commit what is under way (a failure is raised by the consume loop).
+            while worker._in_flight or worker._committing is not None:
+                waiting = [b.sending for b in worker._in_flight]
+                if worker._committing is not None:
+                    waiting.append(worker._committing)
+                await asyncio.wait(waiting)
+                worker._advance_noting_failure()
+                if worker._finish_error is not None:
+                    return
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         worker = self._worker
@@ -296,9 +313,14 @@ class ServiceWorker:
         self._on_batch = on_batch
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
-        #: Batches whose transaction committed and whose sends and offset commit are under way,
-        #: oldest first (see _process).
-        self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        #: Batches whose transaction committed and whose records are being sent, oldest
+        #: first; then offsets (and results) acknowledged but not committed yet, and the
+        #: offset commit under way (see _process).
+        self._in_flight: collections.deque[_InFlight] = collections.deque()
+        self._acked: dict[TopicPartition, int] = {}
+        self._acked_results: list[_BatchResult] = []
+        self._committing: asyncio.Future[None] | None = None
+        self._finish_error: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: EventProducer | None = None
         # A shared store (the supervisor's) is used as is; otherwise the worker opens its own.
@@ -391,9 +413,12 @@ class ServiceWorker:
         assert self._consumer is not None
         try:
             while not self._stopping.is_set():
-                self._raise_if_finish_failed()
+                self._advance()
+                # While batches are under way, come back soon to commit what was acked.
+                busy = bool(self._in_flight or self._acked or self._committing)
                 batch = await self._consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS
+                    timeout_ms=BUSY_POLL_TIMEOUT_MS if busy else POLL_TIMEOUT_MS,
+                    max_records=BATCH_MAX_RECORDS,
                 )
                 if batch:
                     async with self._batch_lock:
@@ -404,27 +429,58 @@ class ServiceWorker:
         except BaseException:
             # Failing: what is under way may stop half done. Unsent outbox rows are sent after
             # the restart and uncommitted records redelivered, so nothing is lost.
-            for task in self._in_flight:
+            tasks = [b.sending for b in self._in_flight]
+            if self._committing is not None:
+                tasks.append(self._committing)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._in_flight.clear()
+            self._committing = None
             raise
         # Stopping: finish (or, with Kafka away, abandon) what is under way.
-        await self._settle_in_flight()
+        await self._settle()
 
-    async def _settle_in_flight(self) -> None:
-        """Wait for every batch in flight to be sent and committed; raise the first failure."""
-        while self._in_flight:
-            task = self._in_flight[0]
-            try:
-                await asyncio.shield(task)
-            finally:
-                if task.done():
-                    self._in_flight.popleft()
+    def _advance(self) -> None:
+        """Move acknowledged batches (oldest first) to the offsets to commit; start a commit.
 
-    def _raise_if_finish_failed(self) -> None:
-        while self._in_flight and self._in_flight[0].done():
-            self._in_flight.popleft().result()  # raises what the send or commit raised
+        Raises the first send or commit failure: the worker then stops and is restarted.
+        """
+        if self._finish_error is not None:
+            raise self._finish_error
+        while self._in_flight and self._in_flight[0].sending.done():
+            done = self._in_flight.popleft()
+            done.sending.result()
+            # Batches are applied in order, so a later batch's offset of a partition is the
+            # higher one: merging keeps, per partition, the end of everything acknowledged.
+            self._acked.update(done.offsets)
+            self._acked_results.append(done.result)
+        if self._committing is not None and self._committing.done():
+            committing, self._committing = self._committing, None
+            committing.result()
+        if self._acked and self._committing is None:
+            offsets, results = self._acked, self._acked_results
+            self._acked, self._acked_results = {}, []
+            self._committing = asyncio.ensure_future(self._commit_and_count(offsets, results))
+
+    def _advance_noting_failure(self) -> None:
+        try:
+            self._advance()
+        except BaseException as exc:  # raised again by the consume loop
+            self._finish_error = exc
+
+    async def _settle(self) -> None:
+        """Wait until every batch under way is sent and committed; raise the first failure."""
+        while True:
+            self._advance()
+            waiting: list[asyncio.Future[Any]] = []
+            if self._in_flight:
+                waiting.append(self._in_flight[0].sending)
+            if self._committing is not None:
+                waiting.append(self._committing)
+            if not waiting:
+                return
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -442,59 +498,50 @@ class ServiceWorker:
         """Apply a batch in one transaction, then send and commit it in the background.
 
         The next batch's transaction does not wait for this one's acks and offset commit
-        (they take a broker round trip or two): up to MAX_IN_FLIGHT batches are under way at
-        once, so each record waits in Kafka for one transaction rather than for a whole
-        send-ack-commit cycle. Order is kept where it matters: each batch's records are
-        handed to the producer in batch order, and offsets are committed in batch order,
-        each only after its own batch's records were acknowledged (a crash before that
-        redelivers them, and they are recognised as processed).
+        (each takes a broker round trip): up to MAX_IN_FLIGHT batches are being sent at once,
+        and one offset commit at a time covers every batch acknowledged since the last, so
+        each record waits in Kafka for about one transaction rather than for a whole
+        send-ack-commit cycle. Order is kept where it matters: batches are handed to the
+        producer in batch order, and offsets only ever cover batches whose records were
+        acknowledged, together with every batch before them (a crash before the commit
+        redelivers records, and they are recognised as processed).
         """
         records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
         sent = self._sent_pending
         result = await self._with_retry(self._apply_batch, records, sent)
         self._sent_pending = []
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
-        previous = self._in_flight[-1] if self._in_flight else None
         # Created (and so started) in batch order: sends enter the producer in that order.
-        finishing = asyncio.ensure_future(self._finish(result, offsets, previous))
-        self._in_flight.append(finishing)
+        sending = asyncio.ensure_future(self._send(result.outbox))
+        self._in_flight.append(_InFlight(sending, offsets, result))
+        self._advance()
         while len(self._in_flight) >= MAX_IN_FLIGHT:
-            oldest = self._in_flight[0]
-            await asyncio.wait({oldest})
-            self._raise_if_finish_failed()
+            await asyncio.wait({self._in_flight[0].sending})
+            self._advance()
 
-    async def _finish(
-        self,
-        result: _BatchResult,
-        offsets: dict[TopicPartition, int],
-        previous: asyncio.Future[None] | None,
+    async def _commit_and_count(
+        self, offsets: dict[TopicPartition, int], results: list[_BatchResult]
     ) -> None:
-        """Send a committed batch's outbox, then commit its offsets after the batch before."""
-        await self._send(result.outbox)
-        if previous is not None:
-            # Offsets are committed in batch order. After a failed predecessor nothing is
-            # committed: its failure ends the consume loop, and these records are redelivered.
-            await asyncio.wait({previous})
-            if previous.cancelled() or previous.exception() is not None:
-                return
+        """Commit offsets covering acknowledged batches, then count those batches."""
         await self._commit(offsets)
         c = self.counters
-        c.processed += result.processed
-        c.duplicates += result.duplicates
-        c.errors += result.errors
-        c.dead_letters += sum(1 for f in result.failures if f.dead_lettered)
-        for failure in result.failures:
-            log.warning(
-                "%s: %s %s[%d]@%d: %s",
-                self.service.name,
-                "dead-lettered" if failure.dead_lettered else "failed",
-                failure.topic,
-                failure.partition,
-                failure.offset,
-                failure.reason,
-            )
-            if self._on_failure is not None:
-                self._on_failure(failure)
+        for result in results:
+            c.processed += result.processed
+            c.duplicates += result.duplicates
+            c.errors += result.errors
+            c.dead_letters += sum(1 for f in result.failures if f.dead_lettered)
+            for failure in result.failures:
+                log.warning(
+                    "%s: %s %s[%d]@%d: %s",
+                    self.service.name,
+                    "dead-lettered" if failure.dead_lettered else "failed",
+                    failure.topic,
+                    failure.partition,
+                    failure.offset,
+                    failure.reason,
+                )
+                if self._on_failure is not None:
+                    self._on_failure(failure)
         if self._on_batch is not None:
             self._on_batch()
 

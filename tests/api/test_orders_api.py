@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from orderdeck.api import create_app
 from orderdeck.events import TopicNames
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.orders import (
@@ -248,3 +249,26 @@ async def test_crash_between_ack_and_saving_the_key_cannot_create_a_second_order
     await asyncio.sleep(0.5)  # give a (wrong) second order every chance to show up
     assert store.status_counts() == {"confirmed": 1}
     assert store.order_payments(lost.orderId) == {"charge": 2 * 8999}
+
+
+async def test_the_starlette_route_answers_posts_like_the_fast_path(
+    store: Store, producer: EventProducer, topic_names: TopicNames
+) -> None:
+    """POSTs skip Starlette's layers (api._OrdersFastPath); its route answers the same way."""
+    app = create_app(store, producer, topic_names)
+    inner = app.app  # type: ignore[attr-defined]
+    bad = {"customerId": "c", "productId": "sku-mouse", "quantity": 0}
+    answers = []
+    for target in (app, inner):
+        transport = httpx.ASGITransport(app=target)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            created = await post(c, ORIGINAL)
+            refused = await post(c, bad)
+            wrong_type = await c.post(ORDERS, content=b"{}", headers={"content-type": "text/plain"})
+        assert created.status_code == 201, created.text
+        assert created.headers["location"] == f"{ORDERS}/{created.json()['event']['id']}"
+        assert created.headers["content-type"] == "application/json"
+        answers.append((refused.status_code, refused.json(), wrong_type.status_code))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 422
+    assert answers[0][2] == 415
