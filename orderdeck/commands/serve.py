@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
         default=1,
         metavar="N",
         help="use N processes: this one serves the API and N-1 run the services "
-        "(default: 1, everything in this process; 2 is fastest on 2 cores)",
+        "(default: 1, everything in this process; 3 is fastest on 2 cores)",
     )
     parser.add_argument(
         "--exit-with-parent", action="store_true", help=argparse.SUPPRESS

@@ -226,6 +226,8 @@ class EventProducer:
                     )
                     batch = self._producer.create_batch()
                     batch.append(timestamp=None, key=key, value=value, headers=list(headers))
+            # Closed, the batch is complete: it goes out without waiting out linger_ms.
+            batch.close()
             futures.append(await self._producer.send_batch(batch, topic, partition=partition))
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for outcome in outcomes:
