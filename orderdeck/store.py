@@ -862,20 +862,6 @@ class _WriterLock:
                 self._fd = None
 
 
-_WRITER_LOCKS: dict[Path, _WriterLock] = {}
-_WRITER_LOCKS_GUARD = threading.Lock()
-
-
-def _writer_lock(path: Path) -> _WriterLock:
-    """The writer lock of this process for the database at ``path`` (one per file)."""
-    key = path.resolve()
-    with _WRITER_LOCKS_GUARD:
-        lock = _WRITER_LOCKS.get(key)
-        if lock is None:
-            lock = _WRITER_LOCKS[key] = _WriterLock(key)
-        return lock
-
-
 class _Checkpointer:
     """Copies the write-ahead log back into the database file, off the writers' path.
 
@@ -913,33 +899,47 @@ class _Checkpointer:
         self._thread.join()
 
 
-_CHECKPOINTERS: dict[Path, _Checkpointer] = {}
+class _Database:
+    """What the Stores of one database file share within a process, while any is open.
+
+    Its writer lock (one per file, so that this process's threads queue on it before the
+    kernel's) and its checkpointer thread.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.writer = _WriterLock(path)
+        self.checkpointer = _Checkpointer(path)
+        self.users = 0
 
 
-def _checkpointer_acquire(path: Path) -> None:
+_DATABASES: dict[Path, _Database] = {}
+_DATABASES_GUARD = threading.Lock()
+
+
+def _attach(path: Path) -> _Database:
+    """The shared parts of the database at ``path`` for one more Store (see _detach)."""
     key = path.resolve()
-    with _WRITER_LOCKS_GUARD:
-        checkpointer = _CHECKPOINTERS.get(key)
-        if checkpointer is None:
-            checkpointer = _CHECKPOINTERS[key] = _Checkpointer(key)
-        checkpointer.users += 1
+    with _DATABASES_GUARD:
+        database = _DATABASES.get(key)
+        if database is None:
+            database = _DATABASES[key] = _Database(key)
+        database.users += 1
+        return database
 
 
-def _checkpointer_release(path: Path) -> None:
+def _detach(path: Path) -> None:
+    """One Store fewer; the last one closes the lock file and stops the checkpointer."""
     key = path.resolve()
-    with _WRITER_LOCKS_GUARD:
-        checkpointer = _CHECKPOINTERS.get(key)
-        if checkpointer is None:
+    with _DATABASES_GUARD:
+        database = _DATABASES.get(key)
+        if database is None:
             return
-        checkpointer.users -= 1
-        if checkpointer.users > 0:
+        database.users -= 1
+        if database.users > 0:
             return
-        del _CHECKPOINTERS[key]
-        # The last Store of this database in the process: its writer lock's file goes too.
-        writer = _WRITER_LOCKS.pop(key, None)
-    if writer is not None:
-        writer.close()
-    checkpointer.stop()
+        del _DATABASES[key]
+    database.writer.close()
+    database.checkpointer.stop()
 
 
 class Store:
@@ -949,36 +949,40 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._writer = _writer_lock(self.path)
-        self._conn = sqlite3.connect(
-            self.path,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=BUSY_TIMEOUT_MS / 1000,
-        )
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        self._conn.execute("PRAGMA temp_store = MEMORY")
-        self._conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-        self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-        self._executor: ThreadPoolExecutor | None = None
-        #: Run :meth:`run` calls on the caller's thread instead of the database thread. For a
-        #: process that only runs services (no API, no screen to keep responsive): a
-        #: transaction takes a few milliseconds, while handing each one to another thread and
-        #: back cost tens of milliseconds per batch under load (the two threads queue for
-        #: Python's GIL), which was most of an event's time in such a process.
-        self.run_inline = False
-        with self.write():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._conn.execute(statement)
-            empty = self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0] == 0
-            if empty:
-                self._seed(catalog_path or DEFAULT_CATALOG)
-        _checkpointer_acquire(self.path)
-        self._checkpointing = True
+        self._writer = _attach(self.path).writer
+        self._attached = True
+        try:
+            self._conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self._conn.execute("PRAGMA temp_store = MEMORY")
+            self._conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            self._executor: ThreadPoolExecutor | None = None
+            #: Run :meth:`run` calls on the caller's thread instead of the database thread. For a
+            #: process that only runs services (no API, no screen to keep responsive): a
+            #: transaction takes a few milliseconds, while handing each one to another thread and
+            #: back cost tens of milliseconds per batch under load (the two threads queue for
+            #: Python's GIL), which was most of an event's time in such a process.
+            self.run_inline = False
+            with self.write():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                empty = self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0] == 0
+                if empty:
+                    self._seed(catalog_path or DEFAULT_CATALOG)
+        except BaseException:
+            self._attached = False
+            _detach(self.path)
+            raise
 
     def _seed(self, catalog_path: Path) -> None:
         try:
@@ -995,9 +999,9 @@ class Store:
         """Close the connection and the database thread (safe to call twice)."""
         with self._lock:
             self._conn.close()
-            checkpointing, self._checkpointing = self._checkpointing, False
-        if checkpointing:
-            _checkpointer_release(self.path)
+            attached, self._attached = self._attached, False
+        if attached:
+            _detach(self.path)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

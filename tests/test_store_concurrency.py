@@ -327,13 +327,13 @@ def test_one_checkpointer_thread_per_database_while_stores_are_open(tmp_path: Pa
     second: Store | None = None
     try:
         assert len(_checkpoint_threads()) == baseline + 1
-        thread = store_module._CHECKPOINTERS[db.resolve()]._thread
+        thread = store_module._DATABASES[db.resolve()].checkpointer._thread
         assert thread.name == CHECKPOINT_THREAD
         assert thread.is_alive()
 
         second = Store(link / "orderdeck.db")  # the same file under another name
         assert len(_checkpoint_threads()) == baseline + 1
-        assert store_module._CHECKPOINTERS[db.resolve()]._thread is thread
+        assert store_module._DATABASES[db.resolve()].checkpointer._thread is thread
 
         other = Store(tmp_path / "other.db")  # another database has its own
         assert len(_checkpoint_threads()) == baseline + 2
@@ -354,11 +354,11 @@ def test_one_checkpointer_thread_per_database_while_stores_are_open(tmp_path: Pa
             second.close()
     _wait_for(lambda: not thread.is_alive(), 5, "the checkpointer thread to stop")
     assert len(_checkpoint_threads()) == baseline
-    assert db.resolve() not in store_module._CHECKPOINTERS
+    assert db.resolve() not in store_module._DATABASES
 
     again = Store(db)  # reopening starts a fresh one
     try:
-        fresh = store_module._CHECKPOINTERS[db.resolve()]._thread
+        fresh = store_module._DATABASES[db.resolve()].checkpointer._thread
         assert fresh is not thread
         assert fresh in _checkpoint_threads()
         assert len(_checkpoint_threads()) == baseline + 1
