@@ -130,8 +130,12 @@ class Runtime:
         on_change: Callable[[], None] | None = None,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
         monitor: bool = True,
+        store_on_loop: bool = False,
     ) -> None:
         self.settings = settings
+        #: Run store transactions on the event loop's thread (see ``Store.run_inline``): for
+        #: processes with neither an API nor a screen to keep responsive.
+        self.store_on_loop = store_on_loop
         #: Refresh counts, Kafka reachability and lag every second (for screens, /health and
         #: serve's summaries). The children of ``serve --processes`` have none of those.
         self.monitor = monitor
@@ -306,9 +310,7 @@ class Runtime:
     async def _start_store_and_api(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = await asyncio.to_thread(Store, self.settings.db_path)
-        # Without the API (``serve --no-api``, the children of ``serve --processes``) nothing
-        # here needs the event loop to stay responsive while a batch commits.
-        self._store.run_inline = not self.with_api
+        self._store.run_inline = self.store_on_loop
         producer = EventProducer(self.bootstrap_servers, client_id="orderdeck-api")
         await producer.start()
         self._producer = producer

@@ -196,6 +196,9 @@ async def _serve(
         settings,
         services=() if shares else services,
         monitor=not exit_with_parent,
+        # Without the API (``--no-api``, the children of ``--processes``) nothing in the
+        # process needs the event loop to stay responsive while a batch commits.
+        store_on_loop=not with_api,
         with_api=with_api,
         keep_kafka=keep_kafka,
         log_handler=handler,

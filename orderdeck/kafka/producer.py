@@ -208,6 +208,8 @@ class EventProducer:
             try:
                 groups: dict[tuple[str, int], list[_Waiting]] = {}
                 for item in waiting:
+                    if item.delivery.done():
+                        continue  # its caller gave up (timed out): nobody awaits this record
                     partitions = sorted(await self._producer.partitions_for(item.topic))
                     partition = PARTITIONER(item.key, partitions, partitions)
                     groups.setdefault((item.topic, partition), []).append(item)

@@ -426,20 +426,23 @@ class ServiceWorker:
                 elif self._sent_pending and not self._in_flight:
                     await self._flush_sent()
                 await self._housekeeping()
+            # Stopping: finish (or, with Kafka away, abandon) what is under way.
+            await self._settle()
         except BaseException:
             # Failing: what is under way may stop half done. Unsent outbox rows are sent after
             # the restart and uncommitted records redelivered, so nothing is lost.
-            tasks = [b.sending for b in self._in_flight]
-            if self._committing is not None:
-                tasks.append(self._committing)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._in_flight.clear()
-            self._committing = None
+            await self._abandon_in_flight()
             raise
-        # Stopping: finish (or, with Kafka away, abandon) what is under way.
-        await self._settle()
+
+    async def _abandon_in_flight(self) -> None:
+        tasks = [b.sending for b in self._in_flight]
+        if self._committing is not None:
+            tasks.append(self._committing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._in_flight.clear()
+        self._committing = None
 
     def _advance(self) -> None:
         """Move acknowledged batches (oldest first) to the offsets to commit; start a commit.
