@@ -510,9 +510,14 @@ class ServiceWorker:
         redelivers records, and they are recognised as processed).
         """
         records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
-        sent = self._sent_pending
-        result = await self._with_retry(self._apply_batch, records, sent)
-        self._sent_pending = []
+        # Taken before the transaction: sends of earlier batches that finish meanwhile add
+        # their ids to the fresh list, for the next transaction.
+        sent, self._sent_pending = self._sent_pending, []
+        try:
+            result = await self._with_retry(self._apply_batch, records, sent)
+        except BaseException:
+            self._sent_pending[:0] = sent
+            raise
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
         # Created (and so started) in batch order: sends enter the producer in that order.
         sending = asyncio.ensure_future(self._send(result.outbox))
