@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,27 +227,40 @@ class EventProducer:
         self, topic: str, partition: int, items: list[_Waiting], handed: set[int]
     ) -> None:
         """Put ``items`` into as few record batches as they fit and hand those to aiokafka."""
-        while items:
-            batch = self._producer.create_batch()
-            timestamp_ms = int(time.time() * 1000)
-            taken = 0
-            for item in items:
-                appended = batch.append(
-                    timestamp=timestamp_ms,
-                    key=item.key,
-                    value=item.value,
-                    headers=list(item.headers),
-                )
-                if appended is None:
-                    break  # full: the rest go in the next batch
-                taken += 1
-            batch.close()  # complete: it goes out without waiting out linger_ms
-            shipped, items = items[:taken], items[taken:]
+        timestamp_ms = int(time.time() * 1000)
+        records = [(item.key, item.value, item.headers) for item in items]
+        start = 0
+        for batch, count in self._pack(records, timestamp_ms):
+            shipped = items[start : start + count]
+            start += count
             acked = await self._producer.send_batch(batch, topic, partition=partition)
             handed.update(id(item) for item in shipped)
             acked.add_done_callback(
                 functools.partial(_deliver, topic, partition, timestamp_ms, shipped)
             )
+
+    def _pack(
+        self,
+        records: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
+        timestamp_ms: int | None,
+    ) -> Iterator[tuple[Any, int]]:
+        """Closed record batches holding ``records`` in order, each with how many it holds.
+
+        Closed, a batch is complete: aiokafka sends it without waiting out ``linger_ms``.
+        """
+        batch, count = self._producer.create_batch(), 0
+        for key, value, headers in records:
+            appended = batch.append(
+                timestamp=timestamp_ms, key=key, value=value, headers=list(headers)
+            )
+            if appended is None:  # full: this one starts the next batch
+                batch.close()
+                yield batch, count
+                batch, count = self._producer.create_batch(), 0
+                batch.append(timestamp=timestamp_ms, key=key, value=value, headers=list(headers))
+            count += 1
+        batch.close()
+        yield batch, count
 
     async def _stop_batcher(self) -> None:
         """Fail single events not handed to aiokafka yet (the producer is stopping)."""
@@ -297,18 +310,9 @@ class EventProducer:
             groups.setdefault((topic, partition), []).append(record)
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), group in groups.items():
-            batch = self._producer.create_batch()
-            for _, key, value, headers in group:
-                appended = batch.append(timestamp=None, key=key, value=value, headers=list(headers))
-                if appended is None:  # full: ship it and start the next one
-                    futures.append(
-                        await self._producer.send_batch(batch, topic, partition=partition)
-                    )
-                    batch = self._producer.create_batch()
-                    batch.append(timestamp=None, key=key, value=value, headers=list(headers))
-            # Closed, the batch is complete: it goes out without waiting out linger_ms.
-            batch.close()
-            futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+            packed = self._pack([(key, value, headers) for _, key, value, headers in group], None)
+            for batch, _ in packed:
+                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):

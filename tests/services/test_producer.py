@@ -73,3 +73,46 @@ async def test_send_many_keeps_key_order_and_partitions(
         values = [int(r.value) for r in mine]
         assert values == sorted(values)  # produced order is kept within the key
     assert any(r.key is None and r.value == b"keyless" for r in got)
+
+
+async def test_concurrent_events_share_batches_and_each_learns_its_own_offset(
+    kafka_bootstrap: str, producer: EventProducer, topic_names: TopicNames
+) -> None:
+    # Big enough that they fill more than one 256 KiB record batch per partition.
+    events = [order_placed(f"c{i}-" + "x" * 100) for i in range(40)]
+    padding = [("pad", b"p" * 30_000)]
+    sends = [
+        producer._enqueue(
+            topic_names.orders, e.orderId.encode(), e.model_dump_json().encode(), padding
+        )
+        for e in events
+    ]
+    deliveries = await asyncio.wait_for(asyncio.gather(*sends), 20)
+    got = await _read(kafka_bootstrap, topic_names.orders, len(events))
+    where = {(r.partition, r.offset): r.key for r in got}
+    for event, delivery in zip(events, deliveries, strict=True):
+        assert where[(delivery.partition, delivery.offset)] == event.orderId.encode()
+        assert delivery.timestamp_ms > 0
+    per_partition = [sum(1 for d in deliveries if d.partition == p) for p in range(3)]
+    assert max(per_partition) * 30_000 > 256 * 1024  # some partition needed a second batch
+
+
+async def test_an_event_whose_caller_gave_up_is_not_sent(
+    kafka_bootstrap: str, producer: EventProducer, topic_names: TopicNames
+) -> None:
+    gone, kept = order_placed("gone"), order_placed("kept")
+    abandoned = producer._enqueue(topic_names.notifications, gone.orderId.encode(), b"{}", [])
+    abandoned.cancel()  # as a timed-out send_event does
+    delivery = await producer.send_event(kept, topic_names.notifications, timeout=10)
+    [record] = await _read(kafka_bootstrap, topic_names.notifications, 1)
+    assert (record.key, record.offset) == (kept.orderId.encode(), delivery.offset)
+    # Both would have gone out in the same produce request: the topic holds one record.
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(
+            [TopicPartition(topic_names.notifications, p) for p in range(3)]
+        )
+    finally:
+        await consumer.stop()
+    assert sum(ends.values()) == 1
