@@ -1,7 +1,9 @@
 """``orderdeck serve``: the API and the services without the TUI, for shells and deployments.
 
 Several ``serve`` processes on one machine (or many) share the consumer groups, so Kafka
-splits the partitions between them; ``--services`` lets a process run only some of them.
+splits the partitions between them; ``--services`` lets a process run only some of them, and
+``--processes N`` does the splitting itself: the API here, the services in N-1 children (see
+``orderdeck/service_processes.py``).
 SIGTERM and SIGINT stop everything cleanly (services commit, the API drains) within seconds.
 """
 
