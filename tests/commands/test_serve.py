@@ -8,6 +8,7 @@ processes, consumer groups split between processes, and recovery after ``kill -9
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -186,6 +187,33 @@ async def test_children_stop_when_their_parent_is_killed(spawn: Spawn) -> None:
     await asyncio.to_thread(serve.wait, 10)
     await wait_for(lambda: not _alive(child), within=15, what="the orphaned child to stop")
     assert "the parent process is gone; stopping" in serve.log(), serve.log()
+
+
+async def test_a_killed_child_is_started_again(spawn: Spawn) -> None:
+    serve = spawn(processes=2, log_name="serve-restart")
+    await asyncio.to_thread(serve.wait_serving, 60, 2)
+    [child] = _children(serve.proc.pid)
+    os.kill(child, signal.SIGKILL)
+    await wait_for(
+        lambda: [pid for pid in _children(serve.proc.pid) if pid != child] != [],
+        within=15,
+        what="a new services process",
+    )
+    await asyncio.to_thread(serve.wait_serving, 60, 3)
+    assert "process exited with -9" in serve.log(), serve.log()
+    async with httpx.AsyncClient(base_url=serve.url) as client:
+        created = await client.post(
+            ORDERS, json={"customerId": "c-r", "productId": "sku-mouse", "quantity": 1}
+        )
+        assert created.status_code == 201
+
+        async def confirmed() -> bool:
+            order = (await client.get(created.headers["location"])).json()
+            return bool(order["status"] == "confirmed")
+
+        await wait_for(confirmed, within=40, what="the restarted child to confirm an order")
+    serve.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(serve.wait, 10) == 0, serve.log()
 
 
 def order_body(i: int) -> dict[str, object]:
