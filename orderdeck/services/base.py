@@ -13,6 +13,11 @@ Guarantees, and why the steps are in this order:
    transaction (or after an idle poll).
 4. Only then are the consumer offsets committed.
 
+Steps 3 and 4 of one batch run in the background while the next batches go through steps 1
+and 2 (up to :data:`MAX_IN_FLIGHT` being sent; one offset commit at a time, covering every
+batch acknowledged so far and never one whose predecessors are not), so a record waits for a
+transaction, not for a whole send-ack-commit cycle. The order above still holds per batch.
+
 A crash between any two steps loses nothing: before 2 the records are redelivered; between 2
 and 3 the outbox rows are still unsent and are produced when the service starts again (and by a
 periodic sweep for rows a dead peer left behind); between 3 and 4 the records are redelivered
@@ -30,7 +35,8 @@ anything else ends :meth:`ServiceWorker.run` with the exception so the superviso
 the worker.
 
 SQLite work runs on the store's own thread (see ``Store.run``; the workers of a process share
-one store), so the event loop, which may also serve the API, never waits on the database.
+one store), so the event loop, which may also serve the API, never waits on the database; in a
+process that only runs services it runs on the loop itself (``Store.run_inline``).
 """
 
 from __future__ import annotations
