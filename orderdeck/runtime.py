@@ -373,7 +373,7 @@ class Runtime:
         )
         self._supervisor = supervisor
         await supervisor.start()
-        running = ", ".join(self.services) or "none"
+        running = ", ".join(self.services) or "none in this process"
         try:
             async with asyncio.timeout(JOIN_TIMEOUT_S):
                 await supervisor.wait_joined()
