@@ -35,7 +35,6 @@ from orderdeck.orders import (
     PLACED_STATUS,
     FieldError,
     IdempotencyConflictError,
-    OrderCreated,
     OrderNotAcknowledgedError,
     OrderValidationError,
     find_order,
@@ -121,8 +120,6 @@ class JSONBody(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        if isinstance(content, OrderCreated):
-            return content.to_json().encode()  # the original shape: no "items": null
         if isinstance(content, BaseModel):
             return content.model_dump_json().encode()
         return json.dumps(to_jsonable(content), separators=(",", ":")).encode()

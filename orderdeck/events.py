@@ -110,6 +110,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(value: datetime, timespec: str = "auto") -> str:
+    """An aware datetime as ISO-8601 in UTC with a ``Z`` (``timespec`` as for isoformat)."""
+    text = value.isoformat(timespec=timespec)
+    if text.endswith("+00:00"):  # the usual case: events carry UTC already (UtcDatetime)
+        return text[:-6] + "Z"
+    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 def new_id() -> str:
     """A fresh random identifier for events and orders."""
     return str(uuid.uuid4())

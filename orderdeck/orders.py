@@ -36,7 +36,6 @@ import weakref
 from collections.abc import Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -50,6 +49,7 @@ from orderdeck.events import (
     OrderPlaced,
     OrderPlacedPayload,
     TopicNames,
+    iso_utc,
 )
 
 if TYPE_CHECKING:
@@ -367,13 +367,6 @@ def build_order_placed(request: OrderRequest, idempotency_key: str | None = None
     )
 
 
-def _iso(moment: datetime) -> str:
-    text = moment.isoformat()
-    if text.endswith("+00:00"):  # events carry UTC already (see events.UtcDatetime)
-        return text[:-6] + "Z"
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def created_response(request: OrderRequest, event: OrderPlaced) -> OrderCreated:
     """The 201 body for an accepted order."""
     first = request.items[0]
@@ -384,7 +377,7 @@ def created_response(request: OrderRequest, event: OrderPlaced) -> OrderCreated:
             productId=first.productId,
             quantity=first.quantity,
             status=PLACED_STATUS,
-            createdAt=_iso(event.occurredAt),
+            createdAt=iso_utc(event.occurredAt),
             items=list(request.items) if request.multiItem else None,
         ),
         status=PLACED_STATUS,

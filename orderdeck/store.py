@@ -52,7 +52,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
-from orderdeck.events import FINAL_STATUSES, LineItem, OrderPlaced, PricedLineItem
+from orderdeck.events import FINAL_STATUSES, LineItem, OrderPlaced, PricedLineItem, iso_utc
 
 try:
     import fcntl
@@ -170,14 +170,11 @@ _FINAL_MARKS = ",".join("?" * len(_FINAL_LIST))
 
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with milliseconds and a ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(UTC), "milliseconds")
 
 
 def _iso(value: datetime) -> str:
-    text = value.isoformat(timespec="milliseconds")
-    if text.endswith("+00:00"):  # events carry UTC already (see events.UtcDatetime)
-        return text[:-6] + "Z"
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(value, "milliseconds")
 
 
 # ----------------------------------------------------------------------------- read models
@@ -1163,11 +1160,6 @@ class Store:
                 "SELECT id, name, price_cents, stock, reserved FROM products ORDER BY id"
             ).fetchall()
         return [Product(id=a, name=b, priceCents=c, stock=d, reserved=e) for a, b, c, d, e in rows]
-
-    def product_ids(self) -> set[str]:
-        """Ids of every product in the catalog."""
-        with self._lock:
-            return {r[0] for r in self._conn.execute("SELECT id FROM products")}
 
     def status_counts(self) -> dict[str, int]:
         """How many orders are in each status."""

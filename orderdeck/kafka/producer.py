@@ -272,28 +272,11 @@ class EventProducer:
             if not item.delivery.done():
                 item.delivery.set_exception(KafkaConnectionError("the producer was stopped"))
 
-    async def send_raw(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, bytes]] = (),
-    ) -> Delivery:
-        """Send already-encoded bytes and wait for the ack (used by the outbox and DLQ)."""
-        future = await self._producer.send(topic, value=value, key=key, headers=list(headers))
-        meta = await future
-        return Delivery(
-            topic=meta.topic,
-            partition=meta.partition,
-            offset=meta.offset,
-            timestamp_ms=meta.timestamp if meta.timestamp is not None else -1,
-        )
-
     async def send_many(self, records: Sequence[RawRecord]) -> None:
         """Send many records and wait until every one is acknowledged.
 
         Records are grouped per partition into record batches (the default partitioner's
-        choice, so an order id lands on the same partition as with :meth:`send_raw`) and
+        choice, so an order id lands on the same partition as with :meth:`send_event`) and
         order is kept within a partition. This skips aiokafka's per-message bookkeeping,
         which is most of the cost of producing a service's whole batch. Raises the first
         error if any batch fails; the caller may then resend all of them (consumers are

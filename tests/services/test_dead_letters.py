@@ -59,7 +59,7 @@ async def test_poison_record_on_each_topic_goes_to_its_dlq(
         ),
     }
     for topic, (value, _) in poison.items():
-        await producer.send_raw(topic, key, value, [("trace", b"abc")])
+        await producer.send_many([(topic, key, value, [("trace", b"abc")])])
     await place(good)
     await wait_for(lambda: _status(store, good.orderId) == "confirmed", what="good order confirmed")
 

@@ -129,7 +129,9 @@ async def test_legacy_shape_record_is_processed(
         "status": "pending",
         "createdAt": "2024-05-01T10:00:00.000Z",
     }
-    await producer.send_raw(topic_names.orders, order_id.encode(), json.dumps(legacy).encode())
+    await producer.send_many(
+        [(topic_names.orders, order_id.encode(), json.dumps(legacy).encode(), [])]
+    )
     await wait_for(lambda: _status(store, order_id) == "confirmed", what="legacy confirmed")
     order = store.get_order(order_id)
     assert order is not None
