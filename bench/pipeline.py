@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -63,6 +64,8 @@ PRODUCTS = (
 FINAL_TIMEOUT_S = 120.0
 #: The local broker this script started (its CPU is reported too); None with --bootstrap-servers.
 BROKER_PID: int | None = None
+#: --hops: print where each latency run's accepted→final time went.
+HOPS = False
 
 
 def free_port() -> int:
@@ -350,6 +353,8 @@ async def latency_run(
         await asyncio.gather(*warming)
         await wait_final(serve, total + warm + 1)
         finals = await asyncio.to_thread(serve.final_times)
+        if HOPS:
+            print(await asyncio.to_thread(hop_breakdown, serve, sent), flush=True)
         api = [s.latency * 1000 for s in sent]
         to_final = [max(0.0, (finals[s.order_id] - s.accepted_at) * 1000) for s in sent]
         return {
@@ -362,6 +367,31 @@ async def latency_run(
     finally:
         pool.close()
         serve.stop()
+
+
+def hop_breakdown(serve: Serve, sent: list[Sent], sample: int = 1000) -> str:
+    """Where an order's accepted→final time goes, stage by stage (p50/p99 in ms) for up to
+    ``sample`` confirmed orders: each record's wait from its Kafka timestamp until a service
+    applied it, the time from that transaction to the next record's timestamp, and from the
+    last transaction to the final status."""
+    stages: dict[str, list[float]] = {}
+    step = max(1, len(sent) // sample)
+    for s in sent[::step]:
+        order = serve.store.get_order(s.order_id)
+        if order is None or order.status != "confirmed":
+            continue
+        hops = [h for h in order.journey if h.processedAt is not None]
+        marks: list[tuple[str, float]] = [("accepted", s.accepted_at)]
+        for h in hops:
+            marks.append((f"{h.type} record", h.timestamp / 1000))
+            marks.append((f"{h.type} applied by {h.service}", h.processedAt.timestamp()))
+        marks.append(("final", order.updatedAt.timestamp()))
+        for (a, ta), (b, tb) in itertools.pairwise(marks):
+            stages.setdefault(f"{a} → {b}", []).append((tb - ta) * 1000)
+    lines = [f"{'stage':<80} {'p50':>8} {'p99':>8}"]
+    for name, values in stages.items():
+        lines.append(f"{name:<80} {percentile(values, 0.5):8.1f} {percentile(values, 0.99):8.1f}")
+    return "\n".join(lines)
 
 
 def median(runs: list[dict[str, float]], key: str) -> float:
@@ -506,9 +536,14 @@ def main() -> None:
     parser.add_argument("--bootstrap-servers", help="use this Kafka instead of starting one")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--hops", action="store_true", help="print each latency run's stage-by-stage breakdown"
+    )
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
+    global HOPS
+    HOPS = args.hops
     asyncio.run(main_async(args))
 
 

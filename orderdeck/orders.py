@@ -29,7 +29,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 import weakref
@@ -50,6 +49,7 @@ from orderdeck.events import (
     OrderPlacedPayload,
     TopicNames,
     iso_utc,
+    time_ordered_uuid,
 )
 
 if TYPE_CHECKING:
@@ -334,33 +334,12 @@ def idempotent_order_id(key: str) -> str:
     return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"order:{key}"))
 
 
-_RANDOM_IDS_AT_ONCE = 512
-_random_pool: list[bytes] = []
-
-
-def random_uuid() -> str:
-    """A random (version 4) UUID, as ``str(uuid.uuid4())`` but from a pool of random bytes.
-
-    ``uuid4`` reads the OS random source once per id, and that system call releases the GIL:
-    under load the event loop then waits for the database thread to hand it back. One read
-    of 8 KiB serves 512 ids.
-    """
-    if not _random_pool:
-        data = os.urandom(16 * _RANDOM_IDS_AT_ONCE)
-        _random_pool.extend(data[i : i + 16] for i in range(0, len(data), 16))
-    raw = bytearray(_random_pool.pop())
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def build_order_placed(request: OrderRequest, idempotency_key: str | None = None) -> OrderPlaced:
     """The OrderPlaced for a request: a fresh order id, or the one derived from the key."""
     key = idempotency_key
-    order_id = random_uuid() if key is None else idempotent_order_id(key)
+    order_id = time_ordered_uuid() if key is None else idempotent_order_id(key)
     return OrderPlaced(
-        eventId=random_uuid(),
+        eventId=time_ordered_uuid(),
         orderId=order_id,
         correlationId=order_id,
         payload=OrderPlacedPayload(customerId=request.customerId, items=list(request.items)),

@@ -179,3 +179,41 @@ def test_services_fast_decode_converts_legacy_records() -> None:
     fast, slow = decode_record(raw), decode(raw)
     assert isinstance(fast, OrderPlaced)
     assert (fast.eventId, fast.orderId, fast.payload) == (slow.eventId, slow.orderId, slow.payload)
+
+
+def test_ids_are_version_7_uuids_that_sort_by_time() -> None:
+    import time
+    import uuid
+
+    from orderdeck.events import time_ordered_uuid
+
+    first = time_ordered_uuid()
+    time.sleep(0.002)
+    later = [time_ordered_uuid() for _ in range(600)]  # more than one pool of random bits
+    parsed = uuid.UUID(first)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert str(parsed) == first
+    assert abs(int(first[:8] + first[9:13], 16) - time.time() * 1000) < 5_000
+    assert all(first < other for other in later)
+    assert len(set(later)) == len(later)
+
+
+def test_derived_event_ids_are_stable_and_keep_the_causes_time() -> None:
+    import uuid
+
+    from orderdeck.events import time_ordered_uuid
+    from orderdeck.services.base import derived_event_id
+
+    cause = time_ordered_uuid()
+    derived = derived_event_id(cause, "PaymentRequested")
+    assert derived == derived_event_id(cause, "PaymentRequested")
+    assert derived != derived_event_id(cause, "OrderRejected")
+    assert derived[:13] == cause[:13]  # the 48-bit timestamp
+    parsed = uuid.UUID(derived)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    # Ids that are not time-ordered (uuid5 of an Idempotency-Key, other producers' ids)
+    # give a plain hash.
+    other = derived_event_id("legacy-id", "PaymentRequested")
+    assert other == derived_event_id("legacy-id", "PaymentRequested")
+    assert str(uuid.UUID(other)) == other
+    assert other[:13] != derived[:13]

@@ -25,7 +25,12 @@ from orderdeck.commands.common import (
     settings_from_args,
 )
 from orderdeck.errors import OrderdeckError
-from orderdeck.process_tuning import event_loop_factory, settle_heap
+from orderdeck.process_tuning import (
+    SERVICES_NICENESS,
+    event_loop_factory,
+    lower_priority,
+    settle_heap,
+)
 
 ALL_SERVICES = ("order", "payment", "inventory", "notification")
 #: How long a stop may take before we give up on politeness (the issue asks for <= 5 s).
@@ -148,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
     root.setLevel(logging.INFO)
     # aiokafka narrates every rebalance and reconnect at INFO; keep those for -v style debugging.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    if args.exit_with_parent:
+        # A services child of ``--processes``: the API process answers clients first.
+        lower_priority(SERVICES_NICENESS)
     settings = settings_from_args(args)
     if args.topic_prefix:
         settings = settings.model_copy(update={"topic_prefix": args.topic_prefix})

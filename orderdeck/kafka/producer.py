@@ -83,8 +83,12 @@ class EventProducer:
         bootstrap_servers: str,
         client_id: str = "orderdeck",
         request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS,
+        linger_s: float = 0.0,
     ) -> None:
+        """``linger_s``: how long a single event (:meth:`send_event`) waits for others to
+        share its record batch and request, when none is on its way already."""
         self.bootstrap_servers = bootstrap_servers
+        self._linger_s = linger_s
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
@@ -202,6 +206,8 @@ class EventProducer:
         return delivery
 
     async def _ship_waiting(self) -> None:
+        if self._linger_s:
+            await asyncio.sleep(self._linger_s)
         while self._waiting:
             waiting, self._waiting = self._waiting, []
             handed: set[int] = set()  # items whose batch aiokafka took (it resolves them)

@@ -20,6 +20,7 @@ import pytest
 
 from orderdeck.events import TopicNames
 from orderdeck.kafka.admin import GroupInspector
+from orderdeck.process_tuning import SERVICES_NICENESS
 from orderdeck.store import Store
 from tests.api.conftest import wait_for
 from tests.api.serve_process import ServeProcess
@@ -136,6 +137,10 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -149,6 +154,9 @@ async def test_processes_run_the_services_in_children_and_stop_together(spawn: S
     await asyncio.to_thread(serve.wait_serving, 60, 3)
     children = _children(serve.proc.pid)
     assert len(children) == 2, serve.log()
+    # The services yield the CPU to the API's process (nice is field 19 of /proc/PID/stat).
+    expected = min(19, _niceness(serve.proc.pid) + SERVICES_NICENESS)
+    assert [_niceness(pid) for pid in children] == [expected] * 2
     log = serve.log()
     assert "services order,payment: process" in log, log
     assert "services inventory,notification: process" in log, log
