@@ -17,6 +17,9 @@ Steps 3 and 4 of one batch run in the background while the next batches go throu
 and 2 (up to :data:`MAX_IN_FLIGHT` being sent; one offset commit at a time, covering every
 batch acknowledged so far and never one whose predecessors are not), so a record waits for a
 transaction, not for a whole send-ack-commit cycle. The order above still holds per batch.
+Offset commits start at most every :data:`COMMIT_INTERVAL_S` (at once when stopping or giving
+up partitions), and under load batches are paced (:data:`PACE_CYCLE_S`): both trade a few
+milliseconds for fewer broker requests, which on a small machine is what latency depends on.
 
 A crash between any two steps loses nothing: before 2 the records are redelivered; between 2
 and 3 the outbox rows are still unsent and are produced when the service starts again (and by a
@@ -87,6 +90,15 @@ POLL_TIMEOUT_MS = 200
 #: batch was a sixth of its requests. A crash redelivers what the last commit did not
 #: cover, and handlers recognise those records as processed.
 COMMIT_INTERVAL_S = 0.25
+#: Pacing under load: after a batch of at least PACE_MIN_RECORDS records, the next batch is
+#: not taken until PACE_CYCLE_S after this one was. Much of a batch's cost does not depend on
+#: its size (a fetch, a transaction's COMMIT, a produce request, the broker's handling of
+#: each), so on a busy machine fewer, larger batches leave CPU for everything else: at 500
+#: orders/s on 2 cores this took the accepted→final p99 from about 270 ms to about 230 and
+#: the API's p99 from about 30 ms to about 21. A trickle (batches of a record or two) is
+#: never held back: at 20 orders/s the whole pipeline still takes about 11 ms.
+PACE_MIN_RECORDS = 8
+PACE_CYCLE_S = 0.02
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
 STALE_OUTBOX_S = 5.0
 SWEEP_INTERVAL_S = 5.0
@@ -452,8 +464,12 @@ class ServiceWorker:
                     max_records=BATCH_MAX_RECORDS,
                 )
                 if batch:
+                    began = time.monotonic()
                     async with self._batch_lock:
                         await self._process(batch)
+                    if sum(map(len, batch.values())) >= PACE_MIN_RECORDS:
+                        # Under load: let the next batch gather (see PACE_CYCLE_S).
+                        await asyncio.sleep(PACE_CYCLE_S - (time.monotonic() - began))
                 elif self._sent_pending and not self._in_flight:
                     await self._flush_sent()
                 await self._housekeeping()
