@@ -17,6 +17,9 @@ bench/results/pipeline.md:
   ``--warmup`` seconds at the same rate come first and are not measured, so the figures are
   those of the steady state. A rate above the sustained throughput only measures a growing
   queue.
+- ``--hops`` also prints, per latency run, where the accepted→final time went: for each
+  record of a confirmed order, the time from its Kafka timestamp until a service applied it,
+  and from that transaction to the next record's timestamp (p50/p99 per stage).
 
 The load comes from this process (a minimal keep-alive HTTP client, see Connection); the
 server is a separate ``orderdeck serve --processes N`` child (``--processes``, default 3) with
@@ -64,8 +67,6 @@ PRODUCTS = (
 FINAL_TIMEOUT_S = 120.0
 #: The local broker this script started (its CPU is reported too); None with --bootstrap-servers.
 BROKER_PID: int | None = None
-#: --hops: print where each latency run's accepted→final time went.
-HOPS = False
 
 
 def free_port() -> int:
@@ -332,7 +333,13 @@ async def open_loop(
 
 
 async def latency_run(
-    bootstrap: str, workdir: Path, rate: float, seconds: float, processes: int, warmup: float
+    bootstrap: str,
+    workdir: Path,
+    rate: float,
+    seconds: float,
+    processes: int,
+    warmup: float,
+    hops: bool = False,
 ) -> dict[str, float]:
     serve = Serve(bootstrap, workdir, processes)
     run = uuid.uuid4().hex[:6]
@@ -353,7 +360,7 @@ async def latency_run(
         await asyncio.gather(*warming)
         await wait_final(serve, total + warm + 1)
         finals = await asyncio.to_thread(serve.final_times)
-        if HOPS:
+        if hops:
             print(await asyncio.to_thread(hop_breakdown, serve, sent), flush=True)
         api = [s.latency * 1000 for s in sent]
         to_final = [max(0.0, (finals[s.order_id] - s.accepted_at) * 1000) for s in sent]
@@ -488,7 +495,13 @@ async def main_async(args: argparse.Namespace) -> None:
             for rate in [] if args.skip_latency else rates:
                 lat[rate].append(
                     await latency_run(
-                        bootstrap, workdir, rate, args.seconds, args.processes, args.warmup
+                        bootstrap,
+                        workdir,
+                        rate,
+                        args.seconds,
+                        args.processes,
+                        args.warmup,
+                        args.hops,
                     )
                 )
                 print(f"latency run {n + 1} at {rate:.0f}/s: {lat[rate][-1]}", flush=True)
@@ -542,8 +555,6 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
-    global HOPS
-    HOPS = args.hops
     asyncio.run(main_async(args))
 
 
