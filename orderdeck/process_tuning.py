@@ -14,7 +14,7 @@ Three things, all measured with ``bench/pipeline.py`` (see BENCHMARKS.md):
   lower priority (nice +5) than the API's process. When the machine is busy, the kernel then
   runs the API as soon as a request arrives instead of sharing the core evenly with a batch
   transaction, and the services work through slightly larger batches, which costs less per
-  order. On 2 cores at 500 orders/s this took the API's p99 from about 45 ms to about 30 ms.
+  order. On 2 cores at 500 orders/s this took the API's p99 from about 46 ms to about 33 ms.
 """
 
 from __future__ import annotations

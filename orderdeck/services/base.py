@@ -86,17 +86,17 @@ BUSY_POLL_TIMEOUT_MS = 10
 POLL_TIMEOUT_MS = 200
 #: Offset commits of a worker start at most this often (and always when stopping or
 #: giving up partitions). Each commit is a broker round trip that costs the local broker
-#: about as much CPU as a produce request; at a steady 500 orders/s committing after every
-#: batch was a sixth of its requests. A crash redelivers what the last commit did not
+#: more CPU than a produce request; at a steady 500 orders/s committing after every batch
+#: was a seventh of its requests. A crash redelivers what the last commit did not
 #: cover, and handlers recognise those records as processed.
 COMMIT_INTERVAL_S = 0.25
 #: Pacing under load: after a batch of at least PACE_MIN_RECORDS records, the next batch is
 #: not taken until PACE_CYCLE_S after this one was. Much of a batch's cost does not depend on
 #: its size (a fetch, a transaction's COMMIT, a produce request, the broker's handling of
-#: each), so on a busy machine fewer, larger batches leave CPU for everything else: at 500
-#: orders/s on 2 cores this took the accepted→final p99 from about 270 ms to about 230 and
-#: the API's p99 from about 30 ms to about 21. A trickle (batches of a record or two) is
-#: never held back: at 20 orders/s the whole pipeline still takes about 11 ms.
+#: each), so on a busy machine fewer, larger batches leave CPU for everything else: in
+#: back-to-back runs at 500 orders/s on 2 cores the API's p99 went from about 32 ms to about
+#: 21 (BENCHMARKS.md has the spread). A trickle (batches of a record or two) is never held
+#: back: at 20 orders/s the whole pipeline still takes about 15 ms.
 PACE_MIN_RECORDS = 8
 PACE_CYCLE_S = 0.02
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
