@@ -50,21 +50,37 @@ def spawn(tmp_path: Path, kafka_bootstrap: str, topic_names: TopicNames) -> Iter
         proc.close()
 
 
+async def _place_and_confirm(
+    client: httpx.AsyncClient,
+    customer: str,
+    *,
+    what: str,
+    within: float = 20.0,
+    hops: int | None = None,
+) -> None:
+    """POST one order (201 expected) and wait until it is ``confirmed`` (with ``hops``
+    events in its journey, when given)."""
+    created = await client.post(
+        ORDERS, json={"customerId": customer, "productId": "sku-mouse", "quantity": 1}
+    )
+    assert created.status_code == 201
+    location = created.headers["location"]
+
+    async def confirmed() -> bool:
+        order = (await client.get(location)).json()
+        return bool(
+            order["status"] == "confirmed" and (hops is None or len(order["journey"]) == hops)
+        )
+
+    await wait_for(confirmed, within=within, what=what)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_serve_stops_cleanly_within_5_s(spawn: Spawn, sig: int) -> None:
     serve = spawn()
     await asyncio.to_thread(serve.wait_serving)
     async with httpx.AsyncClient(base_url=serve.url) as client:
-        created = await client.post(
-            ORDERS, json={"customerId": "c-1", "productId": "sku-mouse", "quantity": 1}
-        )
-        assert created.status_code == 201
-        location = created.headers["location"]
-
-        async def confirmed() -> bool:
-            return bool((await client.get(location)).json()["status"] == "confirmed")
-
-        await wait_for(confirmed, what="the order to be confirmed")
+        await _place_and_confirm(client, "c-1", what="the order to be confirmed")
     began = time.monotonic()
     serve.signal(sig)
     code = await asyncio.to_thread(serve.wait, 10)
@@ -161,16 +177,9 @@ async def test_processes_run_the_services_in_children_and_stop_together(spawn: S
     assert "services order,payment: process" in log, log
     assert "services inventory,notification: process" in log, log
     async with httpx.AsyncClient(base_url=serve.url) as client:
-        created = await client.post(
-            ORDERS, json={"customerId": "c-p", "productId": "sku-mouse", "quantity": 1}
+        await _place_and_confirm(
+            client, "c-p", hops=4, what="the order to be confirmed by the child processes"
         )
-        assert created.status_code == 201
-
-        async def confirmed() -> bool:
-            order = (await client.get(created.headers["location"])).json()
-            return bool(order["status"] == "confirmed" and len(order["journey"]) == 4)
-
-        await wait_for(confirmed, what="the order to be confirmed by the child processes")
         health = (await client.get("/health")).json()
     assert health["status"] == "ok", health
     assert sorted((s["name"], s["state"]) for s in health["services"]) == [
@@ -210,16 +219,9 @@ async def test_a_killed_child_is_started_again(spawn: Spawn) -> None:
     await asyncio.to_thread(serve.wait_serving, 60, 3)
     assert "process exited with -9" in serve.log(), serve.log()
     async with httpx.AsyncClient(base_url=serve.url) as client:
-        created = await client.post(
-            ORDERS, json={"customerId": "c-r", "productId": "sku-mouse", "quantity": 1}
+        await _place_and_confirm(
+            client, "c-r", within=40, what="the restarted child to confirm an order"
         )
-        assert created.status_code == 201
-
-        async def confirmed() -> bool:
-            order = (await client.get(created.headers["location"])).json()
-            return bool(order["status"] == "confirmed")
-
-        await wait_for(confirmed, within=40, what="the restarted child to confirm an order")
     serve.signal(signal.SIGTERM)
     assert await asyncio.to_thread(serve.wait, 10) == 0, serve.log()
 
