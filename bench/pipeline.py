@@ -354,9 +354,17 @@ async def latency_run(
         began = time.monotonic()
         warming = await open_loop(pool, run, rate, warm, 1_000_000, began)
         measured_from = began + warm / rate
+        # CPU while the measured orders arrive: where the machine's two cores go at this rate.
+        cpu0, api0 = tree_cpu_seconds(serve.proc.pid), cpu_seconds(serve.proc.pid)
+        broker0, clock0 = cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, time.monotonic()
+        client0 = time.process_time()
         tasks = await open_loop(pool, run, rate, total, 0, measured_from)
         sent = await asyncio.gather(*tasks)
         achieved = total / (time.monotonic() - measured_from)
+        window = time.monotonic() - clock0
+        cpu1, api1 = tree_cpu_seconds(serve.proc.pid), cpu_seconds(serve.proc.pid)
+        broker1 = cpu_seconds(BROKER_PID) if BROKER_PID else float("nan")
+        client1 = time.process_time()
         await asyncio.gather(*warming)
         await wait_final(serve, total + warm + 1)
         finals = await asyncio.to_thread(serve.final_times)
@@ -370,6 +378,10 @@ async def latency_run(
             "api_p99": percentile(api, 0.99),
             "final_p50": percentile(to_final, 0.50),
             "final_p99": percentile(to_final, 0.99),
+            "api_cores": (api1 - api0) / window,
+            "services_cores": (cpu1 - cpu0 - (api1 - api0)) / window,
+            "broker_cores": (broker1 - broker0) / window,
+            "client_cores": (client1 - client0) / window,
         }
     finally:
         pool.close()
@@ -432,6 +444,10 @@ def report(
             (f"API latency p99 {at} (ms, goal ≤ 25 at 500/s)", runs, "api_p99", "{:.1f}"),
             (f"accepted → final p50 {at} (ms)", runs, "final_p50", "{:.0f}"),
             (f"accepted → final p99 {at} (ms, goal ≤ 250 at 500/s)", runs, "final_p99", "{:.0f}"),
+            (f"API process CPU {at} (cores)", runs, "api_cores", "{:.2f}"),
+            (f"services processes' CPU {at} (cores)", runs, "services_cores", "{:.2f}"),
+            (f"Kafka broker CPU {at} (cores)", runs, "broker_cores", "{:.2f}"),
+            (f"load generator CPU {at} (cores)", runs, "client_cores", "{:.2f}"),
             (
                 f"rate the open-loop client achieved {at} (orders/s)",
                 runs,
