@@ -21,11 +21,14 @@ bench/results/pipeline.md:
   record of a confirmed order, the time from its Kafka timestamp until a service applied it,
   and from that transaction to the next record's timestamp (p50/p99 per stage).
 
-The load comes from this process (a minimal keep-alive HTTP client, see Connection); the
-server is a separate ``orderdeck serve --processes N`` child (``--processes``, default 3) with
-a fresh data dir and topic prefix per run,
-against a local Apache Kafka this script starts on free ports (or ``--bootstrap-servers``).
-The order mix has 10% declined customers and spreads products so stock does not run out.
+The load comes from this process (a minimal keep-alive HTTP client, see Connection, on
+uvloop like serve: on a machine shared with the server, the client's own CPU and scheduling
+delays are part of every latency it measures); the server is a separate ``orderdeck serve
+--processes N`` child (``--processes``, default 3) with a fresh data dir and topic prefix per
+run, against a local Apache Kafka this script starts on free ports (or ``--bootstrap-servers``).
+The order mix: 10% declined customers, the rest confirmed. Each run's store is given
+:data:`BENCH_STOCK` of every product the mix orders before serve starts, so no order takes the
+out-of-stock path (a refund, one hop more) part-way through a run.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from orderdeck.events import FINAL_STATUSES
+from orderdeck.process_tuning import event_loop_factory
 from orderdeck.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +69,8 @@ PRODUCTS = (
     "sku-headset",
 )
 FINAL_TIMEOUT_S = 120.0
+#: Stock of each product in PRODUCTS for a run: more than any run orders.
+BENCH_STOCK = 1_000_000
 #: The local broker this script started (its CPU is reported too); None with --bootstrap-servers.
 BROKER_PID: int | None = None
 
@@ -119,6 +125,10 @@ class Serve:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir / "serve.log"
+        # Created (and seeded from the catalog) before serve starts; see BENCH_STOCK.
+        self.store = Store(self.data_dir / "orderdeck.db")
+        for product in PRODUCTS:
+            self.store.set_stock(product, BENCH_STOCK)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
@@ -149,7 +159,6 @@ class Serve:
                 self.stop()
                 raise SystemExit(f"serve did not start:\n{self.log_path.read_text()}")
             time.sleep(0.05)
-        self.store = Store(self.data_dir / "orderdeck.db")
 
     def finals(self) -> int:
         counts = self.store.status_counts()
@@ -571,7 +580,8 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
-    asyncio.run(main_async(args))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(main_async(args))
 
 
 if __name__ == "__main__":
