@@ -29,10 +29,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orderdeck.events import FINAL_STATUSES, TopicNames
+from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES, TopicNames
 from orderdeck.orders import (
     DEFAULT_ACK_TIMEOUT_S,
-    PLACED_STATUS,
     FieldError,
     IdempotencyConflictError,
     OrderNotAcknowledgedError,
@@ -55,9 +54,6 @@ MAX_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 #: Statuses an order can be listed by: the in-flight ones (see store.py) and the final ones.
-IN_FLIGHT_STATUSES = frozenset(
-    {PLACED_STATUS, "pending", "paid", "reserved", "out_of_stock", "refunded"}
-)
 KNOWN_STATUSES = IN_FLIGHT_STATUSES | FINAL_STATUSES
 
 

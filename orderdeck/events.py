@@ -54,6 +54,10 @@ MAX_QUANTITY = 1000
 MAX_ITEMS = 50
 
 FINAL_STATUSES = frozenset({"confirmed", "rejected", "payment_declined", "cancelled"})
+#: The statuses of an order still on its way (the store's module docstring has their order).
+IN_FLIGHT_STATUSES = frozenset(
+    {"placed", "pending", "paid", "reserved", "out_of_stock", "refunded"}
+)
 
 
 @dataclass(frozen=True)

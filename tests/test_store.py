@@ -124,6 +124,63 @@ def test_list_orders_pages_newest_first_and_filters(store: Store) -> None:
         store.list_orders(cursor="garbage!")
 
 
+def test_status_counts_stay_exact_as_orders_settle(store: Store, tmp_path: Path) -> None:
+    # status_counts keeps a tally of the orders before the oldest one in flight; each call
+    # must still agree with a full count, whatever moved (here or in another connection).
+    other = Store(tmp_path / "orderdeck.db")  # another process's writes, as far as SQLite knows
+
+    def full_count() -> dict[str, int]:
+        return {
+            s: n
+            for s in ("placed", "pending", "paid", "confirmed", "cancelled")
+            if (n := len(store.list_orders(status=s, limit=500)[0]))
+        }
+
+    try:
+        for i in range(6):
+            store.record_placed(_placed(f"o{i}"), "order-events", 0, i, i)
+        assert store.status_counts() == full_count() == {"placed": 6}
+        # Later orders settle while o0 stays in flight: the tally must not freeze them early.
+        with other.write() as tx:
+            for i in (1, 2, 3):
+                tx.set_status(f"o{i}", "confirmed")
+            tx.set_status("o4", "paid")
+        assert store.status_counts() == full_count() == {"placed": 2, "paid": 1, "confirmed": 3}
+        with other.write() as tx:
+            tx.set_status("o0", "cancelled")
+            tx.set_status("o5", "confirmed")
+        assert (
+            store.status_counts()
+            == full_count()
+            == {
+                "paid": 1,
+                "confirmed": 4,
+                "cancelled": 1,
+            }
+        )
+        other.record_placed(_placed("o6"), "order-events", 0, 6, 6)
+        with other.write() as tx:
+            tx.set_status("o4", "confirmed")
+            tx.set_status("o0", "pending")  # final statuses never change: refused
+        assert (
+            store.status_counts()
+            == full_count()
+            == {
+                "placed": 1,
+                "confirmed": 5,
+                "cancelled": 1,
+            }
+        )
+    finally:
+        other.close()
+    # A new Store (a restarted process) counts the same from scratch.
+    fresh = Store(tmp_path / "orderdeck.db")
+    try:
+        assert fresh.status_counts() == store.status_counts()
+    finally:
+        fresh.close()
+
+
 def test_payment_rules_decline_prefix_and_credit_limit(store: Store) -> None:
     with store.write() as tx:
         assert tx.charge("a", "declined-zed", 100, "e1").outcome == "declined"
