@@ -730,6 +730,10 @@ def _insert_placed(
     return outcome
 
 
+#: Up to this many orders, _count_between reads the table by rowid range.
+_ROWID_COUNT_MAX = 50_000
+
+
 def _count_between(rows: int) -> str:
     """SQL counting the orders with ``? < seq <= ?`` by status, for about ``rows`` orders.
 
@@ -739,9 +743,6 @@ def _count_between(rows: int) -> str:
     """
     table = "orders NOT INDEXED" if rows <= _ROWID_COUNT_MAX else "orders INDEXED BY orders_status"
     return f"SELECT status, COUNT(*) FROM {table} WHERE seq > ? AND seq <= ? GROUP BY status"
-
-
-_ROWID_COUNT_MAX = 50_000
 
 
 def _insert_pending(
@@ -1191,10 +1192,10 @@ class Store:
 
         Screens and /health ask every second, and counting the whole table took 100-125 ms at
         a million orders (holding this connection meanwhile); this takes under 1 ms after the
-        first call. A final status never changes and
-        ``seq`` only grows, so the orders up to the oldest one still in flight are counted
-        once and kept (:attr:`_settled`); each call counts only the orders after them, in one
-        read transaction. Orders written by other processes are counted like any other.
+        first call. A final status never changes and ``seq`` only grows, so the orders up to
+        the oldest one still in flight are counted once and kept (:attr:`_settled`); each call
+        counts only the orders after them, in one read transaction. Orders written by other
+        processes are counted like any other.
         """
         with self._read() as conn:
             # Two index lookups: (status, seq), then the rowid.
