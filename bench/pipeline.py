@@ -94,9 +94,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, parent pid, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User+system CPU seconds of a process (and its reaped children) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     ticks = os.sysconf("SC_CLK_TCK")
     return sum(int(f) for f in fields[11:15]) / ticks
 
@@ -108,12 +113,44 @@ def tree_cpu_seconds(pid: int) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[1]) == pid:
+            if int(proc_stat(entry.name)[1]) == pid:
                 total += cpu_seconds(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
     return total
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds used so far by serve (all its processes), by its first process (the API's
+    with ``--processes``), by the broker (nan unless this script started it) and by this
+    load generator; ``at`` is when they were read (monotonic). Subtract two for the usage
+    in between."""
+
+    serve: float
+    api: float
+    broker: float
+    client: float
+    at: float
+
+    @classmethod
+    def take(cls, pid: int) -> CpuSample:
+        return cls(
+            serve=tree_cpu_seconds(pid),
+            api=cpu_seconds(pid),
+            broker=cpu_seconds(BROKER_PID) if BROKER_PID else float("nan"),
+            client=time.process_time(),
+            at=time.monotonic(),
+        )
+
+    def __sub__(self, earlier: CpuSample) -> CpuSample:
+        return CpuSample(
+            serve=self.serve - earlier.serve,
+            api=self.api - earlier.api,
+            broker=self.broker - earlier.broker,
+            client=self.client - earlier.client,
+            at=self.at - earlier.at,
+        )
 
 
 class Serve:
@@ -298,29 +335,23 @@ async def throughput_run(
                 next_index += 1
                 await pool.post(i, run)
 
-        cpu0 = tree_cpu_seconds(serve.proc.pid)
-        api0 = cpu_seconds(serve.proc.pid)
-        broker0 = cpu_seconds(BROKER_PID) if BROKER_PID else 0.0
-        client0 = time.process_time()
+        before = CpuSample.take(serve.proc.pid)
         began = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         posted = time.monotonic()
         ended = await wait_final(serve, orders + 1)
-        cpu1 = tree_cpu_seconds(serve.proc.pid)
-        api1 = cpu_seconds(serve.proc.pid)
-        broker1 = cpu_seconds(BROKER_PID) if BROKER_PID else float("nan")
-        client1 = time.process_time()
+        used = CpuSample.take(serve.proc.pid) - before
         elapsed = ended - began
         return {
             "orders_per_s": orders / elapsed,
             "post_rate": orders / (posted - began),
-            "serve_cpu": (cpu1 - cpu0) / elapsed,
+            "serve_cpu": used.serve / elapsed,
             # CPU the server spent per order: hardly moved by other load on the machine.
-            "cpu_ms_per_order": (cpu1 - cpu0) * 1000 / orders,
+            "cpu_ms_per_order": used.serve * 1000 / orders,
             # With --processes > 1 the first process serves the API and the rest the services.
-            "api_cpu_ms_per_order": (api1 - api0) * 1000 / orders,
-            "broker_cpu_ms_per_order": (broker1 - broker0) * 1000 / orders,
-            "client_cpu_ms_per_order": (client1 - client0) * 1000 / orders,
+            "api_cpu_ms_per_order": used.api * 1000 / orders,
+            "broker_cpu_ms_per_order": used.broker * 1000 / orders,
+            "client_cpu_ms_per_order": used.client * 1000 / orders,
         }
     finally:
         pool.close()
@@ -364,16 +395,11 @@ async def latency_run(
         warming = await open_loop(pool, run, rate, warm, 1_000_000, began)
         measured_from = began + warm / rate
         # CPU while the measured orders arrive: where the machine's two cores go at this rate.
-        cpu0, api0 = tree_cpu_seconds(serve.proc.pid), cpu_seconds(serve.proc.pid)
-        broker0, clock0 = cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, time.monotonic()
-        client0 = time.process_time()
+        before = CpuSample.take(serve.proc.pid)
         tasks = await open_loop(pool, run, rate, total, 0, measured_from)
         sent = await asyncio.gather(*tasks)
         achieved = total / (time.monotonic() - measured_from)
-        window = time.monotonic() - clock0
-        cpu1, api1 = tree_cpu_seconds(serve.proc.pid), cpu_seconds(serve.proc.pid)
-        broker1 = cpu_seconds(BROKER_PID) if BROKER_PID else float("nan")
-        client1 = time.process_time()
+        used = CpuSample.take(serve.proc.pid) - before
         await asyncio.gather(*warming)
         await wait_final(serve, total + warm + 1)
         finals = await asyncio.to_thread(serve.final_times)
@@ -387,10 +413,10 @@ async def latency_run(
             "api_p99": percentile(api, 0.99),
             "final_p50": percentile(to_final, 0.50),
             "final_p99": percentile(to_final, 0.99),
-            "api_cores": (api1 - api0) / window,
-            "services_cores": (cpu1 - cpu0 - (api1 - api0)) / window,
-            "broker_cores": (broker1 - broker0) / window,
-            "client_cores": (client1 - client0) / window,
+            "api_cores": used.api / used.at,
+            "services_cores": (used.serve - used.api) / used.at,
+            "broker_cores": used.broker / used.at,
+            "client_cores": used.client / used.at,
         }
     finally:
         pool.close()

@@ -139,13 +139,18 @@ async def test_two_serve_processes_split_the_partitions(
         assert await asyncio.to_thread(serve.wait, 10) == 0, serve.log()
 
 
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, parent pid, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _children(pid: int) -> list[int]:
     """Live child processes of ``pid`` (from /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                fields = _stat(entry.name)
             except OSError:
                 continue
             if int(fields[1]) == pid and fields[0] != "Z":
@@ -154,12 +159,12 @@ def _children(pid: int) -> list[int]:
 
 
 def _niceness(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    return int(_stat(pid)[16])
 
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = _stat(pid)[0]
     except OSError:
         return False
     return state != "Z"
