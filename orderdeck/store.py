@@ -52,6 +52,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
+from orderdeck.errors import OrderdeckError
 from orderdeck.events import (
     FINAL_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -66,7 +67,9 @@ try:
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone
     fcntl = None  # type: ignore[assignment]
 
+#: The project's catalog (``data/inventory.json`` of a source checkout).
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "inventory.json"
+CATALOG_NAME = "inventory.json"
 CREDIT_LIMIT_CENTS = 500_000
 DECLINED_PREFIX = "declined-"
 BUSY_TIMEOUT_MS = 10_000
@@ -963,6 +966,17 @@ def _detach(path: Path) -> None:
     database.checkpointer.stop()
 
 
+def catalog_for(store_path: Path) -> Path:
+    """The catalog a new store is seeded from.
+
+    An ``inventory.json`` beside the database wins, so a data dir can carry its own catalog
+    (and the project's ``data/`` is found this way wherever orderdeck is installed); else the
+    project's catalog of a source checkout.
+    """
+    beside = Path(store_path).parent / CATALOG_NAME
+    return beside if beside.is_file() else DEFAULT_CATALOG
+
+
 class Store:
     """A connection to the shared SQLite database (one per thread of use)."""
 
@@ -1001,8 +1015,10 @@ class Store:
                         self._conn.execute(statement)
                 empty = self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0] == 0
                 if empty:
-                    self._seed(catalog_path or DEFAULT_CATALOG)
+                    self._seed(catalog_path or catalog_for(self.path))
         except BaseException:
+            if hasattr(self, "_conn"):
+                self._conn.close()
             self._attached = False
             _detach(self.path)
             raise
@@ -1011,7 +1027,11 @@ class Store:
         try:
             data: Any = json.loads(catalog_path.read_text())
         except FileNotFoundError:
-            return
+            # Without a catalog every order would be refused as an unknown product.
+            raise OrderdeckError(
+                f"no product catalog at {catalog_path}: put an {CATALOG_NAME} (the format of"
+                f" the project's data/{CATALOG_NAME}) in the data dir {self.path.parent}"
+            ) from None
         self._conn.executemany(
             "INSERT INTO products (id, name, price_cents, stock) VALUES (?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",

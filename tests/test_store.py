@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from orderdeck.errors import OrderdeckError
 from orderdeck.events import LineItem, OrderPlaced, OrderPlacedPayload, PricedLineItem
-from orderdeck.store import CREDIT_LIMIT_CENTS, Store, WriteTx
+from orderdeck.store import CREDIT_LIMIT_CENTS, DEFAULT_CATALOG, Store, WriteTx, catalog_for
 
 
 @pytest.fixture
@@ -57,6 +58,31 @@ def test_catalog_is_seeded_from_inventory_json(store: Store) -> None:
     assert {p.id for p in products} == {p["id"] for p in catalog["products"]}
     assert len(products) >= 8
     assert all(p.reserved == 0 and p.stock > 0 and p.priceCents > 0 for p in products)
+
+
+def test_a_data_dir_with_its_own_catalog_is_seeded_from_it(tmp_path: Path) -> None:
+    catalog = {"products": [{"id": "sku-own", "name": "Own", "priceCents": 250, "stock": 7}]}
+    (tmp_path / "inventory.json").write_text(json.dumps(catalog))
+    assert catalog_for(tmp_path / "orderdeck.db") == tmp_path / "inventory.json"
+    assert catalog_for(tmp_path / "elsewhere" / "orderdeck.db") == DEFAULT_CATALOG
+    own = Store(tmp_path / "orderdeck.db")
+    try:
+        assert [(p.id, p.stock, p.priceCents) for p in own.list_products()] == [("sku-own", 7, 250)]
+    finally:
+        own.close()
+
+
+def test_a_missing_catalog_is_an_error_naming_it(tmp_path: Path) -> None:
+    # Seeding nothing would refuse every order later as an unknown product.
+    missing = tmp_path / "nowhere.json"
+    with pytest.raises(OrderdeckError, match=r"no product catalog at .*nowhere\.json"):
+        Store(tmp_path / "orderdeck.db", catalog_path=missing)
+    # Nothing was half-created: with a catalog the same database seeds normally.
+    again = Store(tmp_path / "orderdeck.db")
+    try:
+        assert len(again.list_products()) >= 8
+    finally:
+        again.close()
 
 
 def test_custom_catalog_and_reopen_keeps_state(tmp_path: Path) -> None:

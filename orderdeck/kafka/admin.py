@@ -319,8 +319,8 @@ class GroupInspector:
         """
         try:
             leaders = await partition_leaders(self._client, topics)
-            return await self._list_latest(
-                {(t, p) for t, ps in leaders.items() for p in ps}, leaders
+            return await list_latest(
+                self._client, {(t, p) for t, ps in leaders.items() for p in ps}, leaders
             )
         except KafkaError as exc:
             raise KafkaUnavailableError(f"could not read end offsets: {exc}") from exc
@@ -387,35 +387,41 @@ class GroupInspector:
         if not wanted:
             return {}
         leaders = await partition_leaders(self._client, {t for t, _ in wanted})
-        return await self._list_latest(wanted, leaders)
-
-    async def _list_latest(
-        self, wanted: set[tuple[str, int]], leaders: dict[str, dict[int, int]]
-    ) -> dict[tuple[str, int], int]:
-        """One ListOffsets request per partition leader, all at once."""
-        by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
-        for topic, partition in sorted(wanted):
-            node = leaders.get(topic, {}).get(partition, -1)
-            if node >= 0:  # no leader: the tool shows '-' as well
-                by_node.setdefault(node, {}).setdefault(topic, []).append((partition, _LATEST))
-        admin = self._client
-        responses = await asyncio.gather(
-            *(
-                admin._send_request(OffsetRequest(-1, 0, list(topics.items())), node)
-                for node, topics in by_node.items()
-            )
-        )
-        ends: dict[tuple[str, int], int] = {}
-        for response in responses:
-            for topic, partitions in response.topics:
-                for partition, error_code, _timestamp, offset, *_ in partitions:
-                    if error_code == 0:
-                        ends[(topic, partition)] = offset
-        return ends
+        return await list_latest(self._client, wanted, leaders)
 
 
 #: ListOffsets timestamp meaning "the log-end offset".
 _LATEST = -1
+
+
+async def list_latest(
+    admin: AIOKafkaAdminClient,
+    wanted: set[tuple[str, int]],
+    leaders: dict[str, dict[int, int]],
+) -> dict[tuple[str, int], int]:
+    """Log-end offsets of ``wanted``: one ListOffsets request per partition leader, all at once.
+
+    A partition without a leader, or whose leader answers with an error (a broker can name a
+    new partition's leader a moment before it serves ListOffsets for it), is left out.
+    """
+    by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    for topic, partition in sorted(wanted):
+        node = leaders.get(topic, {}).get(partition, -1)
+        if node >= 0:  # no leader: the tool shows '-' as well
+            by_node.setdefault(node, {}).setdefault(topic, []).append((partition, _LATEST))
+    responses = await asyncio.gather(
+        *(
+            admin._send_request(OffsetRequest(-1, 0, list(topics.items())), node)
+            for node, topics in by_node.items()
+        )
+    )
+    ends: dict[tuple[str, int], int] = {}
+    for response in responses:
+        for topic, partitions in response.topics:
+            for partition, error_code, _timestamp, offset, *_ in partitions:
+                if error_code == 0:
+                    ends[(topic, partition)] = offset
+    return ends
 
 
 async def partition_leaders(

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.kafka.admin import list_latest, partition_leaders
 
 _TOPIC_ALREADY_EXISTS = 36
 _REQUEST_TIMEOUT_MS = 15_000
@@ -193,15 +194,24 @@ class TopicAdmin:
             await asyncio.sleep(0.1)
 
     async def _wait_led(self, topics: Sequence[str], wait_s: float) -> dict[str, int]:
-        """Wait until every topic shows up in metadata with a leader for each partition."""
+        """Wait until every partition of ``topics`` has a leader that serves ListOffsets.
+
+        Metadata can name a new partition's leader a moment before that broker answers
+        ListOffsets for it; until then lag and log-end readings would leave it out.
+        """
         deadline = time.monotonic() + wait_s
         while True:
             counts = await self.partition_counts()
-            if all(counts.get(t, 0) > 0 for t in topics):
-                return counts
+            pending = [t for t in topics if counts.get(t, 0) == 0]
+            if not pending:
+                leaders = await partition_leaders(self._admin, topics)
+                wanted = {(t, p) for t, ps in leaders.items() for p in ps}
+                served = await list_latest(self._admin, wanted, leaders)
+                pending = sorted({t for t, p in wanted - served.keys()})
+                if not pending:
+                    return counts
             if time.monotonic() >= deadline:
-                pending = ", ".join(t for t in topics if counts.get(t, 0) == 0)
-                raise TopicError(f"topics did not get partition leaders in time: {pending}")
+                raise TopicError(f"topics not led and serving in time: {', '.join(pending)}")
             await asyncio.sleep(0.05)
 
 
