@@ -91,12 +91,14 @@ POLL_TIMEOUT_MS = 200
 #: cover, and handlers recognise those records as processed.
 COMMIT_INTERVAL_S = 0.25
 #: Pacing under load: after a batch of at least PACE_MIN_RECORDS records, the next batch is
-#: not taken until PACE_CYCLE_S after this one was. Much of a batch's cost does not depend on
-#: its size (a fetch, a transaction's COMMIT, a produce request, the broker's handling of
-#: each), so on a busy machine fewer, larger batches leave CPU for everything else: in
-#: back-to-back runs at 500 orders/s on 2 cores the API's p99 went from about 32 ms to about
-#: 21 (BENCHMARKS.md has the spread). A trickle (batches of a record or two) is never held
-#: back: at 20 orders/s the whole pipeline still takes about 15 ms.
+#: not taken until PACE_CYCLE_S after this one was, and the consumer does not fetch meanwhile
+#: (:meth:`ServiceWorker._hold_fetches`): what arrived comes in one fetch when the cycle ends.
+#: Much of a batch's cost does not depend on its size (a fetch, a transaction's COMMIT, a
+#: produce request, the broker's handling of each), so on a busy machine fewer, larger batches
+#: leave CPU for everything else: in back-to-back runs at 500 orders/s on 2 cores the API's
+#: p99 went from about 32 ms to about 21, and holding the fetches took the accepted -> final
+#: p50 from about 150-190 ms to 115-150 (BENCHMARKS.md has the runs). A trickle (batches of a
+#: record or two) is never held back: at 20 orders/s the whole pipeline takes about 15 ms.
 PACE_MIN_RECORDS = 8
 PACE_CYCLE_S = 0.02
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
@@ -465,11 +467,21 @@ class ServiceWorker:
                 )
                 if batch:
                     began = time.monotonic()
-                    async with self._batch_lock:
-                        await self._process(batch)
-                    if sum(map(len, batch.values())) >= PACE_MIN_RECORDS:
-                        # Under load: let the next batch gather (see PACE_CYCLE_S).
-                        await asyncio.sleep(PACE_CYCLE_S - (time.monotonic() - began))
+                    # Under load: let the next batch gather (see PACE_CYCLE_S). A full batch
+                    # means a backlog: what the fetcher already holds is wanted at once.
+                    size = sum(map(len, batch.values()))
+                    paced = size >= PACE_MIN_RECORDS
+                    held = paced and size < BATCH_MAX_RECORDS
+                    if held:
+                        self._hold_fetches()
+                    try:
+                        async with self._batch_lock:
+                            await self._process(batch)
+                        if paced:
+                            await asyncio.sleep(PACE_CYCLE_S - (time.monotonic() - began))
+                    finally:
+                        if held:
+                            self._release_fetches()
                 elif self._sent_pending and not self._in_flight:
                     await self._flush_sent()
                 await self._housekeeping()
@@ -480,6 +492,24 @@ class ServiceWorker:
             # the restart and uncommitted records redelivered, so nothing is lost.
             await self._abandon_in_flight()
             raise
+
+    def _hold_fetches(self) -> None:
+        """Keep the consumer from fetching until the pacing cycle of this batch ends.
+
+        Called right after ``getmany`` returned, with nothing awaited since, so the consumer's
+        background fetcher has not asked for more yet. Left to itself it would at once: the
+        broker answers as soon as one record arrives, that record or two wait out the cycle,
+        and the next cycle applies them as a batch of their own (a transaction, a produce and
+        a fetch for a sliver) while everything else that arrived waits one fetch longer. At
+        500 orders/s a quarter of all batches were such slivers.
+        """
+        assert self._consumer is not None
+        self._consumer.pause(*self._consumer.assignment())
+
+    def _release_fetches(self) -> None:
+        """Undo :meth:`_hold_fetches`, unless the service was paused meanwhile."""
+        if self._consumer is not None and not self.paused:
+            self._consumer.resume(*self._consumer.assignment())
 
     async def _abandon_in_flight(self) -> None:
         tasks = [b.sending for b in self._in_flight]

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.services import ServiceStatus
+from orderdeck.services.base import ServiceWorker
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
 from tests.services.conftest import Place, order_placed, wait_for
@@ -158,3 +159,46 @@ async def test_clean_stop_leaves_the_group(
         await sup.stop()
     state, members = await _group(admin, topic_names.notifications)
     assert (state, members) == ("Empty", [])
+
+
+def _worker(sup: Supervisor, name: str) -> ServiceWorker:
+    [worker] = [slot.worker for slot in sup._groups[name].slots if slot.worker is not None]
+    return worker
+
+
+async def test_paced_batches_hold_fetches_only_for_their_cycle(
+    services: Supervisor, store: Store, place: Place, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held: list[str] = []
+    for name in ("order", "payment", "inventory", "notification"):
+        worker = _worker(services, name)
+        hold = worker._hold_fetches
+
+        def counting_hold(hold: Any = hold, name: str = name) -> None:
+            held.append(name)
+            hold()
+
+        monkeypatch.setattr(worker, "_hold_fetches", counting_hold)
+    events = [order_placed(f"burst-{i}") for i in range(60)]
+    await asyncio.gather(*(place(e) for e in events))
+    await wait_for(
+        lambda: all(_order_status(store, e.orderId) == "confirmed" for e in events),
+        what="a burst of orders confirmed",
+    )
+    assert held, "a burst of 60 orders gave no batch of PACE_MIN_RECORDS"
+    for name in ("order", "payment", "inventory", "notification"):
+        consumer = _worker(services, name)._consumer
+        assert consumer is not None
+        assert consumer.paused() == set(), f"{name} left partitions paused"
+
+    # A service paused by the user during a held cycle stays paused when the cycle ends.
+    worker = _worker(services, "payment")
+    consumer = worker._consumer
+    assert consumer is not None
+    assert consumer.assignment()
+    worker._hold_fetches()
+    worker.pause()
+    worker._release_fetches()
+    assert consumer.paused() == consumer.assignment()
+    worker.resume()
+    assert consumer.paused() == set()
