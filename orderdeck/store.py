@@ -970,8 +970,9 @@ def catalog_for(store_path: Path) -> Path:
     """The catalog a new store is seeded from.
 
     An ``inventory.json`` beside the database wins, so a data dir can carry its own catalog
-    (and the project's ``data/`` is found this way wherever orderdeck is installed); else the
-    project's catalog of a source checkout.
+    (and run from the project's directory with the default ``--data-dir data``, the project's
+    catalog is found this way however orderdeck was installed); else the catalog of the
+    source checkout this module was loaded from.
     """
     beside = Path(store_path).parent / CATALOG_NAME
     return beside if beside.is_file() else DEFAULT_CATALOG
