@@ -41,6 +41,7 @@ import json
 import os
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -67,9 +68,9 @@ try:
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone
     fcntl = None  # type: ignore[assignment]
 
-#: The project's catalog (``data/inventory.json`` of a source checkout).
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "inventory.json"
 CATALOG_NAME = "inventory.json"
+#: The project's catalog (``data/inventory.json`` of a source checkout).
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / CATALOG_NAME
 CREDIT_LIMIT_CENTS = 500_000
 DECLINED_PREFIX = "declined-"
 BUSY_TIMEOUT_MS = 10_000
@@ -737,15 +738,22 @@ def _insert_placed(
 _ROWID_COUNT_MAX = 50_000
 
 
-def _count_between(rows: int) -> str:
-    """SQL counting the orders with ``? < seq <= ?`` by status, for about ``rows`` orders.
+def _count_between(conn: sqlite3.Connection, after: int, upto: int) -> Counter[str]:
+    """The orders with ``after < seq <= upto``, counted by status.
 
     A few rows are read by rowid range; many, from the (status, seq) index alone, which is
     several times smaller than the table (0.3 s against 1 s at a million orders). SQLite's
     planner cannot tell the two apart (the bounds are parameters), so the query says which.
     """
-    table = "orders NOT INDEXED" if rows <= _ROWID_COUNT_MAX else "orders INDEXED BY orders_status"
-    return f"SELECT status, COUNT(*) FROM {table} WHERE seq > ? AND seq <= ? GROUP BY status"
+    if upto <= after:
+        return Counter()
+    many = upto - after > _ROWID_COUNT_MAX
+    table = "orders INDEXED BY orders_status" if many else "orders NOT INDEXED"
+    rows = conn.execute(
+        f"SELECT status, COUNT(*) FROM {table} WHERE seq > ? AND seq <= ? GROUP BY status",
+        (after, upto),
+    )
+    return Counter(dict(rows))
 
 
 def _insert_pending(
@@ -988,7 +996,7 @@ class Store:
         self._writer = _attach(self.path).writer
         self._attached = True
         #: status_counts' tally of the orders that can no longer change: (counts, up to seq).
-        self._settled: tuple[dict[str, int], int] = ({}, 0)
+        self._settled: tuple[Counter[str], int] = (Counter(), 0)
         try:
             self._conn = sqlite3.connect(
                 self.path,
@@ -1228,17 +1236,10 @@ class Store:
             settled_upto = newest if in_flight is None else in_flight - 1
             counts, upto = self._settled
             if settled_upto > upto:
-                counts = dict(counts)
-                for status, n in conn.execute(
-                    _count_between(settled_upto - upto), (upto, settled_upto)
-                ):
-                    counts[status] = counts.get(status, 0) + n
+                counts = counts + _count_between(conn, upto, settled_upto)
                 upto = settled_upto
                 self._settled = (counts, upto)
-            totals = dict(counts)
-            for status, n in conn.execute(_count_between(newest - upto), (upto, newest)):
-                totals[status] = totals.get(status, 0) + n
-            return totals
+            return dict(counts + _count_between(conn, upto, newest))
 
     def payment_totals(self) -> dict[str, int]:
         """Sum of cents per payment kind (charge, refund, decline): for tests and health views."""
