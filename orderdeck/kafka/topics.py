@@ -201,15 +201,14 @@ class TopicAdmin:
         """
         deadline = time.monotonic() + wait_s
         while True:
-            counts = await self.partition_counts()
-            pending = [t for t in topics if counts.get(t, 0) == 0]
+            # A leaderless partition is left out of the ListOffsets answers as well.
+            leaders = await partition_leaders(self._admin, topics)
+            wanted = {(t, p) for t, ps in leaders.items() for p in ps}
+            served = await list_latest(self._admin, wanted, leaders)
+            unserved = {t for t, p in wanted - served.keys()}
+            pending = [t for t in topics if not leaders.get(t) or t in unserved]
             if not pending:
-                leaders = await partition_leaders(self._admin, topics)
-                wanted = {(t, p) for t, ps in leaders.items() for p in ps}
-                served = await list_latest(self._admin, wanted, leaders)
-                pending = sorted({t for t, p in wanted - served.keys()})
-                if not pending:
-                    return counts
+                return {t: len(leaders[t]) for t in topics}
             if time.monotonic() >= deadline:
                 raise TopicError(f"topics not led and serving in time: {', '.join(pending)}")
             await asyncio.sleep(0.05)
