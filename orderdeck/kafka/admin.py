@@ -30,6 +30,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.offset import OffsetRequest
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
+from orderdeck.kafka.aiokafka_compat import send_request
 
 #: Group states as the broker names them (classic protocol).
 DEAD = "Dead"
@@ -402,7 +403,8 @@ async def list_latest(
     """Log-end offsets of ``wanted``: one ListOffsets request per partition leader, all at once.
 
     A partition without a leader, or whose leader answers with an error (a broker can name a
-    new partition's leader a moment before it serves ListOffsets for it), is left out.
+    new partition's leader a moment before it serves ListOffsets for it), is left out. The
+    admin client has no ListOffsets call (see ``aiokafka_compat`` for why not end_offsets()).
     """
     by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
     for topic, partition in sorted(wanted):
@@ -411,7 +413,7 @@ async def list_latest(
             by_node.setdefault(node, {}).setdefault(topic, []).append((partition, _LATEST))
     responses = await asyncio.gather(
         *(
-            admin._send_request(OffsetRequest(-1, 0, list(topics.items())), node)
+            send_request(admin, OffsetRequest(-1, 0, list(topics.items())), node)
             for node, topics in by_node.items()
         )
     )
@@ -437,7 +439,8 @@ async def partition_leaders(
     names = sorted(set(topics))
     if not names:
         return {}
-    response = await admin._send_request(MetadataRequest(names, allow_auto_topic_creation=False))
+    request = MetadataRequest(names, allow_auto_topic_creation=False)
+    response = await send_request(admin, request)
     leaders: dict[str, dict[int, int]] = {}
     for topic in response.to_object()["topics"]:
         if topic["error_code"] == 0:

@@ -10,11 +10,10 @@ answers 201 only after the ack, and services mark outbox rows sent only after it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +22,13 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from orderdeck.events import encode, headers_for
+from orderdeck.kafka.aiokafka_compat import FORCE_CLOSE_S, cancel_tasks, stop_within
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REQUEST_TIMEOUT_MS = 10_000
 #: How long stop() lets pending sends drain before failing them (Kafka may be unreachable).
 STOP_TIMEOUT_S = 1.0
-#: How long each forced closing step may take.
-FORCE_CLOSE_S = 0.5
 
 #: (topic, key, value, headers) of one record for :meth:`EventProducer.send_many`.
 RawRecord = tuple[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
@@ -128,47 +126,7 @@ class EventProducer:
             return
         self._started = False
         await self._stop_batcher()
-        # Kept: aiokafka forgets this task once it has tried to cancel it, even when the
-        # routine swallowed the cancellation (it can, while reconnecting).
-        metadata_task = self._producer.client._sync_task
-        stopping = asyncio.ensure_future(self._producer.stop())
-        try:
-            done, _ = await asyncio.wait({stopping}, timeout=grace)
-        except asyncio.CancelledError:
-            await finish(self._force_close(stopping, metadata_task))
-            raise
-        if stopping in done and not stopping.cancelled() and stopping.exception() is None:
-            await cancel_tasks([metadata_task], FORCE_CLOSE_S)
-            return
-        log.warning("producer %s: did not stop cleanly; closing it", self._client_id)
-        await finish(self._force_close(stopping, metadata_task))
-
-    async def _force_close(
-        self, stopping: asyncio.Future[None], metadata_task: asyncio.Future[None] | None
-    ) -> None:
-        """Fail what is pending so aiokafka's stop can finish; cancel it if it still hangs."""
-        accumulator = self._producer._message_accumulator
-        for queued in accumulator._batches.values():
-            for batch in queued:
-                if batch.retry_count:
-                    # A retried batch was queued again; its done-callback still expects it
-                    # among the in-flight ones (aiokafka would raise KeyError otherwise).
-                    accumulator._pending_batches.add(batch)
-        # Nobody may be left awaiting these sends (their callers timed out or were
-        # cancelled); read each failure so asyncio does not report it at exit.
-        doomed = [b for queued in accumulator._batches.values() for b in queued]
-        doomed += list(accumulator._pending_batches)
-        for batch in doomed:
-            for future, _ in batch._msg_futures:
-                future.add_done_callback(_consume_exception)
-        accumulator.fail_all(KafkaConnectionError("producer closed before Kafka acknowledged"))
-        done, _ = await asyncio.wait({stopping}, timeout=FORCE_CLOSE_S)
-        if stopping in done and not stopping.cancelled() and stopping.exception() is None:
-            await cancel_tasks([metadata_task], FORCE_CLOSE_S)
-            return
-        sender = self._producer._sender
-        await cancel_tasks([stopping, sender.sender_task, metadata_task], FORCE_CLOSE_S)
-        await close_client(self._producer.client)
+        await stop_within(self._producer, grace, f"producer {self._client_id}:")
 
     async def send_event(
         self,
@@ -339,49 +297,3 @@ def _deliver(
     for index, item in enumerate(items):
         if not item.delivery.done():
             item.delivery.set_result(Delivery(topic, partition, meta.offset + index, timestamp))
-
-
-async def cancel_tasks(tasks: Sequence[asyncio.Future[Any] | None], within: float) -> None:
-    """Cancel ``tasks`` and wait (up to ``within`` s) until they are done.
-
-    Cancels again while waiting: an aiokafka routine can swallow one cancellation (a
-    connection attempt racing it) and go on retrying against an absent broker.
-    """
-    pending = {t for t in tasks if t is not None and not t.done()}
-    deadline = asyncio.get_running_loop().time() + within
-    while pending and asyncio.get_running_loop().time() < deadline:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.05)
-
-
-async def close_client(client: Any) -> None:
-    """Close an aiokafka client for sure: its metadata task first, then its connections."""
-    await cancel_tasks([client._sync_task], FORCE_CLOSE_S)
-    client._sync_task = None
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(FORCE_CLOSE_S):
-            await client.close()
-
-
-async def finish(closing: Coroutine[Any, Any, None]) -> None:
-    """Run a (bounded) forced close to its end even if the caller is cancelled meanwhile.
-
-    Used on the way out of a cancelled stop: returning at once would leave the closing
-    running behind the caller's back, and the caller's caller would find tasks alive.
-    """
-    task = asyncio.ensure_future(closing)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError  # honoured once the closing is done
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    """Mark a failed send's exception as seen (its caller has gone away)."""
-    if not future.cancelled():
-        future.exception()

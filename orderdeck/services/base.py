@@ -71,7 +71,8 @@ from orderdeck.events import (
     encode,
     headers_for,
 )
-from orderdeck.kafka.producer import EventProducer, cancel_tasks, close_client, finish
+from orderdeck.kafka.aiokafka_compat import stop_within
+from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord
 from orderdeck.store import OutboxRow, Store, WriteTx
 
@@ -110,8 +111,6 @@ UNSENT_PAGE = 1000
 #: How long stopping waits for the consumer to leave the group and for the producer to flush
 #: (Kafka may be down); then they are closed by force. Both fit the supervisor's grace period.
 CLOSE_TIMEOUT_S = 1.0
-#: How long each forced closing step may take.
-FORCE_CLOSE_S = 0.5
 #: How long a send or commit in flight may still take once a stop was requested.
 STOP_SEND_GRACE_S = 0.5
 _OUT_KEY = b"orderdeck-derived-event-id"
@@ -156,56 +155,6 @@ def reply_to(cause: Event, out_type: type[EventT], payload: Any) -> EventT:
 
 
 _TYPE_NAMES: dict[type[BaseModel], str] = {}
-
-
-async def close_consumer(consumer: AIOKafkaConsumer, grace: float, name: str) -> None:
-    """Stop ``consumer`` (commit nothing more, leave the group) within about ``grace`` seconds.
-
-    aiokafka's stop waits for the group coordinator, forever while Kafka is unreachable.
-    After that (or when the caller is cancelled) its background tasks are cancelled
-    and its connections closed, so nothing is left running; offsets were committed after
-    each batch, so nothing is lost, and the group evicts the member after its session timeout.
-    """
-    # aiokafka forgets its metadata task once it has tried to cancel it, even when that
-    # routine swallowed the cancellation (it can, while reconnecting): keep hold of it.
-    metadata_task = consumer._client._sync_task
-    stopping = asyncio.ensure_future(consumer.stop())
-    try:
-        done, _ = await asyncio.wait({stopping}, timeout=grace)
-    except asyncio.CancelledError:
-        await finish(_force_close_consumer(consumer, stopping, metadata_task))
-        raise
-    if stopping in done and not stopping.cancelled() and stopping.exception() is None:
-        await cancel_tasks([metadata_task], FORCE_CLOSE_S)
-        return
-    # Timed out, or aiokafka's stop broke off half way (with Kafka away its coordinator can
-    # end cancelled, and stop() then raises CancelledError before closing the client).
-    log.warning("%s: the consumer did not stop cleanly; closing it", name)
-    await finish(_force_close_consumer(consumer, stopping, metadata_task))
-
-
-async def _force_close_consumer(
-    consumer: AIOKafkaConsumer,
-    stopping: asyncio.Future[Any],
-    metadata_task: asyncio.Future[Any] | None,
-) -> None:
-    # Cancelling the stop cancels whatever it awaits (the coordination routine); then every
-    # background task of the consumer goes, then its connections.
-    coordinator = consumer._coordinator
-    tasks: list[asyncio.Future[Any] | None] = [stopping, metadata_task]
-    for attr in (
-        "_coordination_task",
-        "_heartbeat_task",
-        "_commit_refresh_task",
-        "_reset_committed_task",
-    ):
-        tasks.append(getattr(coordinator, attr, None))
-    fetcher = consumer._fetcher
-    if fetcher is not None:
-        tasks.append(fetcher._fetch_task)
-        tasks.extend(fetcher._pending_tasks)
-    await cancel_tasks(tasks, FORCE_CLOSE_S)
-    await close_client(consumer._client)
 
 
 class Service(ABC):
@@ -375,6 +324,11 @@ class ServiceWorker:
         self._sent_pending: list[int] = []
         self._last_prune = 0.0
 
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The worker's Kafka consumer while it runs; None before it started and once stopped."""
+        return self._consumer
+
     # -- control
 
     def request_stop(self) -> None:
@@ -436,7 +390,9 @@ class ServiceWorker:
         closing: list[Coroutine[Any, Any, None]] = []
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            closing.append(close_consumer(consumer, CLOSE_TIMEOUT_S, self.service.name))
+            closing.append(
+                stop_within(consumer, CLOSE_TIMEOUT_S, f"{self.service.name}: the consumer")
+            )
         if self._producer is not None:
             producer, self._producer = self._producer, None
             closing.append(producer.stop(CLOSE_TIMEOUT_S))

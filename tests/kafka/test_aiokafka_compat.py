@@ -1,0 +1,121 @@
+"""The aiokafka internals orderdeck relies on (``kafka/aiokafka_compat.py``) are still there.
+
+Checked on real, started clients made the way orderdeck makes them, so an aiokafka upgrade
+that renames or drops one fails here, naming it (``AIOKafkaProducer._sender.sender_task``),
+instead of in a stop while Kafka is away. The last test keeps the internals in that module.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.metadata import MetadataRequest
+
+from orderdeck.events import TopicNames
+from orderdeck.kafka import aiokafka_compat
+from orderdeck.kafka.aiokafka_compat import REQUIRED, missing_internals, queued_batches
+from orderdeck.services.base import ServiceWorker
+from orderdeck.services.notification import NotificationService
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "orderdeck"
+COMPAT = Path(aiokafka_compat.__file__)
+
+
+async def test_a_service_consumer_has_the_internals_its_forced_close_needs(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    worker = ServiceWorker(
+        NotificationService(),
+        bootstrap_servers=kafka_bootstrap,
+        store_path=tmp_path / "orders.db",
+        names=topic_names,
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(30):
+            await worker.joined.wait()
+        assert worker.consumer is not None
+        assert missing_internals(worker.consumer) == []
+    finally:
+        worker.request_stop()
+        async with asyncio.timeout(10):
+            await running
+
+
+async def test_a_producer_and_its_queued_batch_have_the_internals_a_forced_close_needs(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        batch.append(timestamp=None, key=b"k", value=b"v", headers=[])
+        batch.close()
+        acked = await producer.send_batch(batch, topic_names.orders, partition=0)
+        # Nothing was awaited since aiokafka queued the batch: its sender has not taken it.
+        assert queued_batches(producer), "the batch just handed over is not queued"
+        assert missing_internals(producer) == []
+        async with asyncio.timeout(10):
+            await acked
+    finally:
+        await producer.stop()
+
+
+async def test_the_admin_client_sends_protocol_requests(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        assert missing_internals(admin) == []
+        request = MetadataRequest([topic_names.orders], allow_auto_topic_creation=False)
+        response = await aiokafka_compat.send_request(admin, request)
+        [topic] = response.to_object()["topics"]
+        assert (topic["topic"], topic["error_code"], len(topic["partitions"])) == (
+            topic_names.orders,
+            0,
+            3,
+        )
+    finally:
+        await admin.close()
+
+
+def _private_attributes(path: Path) -> set[str]:
+    """Underscored attribute names read off anything but ``self``/``cls`` in ``path``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.add(node.attr)
+    return found
+
+
+def test_required_names_every_internal_the_compat_module_reads() -> None:
+    listed = {part for paths in REQUIRED.values() for path in paths for part in path.split(".")}
+    assert _private_attributes(COMPAT) <= listed
+
+
+def test_no_other_module_reads_an_aiokafka_internal() -> None:
+    internals = {
+        part
+        for paths in REQUIRED.values()
+        for path in paths
+        for part in path.split(".")
+        if part.startswith("_")
+    }
+    offenders = {
+        str(path.relative_to(PACKAGE_DIR.parent)): sorted(_private_attributes(path) & internals)
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+        if path != COMPAT
+    }
+    assert {p: names for p, names in offenders.items() if names} == {}
