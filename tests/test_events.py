@@ -150,7 +150,7 @@ def test_quantity_bounds_and_unknown_fields_are_rejected() -> None:
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
 def test_services_fast_decode_agrees_with_the_contract(event: Any) -> None:
-    from orderdeck.services.base import decode_record
+    from orderdeck.events import decode_record
 
     assert decode_record(encode(event)) == decode(encode(event))
 
@@ -166,14 +166,14 @@ def test_services_fast_decode_agrees_with_the_contract(event: Any) -> None:
     ],
 )
 def test_services_fast_decode_rejects_what_the_contract_rejects(value: bytes | None) -> None:
-    from orderdeck.services.base import decode_record
+    from orderdeck.events import decode_record
 
     with pytest.raises(PoisonRecordError):
         decode_record(value)
 
 
 def test_services_fast_decode_converts_legacy_records() -> None:
-    from orderdeck.services.base import decode_record
+    from orderdeck.events import decode_record
 
     raw = b'{"id": "l1", "customerId": "c", "productId": "sku-mouse", "quantity": 2}'
     fast, slow = decode_record(raw), decode(raw)
@@ -201,8 +201,7 @@ def test_ids_are_version_7_uuids_that_sort_by_time() -> None:
 def test_derived_event_ids_are_stable_and_keep_the_causes_time() -> None:
     import uuid
 
-    from orderdeck.events import time_ordered_uuid
-    from orderdeck.services.base import derived_event_id
+    from orderdeck.events import derived_event_id, time_ordered_uuid
 
     cause = time_ordered_uuid()
     derived = derived_event_id(cause, "PaymentRequested")

@@ -4,6 +4,8 @@
   Textual, so everything else can run and be tested without a terminal.
 - Services never import screens (or any UI module).
 - The API never imports the services: it produces ``order-events`` and reads the store.
+- Applying a batch (``services/batch.py``) knows no Kafka: sending and committing are the
+  acknowledgement pipeline's (``services/acks.py``).
 
 Each rule is checked twice: statically (every ``import`` in the source, including lazy ones
 inside functions) and at run time (importing the modules in a fresh interpreter and looking
@@ -104,6 +106,14 @@ def test_importing_every_non_ui_module_leaves_textual_unloaded() -> None:
 @pytest.mark.parametrize("module", SERVICES)
 def test_services_never_import_the_ui(module: str) -> None:
     offending = {n for n in _imports(MODULES[module], module) if _is_ui(n)}
+    assert not offending, f"{module} imports {sorted(offending)}"
+
+
+def test_applying_a_batch_does_not_import_kafka() -> None:
+    module = "orderdeck.services.batch"
+    offending = {
+        n for n in _imports(MODULES[module], module) if _matches(n, ("aiokafka", "orderdeck.kafka"))
+    }
     assert not offending, f"{module} imports {sorted(offending)}"
 
 

@@ -1,14 +1,22 @@
-"""The four consumer services of the order pipeline and the types their runner reports.
+"""The four consumer services of the order pipeline, what a service is, and what its runner reports.
 
-Each service consumes one inbox topic in the consumer group named after that topic (see
-``services/base.py`` for the loop and its guarantees); ``services/supervisor.py`` runs them as
-asyncio tasks. Nothing here imports a UI: screens read :class:`ServiceStatus` snapshots.
+Each service (a :class:`Service`) consumes one inbox topic in the consumer group named after
+that topic. ``services/worker.py`` runs the loop and states its guarantees, applying each batch
+with ``services/batch.py`` and sending and committing it with ``services/acks.py``;
+``services/supervisor.py`` runs the workers as asyncio tasks. Nothing here imports a UI:
+screens read :class:`ServiceStatus` snapshots.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orderdeck.store import WriteTx
 
 SERVICE_NAMES: tuple[str, ...] = ("order", "payment", "inventory", "notification")
 
@@ -49,3 +57,33 @@ class FailureRecord:
     offset: int
     reason: str
     dead_lettered: bool
+
+
+class Service(ABC):
+    """One step of the pipeline: which inbox it reads and what it does with each event."""
+
+    #: Service name, one of ``SERVICE_NAMES``.
+    name: str
+    #: Logical inbox topic (``order-events``, ...).
+    inbox: str
+    #: Event types that belong in the inbox; anything else is dead-lettered.
+    accepts: frozenset[str]
+
+    @abstractmethod
+    def handle(self, tx: WriteTx, event: Any) -> Sequence[Any]:
+        """Apply ``event`` inside ``tx`` and return the events to emit (may be empty).
+
+        Runs on the worker's database thread. Must be deterministic given the database state:
+        it may run again after a rollback.
+        """
+
+
+@dataclass
+class ServiceCounters:
+    """Counters shared by every instance of a service (they survive restarts); a batch
+    is counted once its offsets are committed."""
+
+    processed: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    dead_letters: int = 0

@@ -19,8 +19,9 @@ from orderdeck.events import (
     RefundRequested,
     RefundRequestedPayload,
     StockReservationRequested,
+    reply_to,
 )
-from orderdeck.services.base import Service, reply_to
+from orderdeck.services import Service
 from orderdeck.store import WriteTx
 
 

@@ -17,7 +17,7 @@ from orderdeck.events import (
     OrderRejected,
     PaymentDeclined,
 )
-from orderdeck.services.base import Service
+from orderdeck.services import Service
 from orderdeck.store import WriteTx
 
 FINAL_STATUS = {

@@ -21,8 +21,9 @@ from orderdeck.events import (
     PaymentRequested,
     PaymentRequestedPayload,
     PricedLineItem,
+    reply_to,
 )
-from orderdeck.services.base import Service, reply_to
+from orderdeck.services import Service
 from orderdeck.store import WriteTx
 
 

@@ -23,8 +23,9 @@ from orderdeck.events import (
     RefundRequested,
     StockReservationRequested,
     StockReservationRequestedPayload,
+    reply_to,
 )
-from orderdeck.services.base import Service, reply_to
+from orderdeck.services import Service
 from orderdeck.store import WriteTx
 
 

@@ -1,6 +1,6 @@
 """Runs the services as supervised asyncio tasks: restarts, pause/resume, scaling, status.
 
-Every service runs 1..3 :class:`~orderdeck.services.base.ServiceWorker` instances, each an
+Every service runs 1..3 :class:`~orderdeck.services.worker.ServiceWorker` instances, each an
 asyncio task with its own consumer in the service's group (Kafka splits the partitions between
 them, and between the workers of other ``serve`` processes). A worker that raises is restarted
 with exponential backoff (0.5 s doubling to :data:`MAX_BACKOFF_S`); the error is kept as
@@ -24,12 +24,12 @@ from pathlib import Path
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
-from orderdeck.services import SERVICE_NAMES, FailureRecord, ServiceStatus
-from orderdeck.services.base import Service, ServiceCounters, ServiceWorker
+from orderdeck.services import SERVICE_NAMES, FailureRecord, Service, ServiceCounters, ServiceStatus
 from orderdeck.services.inventory import InventoryService
 from orderdeck.services.notification import NotificationService
 from orderdeck.services.order import OrderService
 from orderdeck.services.payment import PaymentService
+from orderdeck.services.worker import ServiceWorker
 from orderdeck.store import Store
 
 log = logging.getLogger(__name__)

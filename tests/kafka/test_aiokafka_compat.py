@@ -18,8 +18,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 from orderdeck.events import TopicNames
 from orderdeck.kafka import aiokafka_compat
 from orderdeck.kafka.aiokafka_compat import REQUIRED, missing_internals, queued_batches
-from orderdeck.services.base import ServiceWorker
 from orderdeck.services.notification import NotificationService
+from orderdeck.services.worker import ServiceWorker
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "orderdeck"
 COMPAT = Path(aiokafka_compat.__file__)

@@ -12,9 +12,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orderdeck.events import ORDER_EVENTS, OrderPlaced, TopicNames, dlq_topic, header_value
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.services.base import Service, ServiceWorker
+from orderdeck.services import Service
 from orderdeck.services.order import OrderService
 from orderdeck.services.supervisor import Supervisor
+from orderdeck.services.worker import ServiceWorker
 from orderdeck.store import Store, WriteTx
 from tests.services.conftest import Place, order_placed, wait_for
 

@@ -14,8 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.services import ServiceStatus
-from orderdeck.services.base import ServiceWorker
 from orderdeck.services.supervisor import Supervisor
+from orderdeck.services.worker import ServiceWorker
 from orderdeck.store import Store
 from tests.services.conftest import Place, order_placed, wait_for
 

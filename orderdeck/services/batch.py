@@ -1,0 +1,279 @@
+"""Applying one batch of records to the store: decode, claim, handle, emit, dead-letter.
+
+A batch is applied in ONE ``BEGIN IMMEDIATE`` transaction; one transaction per batch, not per
+record, is what makes the pipeline fast. For each record: decode it (before the write lock is
+taken: every process's writers queue on that lock, so what needs no database stays outside);
+claim its ``eventId`` for this service by recording the journey hop (where the record sat in
+Kafka) — if it was claimed before, this is a replay and nothing changes; otherwise apply the
+handler's state change and append the outgoing events to the outbox.
+
+Poison records — bytes that do not decode, an unknown type, a type that does not belong in
+this inbox, or a record whose handler fails :data:`MAX_ATTEMPTS` times — are written (through
+the same outbox) to ``<topic>.dlq`` with ``dlq-*`` headers plus the original headers, and the
+partition moves on. A batch first runs without savepoints, so the common case costs nothing
+extra; if a handler raises, the transaction is rolled back and the batch runs again with one
+savepoint per record, so the failing record is retried and dead-lettered alone while the rest
+of the batch commits.
+
+Nothing here talks to Kafka: records come in as the consumer returned them (only their fields
+are read) and what is to be sent leaves as outbox rows in a :class:`BatchResult`, which
+``services/acks.py`` sends. SQLite's transient failures (busy, locked) are retried by
+:class:`StoreCalls`, the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from orderdeck.events import (
+    Event,
+    PoisonRecordError,
+    TopicNames,
+    decode_record,
+    dlq_topic,
+    encode,
+    headers_for,
+)
+from orderdeck.services import FailureRecord, Service
+from orderdeck.store import OutboxRow, Store, WriteTx
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+@dataclass
+class BatchResult:
+    """What applying a batch did: the outbox rows to send, and what to count and report."""
+
+    outbox: list[OutboxRow] = field(default_factory=list)
+    processed: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    failures: list[FailureRecord] = field(default_factory=list)
+
+
+class BatchApplier:
+    """Applies batches of one service's inbox records, each in one write transaction."""
+
+    def __init__(self, service: Service, names: TopicNames) -> None:
+        self.service = service
+        self.names = names
+        self.topic = names.resolve(service.inbox)
+
+    def apply(self, store: Store, records: Sequence[Any], sent: Sequence[int]) -> BatchResult:
+        """Runs on the database thread: the whole batch in one write transaction.
+
+        The batch is applied without savepoints first; if any handler raises, that
+        transaction is rolled back and the batch is applied again with one savepoint per
+        record (see the module docstring).
+
+        ``sent`` are outbox rows of earlier batches that Kafka has acknowledged; marking them
+        here saves a transaction per batch.
+        """
+        decoded = [(record, _decode(record.value)) for record in records]
+        try:
+            return self._apply_all(store, decoded, sent, isolate=False)
+        except _HandlerFailed as failed:
+            # The failed run counts as the record's first attempt.
+            return self._apply_all(store, decoded, sent, isolate=True, failed_once=failed.index)
+
+    def _apply_all(
+        self,
+        store: Store,
+        decoded: Sequence[tuple[Any, Event | str]],
+        sent: Sequence[int],
+        isolate: bool,
+        failed_once: int | None = None,
+    ) -> BatchResult:
+        result = BatchResult()
+        with store.write() as tx:
+            if sent:
+                tx.mark_sent(sent)
+            for index, (record, event) in enumerate(decoded):
+                tried = 1 if index == failed_once else 0
+                result.errors += tried
+                try:
+                    self._apply_record(tx, record, event, result, isolate, tried)
+                except _HandlerFailed as failed:
+                    failed.index = index
+                    raise
+            result.outbox = list(tx.outbox)
+        return result
+
+    def _apply_record(
+        self,
+        tx: WriteTx,
+        record: Any,
+        event: Event | str,
+        result: BatchResult,
+        isolate: bool,
+        tried: int = 0,
+    ) -> None:
+        """Apply one decoded record (``event`` is the reason when it did not decode)."""
+        service = self.service
+        if isinstance(event, str):
+            self._dead_letter(tx, record, event, result)
+            return
+        if event.type not in service.accepts:
+            reason = f"event type {event.type} does not belong in {self.topic}"
+            self._dead_letter(tx, record, reason, result)
+            return
+        if not isolate:
+            try:
+                self._handle(tx, record, event, result)
+            except sqlite3.OperationalError as exc:
+                if is_transient_sqlite(exc):
+                    raise
+                raise _HandlerFailed from exc
+            except Exception as exc:
+                raise _HandlerFailed from exc
+            return
+        error: BaseException | None = None
+        for _attempt in range(tried, MAX_ATTEMPTS):
+            try:
+                with tx.savepoint():
+                    self._handle(tx, record, event, result)
+                return
+            except sqlite3.OperationalError as exc:
+                if is_transient_sqlite(exc):
+                    raise  # the whole batch is retried
+                error = exc
+            except Exception as exc:
+                error = exc
+            result.errors += 1
+            result.failures.append(self._failure(record, f"{type(error).__name__}: {error}", False))
+        if error is None:  # pragma: no cover - MAX_ATTEMPTS >= 1
+            error = RuntimeError("no attempt left")
+        reason = f"handler failed {MAX_ATTEMPTS} times: {type(error).__name__}: {error}"
+        self._dead_letter(tx, record, reason, result, event)
+
+    def _handle(self, tx: WriteTx, record: Any, event: Event, result: BatchResult) -> None:
+        service = self.service
+        if not self._claim(tx, record, event):
+            result.duplicates += 1
+            result.processed += 1
+            return
+        for out in service.handle(tx, event):
+            self._emit(tx, out)
+        result.processed += 1
+
+    def _claim(self, tx: WriteTx, record: Any, event: Event) -> bool:
+        """Record the journey hop that marks ``event`` processed; False if it already was."""
+        return tx.consume(
+            self.service.name,
+            order_id=event.orderId,
+            event_id=event.eventId,
+            event_type=event.type,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+        )
+
+    def _emit(self, tx: WriteTx, event: Event) -> None:
+        tx.add_outbox(
+            self.service.name,
+            self.names.resolve(event.topic),
+            event.orderId.encode(),
+            encode(event),
+            headers_for(event),
+        )
+
+    def _dead_letter(
+        self,
+        tx: WriteTx,
+        record: Any,
+        reason: str,
+        result: BatchResult,
+        event: Event | None = None,
+    ) -> None:
+        # Marked processed under its position so a replay of the same record (an offset
+        # reset) does not dead-letter it a second time.
+        position = f"dlq:{record.topic}:{record.partition}:{record.offset}"
+        with tx.savepoint():
+            if not tx.mark_processed(self.service.name, position):
+                result.duplicates += 1
+                return
+            if event is not None:
+                # The event itself is settled too: redelivery must not retry it.
+                self._claim(tx, record, event)
+            headers = [
+                ("dlq-reason", reason.encode()),
+                ("dlq-original-topic", record.topic.encode()),
+                ("dlq-original-partition", str(record.partition).encode()),
+                ("dlq-original-offset", str(record.offset).encode()),
+                ("dlq-service", self.service.name.encode()),
+                *[(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq-")],
+            ]
+            tx.add_outbox(
+                self.service.name, dlq_topic(record.topic), record.key, record.value, headers
+            )
+        result.failures.append(self._failure(record, reason, True))
+
+    def _failure(self, record: Any, reason: str, dead_lettered: bool) -> FailureRecord:
+        return FailureRecord(
+            at=datetime.now(UTC),
+            service=self.service.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+            dead_lettered=dead_lettered,
+        )
+
+
+class StoreCalls:
+    """Runs functions on the store's thread (``Store.run``), retrying while SQLite is busy.
+
+    A busy or locked database is transient (another writer held it longer than SQLite
+    waits), so the call is made again after a backoff. Once the worker is stopping it gives
+    up after the delay passed a second, so a stop is not held up by a locked database.
+    """
+
+    def __init__(self, store: Store, stopping: asyncio.Event, name: str) -> None:
+        self.store = store
+        self._stopping = stopping
+        self._name = name
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        delay = 0.05
+        while True:
+            try:
+                return await self.store.run(fn, *args)
+            except sqlite3.OperationalError as exc:
+                if not is_transient_sqlite(exc) or (self._stopping.is_set() and delay > 1):
+                    raise
+                log.warning("%s: database busy (%s); retrying", self._name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def is_transient_sqlite(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying busy or locked (worth retrying as it was)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+class _HandlerFailed(Exception):
+    """A handler raised while the batch ran without savepoints: rerun it isolated."""
+
+    index = -1  # position of the failing record in the batch
+
+
+def _decode(value: bytes | None) -> Event | str:
+    """:func:`decode_record`, or the reason the record is poison."""
+    try:
+        return decode_record(value)
+    except PoisonRecordError as exc:
+        return exc.reason
+    except Exception as exc:  # e.g. RecursionError on absurdly nested JSON
+        return f"undecodable: {type(exc).__name__}: {exc}"
