@@ -27,10 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orderdeck.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 #: How long a stopping child may take before it is killed (it normally takes about 1 s).
 CHILD_STOP_GRACE_S = 3.5
+#: Restart delays of a child that keeps exiting; 0.5 s after one that ran STABLE_AFTER_S.
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 #: A child that ran this long before exiting is restarted without back-off.
 STABLE_AFTER_S = 30.0
@@ -126,7 +129,7 @@ class ServiceProcesses:
         log.info("services %s: process %d", ",".join(child.services), child.process.pid)
 
     async def _watch(self, child: _Child) -> None:
-        failures = 0
+        backoff = Backoff(RESTART_BACKOFF_S)
         while True:
             assert child.process is not None
             code = await child.process.wait()
@@ -134,8 +137,11 @@ class ServiceProcesses:
                 child.state = "stopped"
                 return
             ran = time.monotonic() - child.started_at
-            failures = 0 if ran >= STABLE_AFTER_S else failures + 1
-            delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+            if ran >= STABLE_AFTER_S:
+                backoff.reset()
+            else:
+                backoff.grow()
+            delay = backoff.delay
             child.state = "restarting"
             log.warning(
                 "services %s: process exited with %s after %.0f s; restarting in %.1f s",

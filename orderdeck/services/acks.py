@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from orderdeck.backoff import Backoff
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord, ServiceCounters
 from orderdeck.services.batch import BatchResult, StoreCalls
@@ -284,7 +285,7 @@ class AckPipeline:
         if not rows:
             return
         records = [(r.topic, r.key, r.value, r.headers) for r in rows]
-        delay = 0.1
+        backoff = Backoff.doubling(0.1, cap=2.0)
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 await self._unless_stopped(self._producer.send_many(records))
@@ -294,8 +295,7 @@ class AckPipeline:
                     raise
                 # Resending rows that did arrive is harmless: consumers skip known event ids.
                 log.warning("%s: produce failed (%s); retrying", self.name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
         self._sent_pending.extend(r.id for r in rows)
 
     # -- offsets

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from orderdeck.backoff import Backoff
 from orderdeck.events import (
     Event,
     PoisonRecordError,
@@ -245,16 +246,15 @@ class StoreCalls:
         self._name = name
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        delay = 0.05
+        backoff = Backoff.doubling(0.05, cap=2.0)
         while True:
             try:
                 return await self.store.run(fn, *args)
             except sqlite3.OperationalError as exc:
-                if not is_transient_sqlite(exc) or (self._stopping.is_set() and delay > 1):
+                if not is_transient_sqlite(exc) or (self._stopping.is_set() and backoff.delay > 1):
                     raise
                 log.warning("%s: database busy (%s); retrying", self._name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
 
 
 def is_transient_sqlite(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orderdeck.backoff import Backoff
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.services import SERVICE_NAMES, FailureRecord, Service, ServiceCounters, ServiceStatus
@@ -288,14 +289,13 @@ class Supervisor:
             return self._store
 
     async def _run_slot(self, group: _Group, slot: _Slot) -> None:
-        backoff = 0.5
+        backoff = Backoff.doubling(0.5, cap=MAX_BACKOFF_S)
         while not slot.retiring:
             started = time.monotonic()
             try:
                 store = await self._shared_store()
             except Exception as exc:
-                await self._crashed(group, slot, exc, backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await self._crashed(group, slot, exc, backoff.next())
                 continue
             worker = ServiceWorker(
                 group.service,
@@ -315,9 +315,8 @@ class Supervisor:
                 raise
             except Exception as exc:
                 if time.monotonic() - started >= STABLE_S:
-                    backoff = 0.5
-                await self._crashed(group, slot, exc, backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    backoff.reset()
+                await self._crashed(group, slot, exc, backoff.next())
                 continue
             slot.worker = None
             if not slot.retiring:  # pragma: no cover - run() only returns when asked to stop
