@@ -141,7 +141,24 @@ class EventProducer:
         the wait is bounded and ``TimeoutError`` is raised when it runs out; the record may
         still be written later, which is why event ids make consumers idempotent.
         """
-        delivery = self._enqueue(topic, event.orderId.encode(), encode(event), headers_for(event))
+        return await self.send_record(
+            topic, event.orderId.encode(), encode(event), headers_for(event), timeout=timeout
+        )
+
+    async def send_record(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - as send_event
+    ) -> Delivery:
+        """Send one record of raw bytes and wait for its ack, as :meth:`send_event` does.
+
+        Records sent at about the same time share record batches, as events do.
+        """
+        delivery = self._enqueue(topic, key, value, headers)
         if timeout is None:
             return await delivery
         async with asyncio.timeout(timeout):

@@ -197,6 +197,10 @@ class Supervisor:
         """One snapshot per service, in pipeline order."""
         return [self._status(g) for g in self._groups.values()]
 
+    def workers(self, name: str) -> list[ServiceWorker]:
+        """The workers of service ``name`` running now (none while they restart)."""
+        return [s.worker for s in self._group(name).slots if s.worker is not None]
+
     def recent_failures(self) -> list[FailureRecord]:
         """The latest records that failed or were dead-lettered, oldest first."""
         return list(self._failures)

@@ -82,7 +82,7 @@ async def test_concurrent_events_share_batches_and_each_learns_its_own_offset(
     events = [order_placed(f"c{i}-" + "x" * 100) for i in range(40)]
     padding = [("pad", b"p" * 30_000)]
     sends = [
-        producer._enqueue(
+        producer.send_record(
             topic_names.orders, e.orderId.encode(), e.model_dump_json().encode(), padding
         )
         for e in events
@@ -101,8 +101,10 @@ async def test_an_event_whose_caller_gave_up_is_not_sent(
     kafka_bootstrap: str, producer: EventProducer, topic_names: TopicNames
 ) -> None:
     gone, kept = order_placed("gone"), order_placed("kept")
-    abandoned = producer._enqueue(topic_names.notifications, gone.orderId.encode(), b"{}", [])
-    abandoned.cancel()  # as a timed-out send_event does
+    abandoned = asyncio.ensure_future(producer.send_event(gone, topic_names.notifications))
+    await asyncio.sleep(0)  # it runs up to waiting for its ack: the record is queued
+    assert not abandoned.done()
+    abandoned.cancel()  # as a timed-out send_event does, before the batch is shipped
     delivery = await producer.send_event(kept, topic_names.notifications, timeout=10)
     [record] = await _read(kafka_bootstrap, topic_names.notifications, 1)
     assert (record.key, record.offset) == (kept.orderId.encode(), delivery.offset)

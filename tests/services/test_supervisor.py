@@ -162,7 +162,7 @@ async def test_clean_stop_leaves_the_group(
 
 
 def _worker(sup: Supervisor, name: str) -> ServiceWorker:
-    [worker] = [slot.worker for slot in sup._groups[name].slots if slot.worker is not None]
+    [worker] = sup.workers(name)
     return worker
 
 
@@ -187,7 +187,7 @@ async def test_paced_batches_hold_fetches_only_for_their_cycle(
     )
     assert held, "a burst of 60 orders gave no batch of PACE_MIN_RECORDS"
     # The last batch's cycle may still be running when its orders show up as confirmed.
-    consumers = [_worker(services, name)._consumer for name in held]
+    consumers = [_worker(services, name).consumer for name in held]
     await wait_for(
         lambda: all(c is not None and c.paused() == set() for c in consumers),
         within=2.0,
@@ -196,7 +196,7 @@ async def test_paced_batches_hold_fetches_only_for_their_cycle(
 
     # A service paused by the user during a held cycle stays paused when the cycle ends.
     worker = _worker(services, "payment")
-    consumer = worker._consumer
+    consumer = worker.consumer
     assert consumer is not None
     assert consumer.assignment()
     worker._hold_fetches()
