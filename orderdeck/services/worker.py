@@ -40,6 +40,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from orderdeck.events import TopicNames
 from orderdeck.kafka.aiokafka_compat import stop_within
+from orderdeck.kafka.clients import new_consumer
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord, Service, ServiceCounters
 from orderdeck.services.acks import Abandoned, AckPipeline
@@ -97,7 +99,7 @@ class ServiceWorker:
         self,
         service: Service,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         store_path: Path,
         names: TopicNames,
         counters: ServiceCounters | None = None,
@@ -108,7 +110,7 @@ class ServiceWorker:
         store: Store | None = None,
     ) -> None:
         self.service = service
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.store_path = store_path
         self.names = names
         self._applier = BatchApplier(service, names)
@@ -170,9 +172,7 @@ class ServiceWorker:
             if self._store is None:
                 self._store = await asyncio.to_thread(Store, self.store_path)
             self._calls = StoreCalls(self._store, self._stopping, self.service.name)
-            self._producer = EventProducer(
-                self.bootstrap_servers, client_id=f"orderdeck-{self.service.name}-out"
-            )
+            self._producer = EventProducer(self.kafka, client_suffix=f"{self.service.name}-out")
             await self._producer.start()
             pipeline = self._pipeline = AckPipeline(
                 self.service.name,
@@ -185,10 +185,10 @@ class ServiceWorker:
             )
             await pipeline.send_unsent(older_than_s=0.0)
             self._last_sweep = self._last_prune = time.monotonic()
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers,
+            self._consumer = new_consumer(
+                self.kafka,
                 group_id=self.group,
-                client_id=f"orderdeck-{self.service.name}-{self.instance}",
+                client_suffix=f"{self.service.name}-{self.instance}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 # Long poll: the broker answers as soon as a record arrives, so a long wait

@@ -12,13 +12,13 @@ import ast
 import asyncio
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.metadata import MetadataRequest
 
 from orderdeck.events import TopicNames
 from orderdeck.kafka import aiokafka_compat
 from orderdeck.kafka.aiokafka_compat import REQUIRED, missing_internals, queued_batches
+from orderdeck.kafka.clients import new_admin, new_producer
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.services.notification import NotificationService
 from orderdeck.services.worker import ServiceWorker
 
@@ -27,11 +27,11 @@ COMPAT = Path(aiokafka_compat.__file__)
 
 
 async def test_a_service_consumer_has_the_internals_its_forced_close_needs(
-    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+    kafka_connection: KafkaConnection, topic_names: TopicNames, tmp_path: Path
 ) -> None:
     worker = ServiceWorker(
         NotificationService(),
-        bootstrap_servers=kafka_bootstrap,
+        kafka=kafka_connection,
         store_path=tmp_path / "orders.db",
         names=topic_names,
     )
@@ -48,10 +48,10 @@ async def test_a_service_consumer_has_the_internals_its_forced_close_needs(
 
 
 async def test_a_producer_and_its_queued_batch_have_the_internals_a_forced_close_needs(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+    producer = new_producer(
+        kafka_connection, client_suffix="compat", acks="all", enable_idempotence=True
     )
     await producer.start()
     try:
@@ -69,9 +69,9 @@ async def test_a_producer_and_its_queued_batch_have_the_internals_a_forced_close
 
 
 async def test_the_admin_client_sends_protocol_requests(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = new_admin(kafka_connection, client_suffix="compat")
     await admin.start()
     try:
         assert missing_internals(admin) == []
