@@ -17,9 +17,9 @@ tasks are cancelled, then its connections closed. That needs
   ``_heartbeat_task`` and ``_commit_refresh_task`` (``_reset_committed_task`` for a consumer
   outside a group); ``_fetcher`` with its ``_fetch_task`` and ``_pending_tasks``.
 * of a producer: ``_message_accumulator`` with ``_batches``, ``_pending_batches``,
-  ``fail_all()`` and each batch's ``_msg_futures`` and ``retry_count``, so that pending sends
-  fail (their callers get a KafkaConnectionError) and aiokafka's stop can finish; and
-  ``_sender.sender_task`` for when it still hangs. (``client`` is public.)
+  ``fail_all()`` and each batch's ``future``, ``_msg_futures`` and ``retry_count``, so that
+  pending sends fail (their callers get a KafkaConnectionError) and aiokafka's stop can
+  finish; and ``_sender.sender_task`` for when it still hangs. (``client`` is public.)
 
 **ListOffsets and Metadata requests** (:func:`send_request`): ``AIOKafkaAdminClient`` has no
 ListOffsets call and only asks for metadata with ``allow_auto_topic_creation``, so
@@ -72,7 +72,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "_sender.sender_task",
     ),
     #: Of each batch queued in a producer's accumulator.
-    "MessageBatch": ("_msg_futures", "retry_count"),
+    "MessageBatch": ("future", "_msg_futures", "retry_count"),
     "AIOKafkaAdminClient": ("_send_request",),
 }
 
@@ -228,9 +228,11 @@ def _fail_pending_sends(producer: AIOKafkaProducer) -> None:
                 # A retried batch was queued again; its done-callback still expects it among
                 # the in-flight ones (aiokafka would raise KeyError otherwise).
                 accumulator._pending_batches.add(batch)
-    # Nobody may be left awaiting these sends (their callers timed out or were cancelled);
-    # read each failure so asyncio does not report it at exit.
+    # Nobody may be left awaiting these sends (their callers timed out or were cancelled,
+    # possibly between two send_batch calls); read each failure so asyncio does not report
+    # it at exit.
     for batch in queued_batches(producer):
+        batch.future.add_done_callback(_consume_exception)
         for future, _ in batch._msg_futures:
             future.add_done_callback(_consume_exception)
     accumulator.fail_all(KafkaConnectionError("producer closed before Kafka acknowledged"))
