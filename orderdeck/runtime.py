@@ -16,9 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
@@ -35,6 +34,7 @@ from orderdeck.orders import (
     flush_placements,
     place_order,
 )
+from orderdeck.rates import RateMeter
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -105,21 +105,6 @@ class _EmbeddedServer(uvicorn.Server):
         return None
 
 
-@dataclass
-class _Counters:
-    """Samples of the total order count, to turn into orders/s."""
-
-    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
-
-    def add(self, total: int) -> float:
-        now = time.monotonic()
-        self.samples.append((now, total))
-        while len(self.samples) > 2 and now - self.samples[0][0] > RATE_WINDOW_S:
-            self.samples.popleft()
-        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
-
 class Runtime:
     """Starts, watches and stops everything one orderdeck process runs."""
 
@@ -178,7 +163,7 @@ class Runtime:
         #: --processes``), reported by ``GET /health`` beside the local ones.
         self.external_services: Callable[[], Sequence[tuple[str, str]]] | None = None
         self._snapshot_at = 0.0
-        self._rate = _Counters()
+        self._rate = RateMeter(RATE_WINDOW_S)
         self._started = False
         self._running = False
 
@@ -251,7 +236,7 @@ class Runtime:
                 raise
             raise OrderdeckError(f"{step} failed to start: {message}") from exc
         self._counts = await self.store.run(self.store.status_counts)
-        self._rate.add(sum(self._counts.values()))
+        self._rate.add(time.monotonic(), sum(self._counts.values()))
         self._running = True
         self._stopping.clear()
         if self.monitor:
@@ -472,7 +457,8 @@ class Runtime:
             try:
                 counts = await self.store.run(self.store.status_counts)
                 self._counts = counts
-                self._orders_per_s = self._rate.add(sum(counts.values()))
+                self._rate.add(time.monotonic(), sum(counts.values()))
+                self._orders_per_s = self._rate.rate() or 0.0
                 if tick % LAG_EVERY_N_TICKS == 0:
                     await self._refresh_kafka()
             except asyncio.CancelledError:
