@@ -276,6 +276,17 @@ class IdempotencyRecord(_View):
     response_json: str
 
 
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How a Store's SQLite connection is set up (see :meth:`Store.connection_settings`)."""
+
+    journal_mode: str
+    busy_timeout_ms: int
+    #: SQLite's own checkpoint threshold, the fallback behind the checkpointer thread.
+    wal_autocheckpoint_pages: int
+    page_size: int
+
+
 # ----------------------------------------------------------------------------- write side
 
 
@@ -926,6 +937,11 @@ class _Checkpointer:
         finally:
             conn.close()
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The thread that runs the checkpoints."""
+        return self._thread
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
@@ -993,7 +1009,9 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._writer = _attach(self.path).writer
+        database = _attach(self.path)
+        self._writer = database.writer
+        self._checkpointer = database.checkpointer
         self._attached = True
         #: status_counts' tally of the orders that can no longer change: (counts, up to seq).
         self._settled: tuple[Counter[str], int] = (Counter(), 0)
@@ -1046,6 +1064,30 @@ class Store:
             " ON CONFLICT DO NOTHING",
             [(p["id"], p["name"], int(p["priceCents"]), int(p["stock"])) for p in data["products"]],
         )
+
+    @property
+    def checkpoint_thread(self) -> threading.Thread:
+        """The background thread that checkpoints this database file in this process.
+
+        Read only, for diagnostics and tests: every open Store of the same file (under any
+        name) shares the one thread, which stops when the last of them closes.
+        """
+        return self._checkpointer.thread
+
+    def connection_settings(self) -> ConnectionSettings:
+        """The SQLite settings this store's connection runs with, read back from SQLite."""
+        with self._lock:
+            conn = self._conn
+
+            def pragma(name: str) -> Any:
+                return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+            return ConnectionSettings(
+                journal_mode=str(pragma("journal_mode")),
+                busy_timeout_ms=int(pragma("busy_timeout")),
+                wal_autocheckpoint_pages=int(pragma("wal_autocheckpoint")),
+                page_size=int(pragma("page_size")),
+            )
 
     def close(self) -> None:
         """Close the connection and the database thread (safe to call twice)."""
