@@ -21,6 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,6 +31,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES, TopicNames
+from orderdeck.metrics import Metrics
 from orderdeck.orders import (
     DEFAULT_ACK_TIMEOUT_S,
     FieldError,
@@ -235,12 +237,16 @@ def create_app(
     *,
     health: HealthProbe | None = None,
     ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
     """Build the order API around an open store and a started producer.
 
     ``health`` reports Kafka and service state for ``GET /health`` (the runtime passes its
-    own); ``ack_timeout`` bounds the wait for Kafka's acknowledgement of an OrderPlaced.
+    own); ``ack_timeout`` bounds the wait for Kafka's acknowledgement of an OrderPlaced;
+    ``metrics`` is what ``GET /metrics`` shows (the runtime's includes the services and Kafka;
+    by default, the store's figures and this app's request durations).
     """
+    metrics = metrics or Metrics(store)
     retry_after = str(max(1, math.ceil(ack_timeout)))
 
     async def place(header: Callable[[str], str | None], chunks: AsyncIterator[bytes]) -> Answer:
@@ -338,6 +344,9 @@ def create_app(
 
         return JSONBody(openapi_document())
 
+    async def get_metrics(request: Request) -> Response:
+        return Response(await metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         headers = dict(exc.headers or {})
@@ -358,12 +367,13 @@ def create_app(
         Route("/api/v1/products", list_products, methods=["GET"]),
         Route("/health", get_health, methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
-    return _OrdersFastPath(app, place)
+    return metrics.timed(_OrdersFastPath(app, place), fixed_routes=(ORDERS_PATH,))
 
 
 Place = Callable[[Callable[[str], "str | None"], AsyncIterator[bytes]], Awaitable[Answer]]

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +27,7 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.producer import EventProducer
+from orderdeck.metrics import Metrics, PartitionLagSample, PipelineView, ServiceEvents
 from orderdeck.orders import (
     DEFAULT_ACK_TIMEOUT_S,
     OrderRequest,
@@ -162,6 +163,9 @@ class Runtime:
         #: (service, state) of services that other processes run for this one (``serve
         #: --processes``), reported by ``GET /health`` beside the local ones.
         self.external_services: Callable[[], Sequence[tuple[str, str]]] | None = None
+        #: The service events of those processes, for ``GET /metrics``.
+        self.external_service_events: Callable[[], ServiceEvents] | None = None
+        self._snapshots: list[GroupSnapshot] = []
         self._snapshot_at = 0.0
         self._rate = RateMeter(RATE_WINDOW_S)
         self._started = False
@@ -312,7 +316,12 @@ class Runtime:
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
         app = create_app(
-            self._store, producer, self.names, health=self.health, ack_timeout=self.ack_timeout
+            self._store,
+            producer,
+            self.names,
+            health=self.health,
+            ack_timeout=self.ack_timeout,
+            metrics=Metrics(self._store, self.metrics_view),
         )
         config = uvicorn.Config(
             app,
@@ -532,6 +541,38 @@ class Runtime:
             totalLag=status.total_lag,
         )
 
+    def service_events(self) -> dict[str, dict[str, int]]:
+        """The events this process's services handled, by service and outcome (metrics)."""
+        supervisor = self._supervisor
+        statuses = supervisor.statuses() if supervisor is not None else []
+        return {
+            s.name: {
+                "processed": s.processed,
+                "replayed": s.duplicates,
+                "dead_lettered": s.dead_letters,
+                "failed": s.errors,
+            }
+            for s in statuses
+        }
+
+    def metrics_view(self) -> PipelineView:
+        """What ``GET /metrics`` shows beside the store's figures (cached: never waits)."""
+        events: dict[str, Mapping[str, int]] = dict(self.service_events())
+        if self.external_service_events is not None:
+            events.update(self.external_service_events())
+        return PipelineView(
+            kafka_reachable=None
+            if self._kafka_state == "stopped"
+            else self._kafka_state == "running",
+            lags=[
+                PartitionLagSample(snap.group, p.topic, p.partition, p.lag)
+                for snap in self._snapshots
+                for p in snap.partitions
+                if p.lag is not None
+            ],
+            service_events=events,
+        )
+
     # ------------------------------------------------------------------ actions
 
     async def submit_order(
@@ -555,6 +596,7 @@ class Runtime:
         """Members, assignments and lag of the four service groups (standard admin calls)."""
         inspector = await self._ensure_inspector()
         snapshots = await inspector.describe(self.service_groups())
+        self._snapshots = snapshots
         self._lags = {s.group: s.total_lag for s in snapshots}
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()

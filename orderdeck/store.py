@@ -287,6 +287,18 @@ class ConnectionSettings:
     page_size: int
 
 
+@dataclass(frozen=True)
+class OrderTiming:
+    """Where one order stands and when (see :meth:`Store.order_timings`)."""
+
+    seq: int
+    status: str
+    #: When the order was accepted (its OrderPlaced's occurredAt), ISO 8601 UTC.
+    created_at: str
+    #: When its status last changed; for a final status, when it became final.
+    updated_at: str
+
+
 # ----------------------------------------------------------------------------- write side
 
 
@@ -1248,6 +1260,24 @@ class Store:
                         f"SELECT id FROM orders WHERE id IN ({marks})", chunk
                     )
                 )
+        return found
+
+    def order_timings(
+        self, after_seq: int, seqs: Sequence[int] = (), limit: int = 10_000
+    ) -> list[OrderTiming]:
+        """The orders after ``after_seq`` (oldest first, at most ``limit``) and those numbered
+        ``seqs``, each with its status and timestamps: how a reader follows orders to their
+        final status by reading only new orders and the ones it saw in flight (metrics)."""
+        found: list[OrderTiming] = []
+        columns = "SELECT seq, status, created_at, updated_at FROM orders"
+        with self._read() as conn:
+            rows = conn.execute(f"{columns} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+            found += (OrderTiming(*row) for row in rows)
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"{columns} WHERE seq IN ({marks})", tuple(chunk))
+                found += (OrderTiming(*row) for row in rows)
         return found
 
     def list_products(self) -> list[Product]:
