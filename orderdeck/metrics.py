@@ -45,10 +45,10 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,6 +59,7 @@ from orderdeck.events import FINAL_STATUSES
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from orderdeck.kafka.admin import GroupSnapshot
     from orderdeck.store import Store
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,44 @@ class PipelineView:
     kafka_reachable: bool | None = None
     lags: Sequence[PartitionLagSample] = ()
     service_events: ServiceEvents = field(default_factory=dict)
+
+
+class CountedService(Protocol):
+    """The counters of one service, as ``services.ServiceStatus`` carries them."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def processed(self) -> int: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def dead_letters(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+
+
+def service_events_of(statuses: Iterable[CountedService]) -> dict[str, dict[str, int]]:
+    """Service statuses as the outcomes ``orderdeck_service_events_total`` counts."""
+    return {
+        s.name: {
+            "processed": s.processed,
+            "replayed": s.duplicates,
+            "dead_lettered": s.dead_letters,
+            "failed": s.errors,
+        }
+        for s in statuses
+    }
+
+
+def lag_samples(snapshots: Iterable[GroupSnapshot]) -> list[PartitionLagSample]:
+    """Every partition's lag in ``snapshots`` (partitions without a committed offset have none)."""
+    return [
+        PartitionLagSample(snap.group, p.topic, p.partition, p.lag)
+        for snap in snapshots
+        for p in snap.partitions
+        if p.lag is not None
+    ]
 
 
 class Metrics:

@@ -27,7 +27,13 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.metrics import Metrics, PartitionLagSample, PipelineView, ServiceEvents
+from orderdeck.metrics import (
+    Metrics,
+    PipelineView,
+    ServiceEvents,
+    lag_samples,
+    service_events_of,
+)
 from orderdeck.orders import (
     DEFAULT_ACK_TIMEOUT_S,
     OrderRequest,
@@ -543,35 +549,15 @@ class Runtime:
 
     def service_events(self) -> dict[str, dict[str, int]]:
         """The events this process's services handled, by service and outcome (metrics)."""
-        supervisor = self._supervisor
-        statuses = supervisor.statuses() if supervisor is not None else []
-        return {
-            s.name: {
-                "processed": s.processed,
-                "replayed": s.duplicates,
-                "dead_lettered": s.dead_letters,
-                "failed": s.errors,
-            }
-            for s in statuses
-        }
+        return service_events_of(self._supervisor.statuses() if self._supervisor else [])
 
     def metrics_view(self) -> PipelineView:
         """What ``GET /metrics`` shows beside the store's figures (cached: never waits)."""
         events: dict[str, Mapping[str, int]] = dict(self.service_events())
         if self.external_service_events is not None:
             events.update(self.external_service_events())
-        return PipelineView(
-            kafka_reachable=None
-            if self._kafka_state == "stopped"
-            else self._kafka_state == "running",
-            lags=[
-                PartitionLagSample(snap.group, p.topic, p.partition, p.lag)
-                for snap in self._snapshots
-                for p in snap.partitions
-                if p.lag is not None
-            ],
-            service_events=events,
-        )
+        reachable = None if self._kafka_state == "stopped" else self._kafka_state == "running"
+        return PipelineView(reachable, lag_samples(self._snapshots), events)
 
     # ------------------------------------------------------------------ actions
 
