@@ -1,4 +1,4 @@
-"""The order API: a Starlette app built by :func:`create_app` from a store and a producer.
+"""The order API: a Starlette app built by :func:`create_app` around an order desk.
 
 Store calls run on the store's database thread (``Store.run``): SQLite may make a writer wait
 for a service's batch to commit, and the event loop serving the API must not wait with it.
@@ -29,21 +29,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES, TopicNames
+from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES
 from orderdeck.orders import (
-    DEFAULT_ACK_TIMEOUT_S,
     FieldError,
     IdempotencyConflictError,
     OrderNotAcknowledgedError,
     OrderValidationError,
-    find_order,
     parse_order_body,
-    place_order,
 )
 
 if TYPE_CHECKING:
-    from orderdeck.kafka.producer import EventProducer
-    from orderdeck.store import Store
+    from orderdeck.order_desk import OrderDesk
 
 log = logging.getLogger("orderdeck.api")
 
@@ -228,34 +224,21 @@ async def _read_json_body(header: Callable[[str], str | None], chunks: AsyncIter
 # ----------------------------------------------------------------------------- the app
 
 
-def create_app(
-    store: Store,
-    producer: EventProducer,
-    names: TopicNames,
-    *,
-    health: HealthProbe | None = None,
-    ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
-) -> ASGIApp:
-    """Build the order API around an open store and a started producer.
+def create_app(desk: OrderDesk, *, health: HealthProbe | None = None) -> ASGIApp:
+    """Build the order API around an order desk (and the store and producer it holds).
 
     ``health`` reports Kafka and service state for ``GET /health`` (the runtime passes its
-    own); ``ack_timeout`` bounds the wait for Kafka's acknowledgement of an OrderPlaced.
+    own); the desk's ``ack_timeout`` bounds the wait for Kafka's acknowledgement.
     """
-    retry_after = str(max(1, math.ceil(ack_timeout)))
+    store, producer = desk.store, desk.producer
+    retry_after = str(max(1, math.ceil(desk.ack_timeout)))
 
     async def place(header: Callable[[str], str | None], chunks: AsyncIterator[bytes]) -> Answer:
         """``POST /api/v1/orders`` whichever way it arrives (see _OrdersFastPath)."""
         try:
             body = await _read_json_body(header, chunks)
             order = parse_order_body(body)
-            submitted = await place_order(
-                order,
-                store=store,
-                producer=producer,
-                names=names,
-                idempotency_key=header("idempotency-key"),
-                ack_timeout=ack_timeout,
-            )
+            submitted = await desk.place_order(order, idempotency_key=header("idempotency-key"))
         except _BadRequest as exc:
             return Answer(exc.status, error_body(exc.status, exc.message, exc.fields))
         except OrderValidationError as exc:
@@ -288,7 +271,7 @@ def create_app(
 
     async def get_order(request: Request) -> Response:
         order_id = request.path_params["order_id"]
-        view = await find_order(store, order_id)
+        view = await desk.find_order(order_id)
         if view is None:
             return error_response(404, f"no order with id {order_id!r}")
         return JSONBody(view)

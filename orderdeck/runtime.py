@@ -28,13 +28,8 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import (
-    DEFAULT_ACK_TIMEOUT_S,
-    OrderRequest,
-    SubmittedOrder,
-    flush_placements,
-    place_order,
-)
+from orderdeck.order_desk import OrderDesk
+from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -161,6 +156,7 @@ class Runtime:
         self._stop_local = False
         self._store: Store | None = None
         self._producer: EventProducer | None = None
+        self._desk: OrderDesk | None = None
         self._server: _EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
@@ -209,6 +205,13 @@ class Runtime:
         if self._producer is None:
             raise OrderdeckError("the runtime is not started")
         return self._producer
+
+    @property
+    def desk(self) -> OrderDesk:
+        """The order desk the API and submit_order place orders with (once started)."""
+        if self._desk is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._desk
 
     # ------------------------------------------------------------------ start
 
@@ -321,14 +324,13 @@ class Runtime:
         )
         await producer.start()
         self._producer = producer
+        self._desk = OrderDesk(self._store, producer, self.names, ack_timeout=self.ack_timeout)
         if not self.with_api:
             self._progress("api", "done", "API disabled")
             return
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
-        app = create_app(
-            self._store, producer, self.names, health=self.health, ack_timeout=self.ack_timeout
-        )
+        app = create_app(self._desk, health=self.health)
         config = uvicorn.Config(
             app,
             host=self.settings.api_host,
@@ -445,8 +447,10 @@ class Runtime:
         if self._producer is not None:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
+        if self._desk is not None:
+            await self._bounded(self._desk.aclose(), "recording accepted orders")
+            self._desk = None
         if self._store is not None:
-            await self._bounded(flush_placements(self._store), "recording accepted orders")
             self._store.close()
         if self._local is not None and self._stop_local:
             await asyncio.to_thread(self._local.stop)
@@ -552,14 +556,7 @@ class Runtime:
         self, request: OrderRequest, *, idempotency_key: str | None = None
     ) -> SubmittedOrder:
         """Place an order exactly as ``POST /api/v1/orders`` does (same validation and path)."""
-        return await place_order(
-            request,
-            store=self.store,
-            producer=self.producer,
-            names=self.names,
-            idempotency_key=idempotency_key,
-            ack_timeout=self.ack_timeout,
-        )
+        return await self.desk.place_order(request, idempotency_key=idempotency_key)
 
     def service_groups(self) -> list[str]:
         """The consumer groups of the pipeline's services (named after their inbox topics)."""

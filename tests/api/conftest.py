@@ -16,6 +16,7 @@ from orderdeck.api import create_app
 from orderdeck.events import TopicNames
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.kafka.tail import TailRecord, TopicTail
+from orderdeck.order_desk import OrderDesk
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
 
@@ -40,11 +41,19 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[EventProducer]:
 
 
 @pytest.fixture
-async def client(
+async def desk(
     store: Store, producer: EventProducer, topic_names: TopicNames
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[OrderDesk]:
+    """The order desk the app places orders with (closed before the store)."""
+    d = OrderDesk(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
+    yield d
+    await d.aclose()
+
+
+@pytest.fixture
+async def client(desk: OrderDesk) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app over ASGI (no socket)."""
-    app = create_app(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
+    app = create_app(desk)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://orderdeck.test") as c:
         yield c
