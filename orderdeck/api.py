@@ -21,7 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -29,7 +29,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES
+from orderdeck.api_models import (
+    DEFAULT_PAGE,
+    KNOWN_STATUSES,
+    MAX_BODY_BYTES,
+    MAX_PAGE,
+    ErrorBody,
+    ErrorDetail,
+    ErrorField,
+    HealthReport,
+    KafkaHealth,
+)
+from orderdeck.openapi import openapi_document
 from orderdeck.orders import (
     FieldError,
     IdempotencyConflictError,
@@ -45,61 +56,6 @@ log = logging.getLogger("orderdeck.api")
 
 #: The collection every order is POSTed to.
 ORDERS_PATH = "/api/v1/orders"
-#: Largest accepted request body; an order is a few hundred bytes.
-MAX_BODY_BYTES = 64 * 1024
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
-#: Statuses an order can be listed by: the in-flight ones (see store.py) and the final ones.
-KNOWN_STATUSES = IN_FLIGHT_STATUSES | FINAL_STATUSES
-
-
-class ErrorField(BaseModel):
-    """One field that made a request unacceptable."""
-
-    field: str
-    reason: str
-
-
-class ErrorDetail(BaseModel):
-    """What went wrong, for people and programs."""
-
-    status: int
-    message: str
-    fields: list[ErrorField] = Field(default_factory=list)
-
-
-class ErrorBody(BaseModel):
-    """Every error answer of the API has this shape."""
-
-    error: ErrorDetail
-
-
-class KafkaHealth(BaseModel):
-    """Whether the API's Kafka cluster answers."""
-
-    bootstrapServers: str
-    reachable: bool | None = None
-
-
-class ServiceHealth(BaseModel):
-    """One pipeline service as the runtime sees it."""
-
-    name: str
-    state: str
-    instances: int = 0
-    lag: int | None = None
-
-
-class HealthReport(BaseModel):
-    """``GET /health``: ``ok`` when Kafka answers and every service runs."""
-
-    status: str
-    kafka: KafkaHealth
-    api: str = "running"
-    services: list[ServiceHealth] = Field(default_factory=list)
-    totalLag: int | None = None
-
-
 HealthProbe = Callable[[], Awaitable[HealthReport]]
 
 
@@ -317,8 +273,6 @@ def create_app(desk: OrderDesk, *, health: HealthProbe | None = None) -> ASGIApp
         return JSONBody(report, status_code=200 if report.status == "ok" else 503)
 
     async def get_openapi(request: Request) -> Response:
-        from orderdeck.openapi import openapi_document  # it imports this module
-
         return JSONBody(openapi_document())
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -1,7 +1,7 @@
 """The order API's OpenAPI 3.1 document, generated from the pydantic models it uses.
 
 The request and response schemas come from ``model_json_schema`` of the very models that
-validate and serialise (``orders.SingleItemOrder``, ``api.ErrorBody``, the store's views), so
+validate and serialise (``orders.SingleItemOrder``, ``api_models.ErrorBody``, the store's views), so
 the document cannot drift from what the API accepts and answers.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from orderdeck.api import KNOWN_STATUSES, MAX_BODY_BYTES, MAX_PAGE, ErrorBody, HealthReport
+from orderdeck.api_models import KNOWN_STATUSES, MAX_BODY_BYTES, MAX_PAGE, ErrorBody, HealthReport
 from orderdeck.orders import MultiItemOrder, OrderCreated, SingleItemOrder
 from orderdeck.store import OrderSummary, OrderView, Product
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
 
-from orderdeck.api import HealthReport, KafkaHealth, ServiceHealth, create_app
+from orderdeck.api import create_app
+from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
