@@ -40,8 +40,22 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 #: Namespace of the ids derived from an Idempotency-Key (uuid5): stable across processes.
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c52-3b8e-5f0a-9c47-0d5e2a7b9e11")
 
-CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-ProductId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+#: Ids are shown in terminals and logs: no control characters (U+0000-U+001F, U+007F) and no
+#: bidirectional overrides or isolates (U+202A-U+202E, U+2066-U+2069), which could make an id
+#: display as another. A pattern (not a validator) so the OpenAPI document states it too.
+PRINTABLE_ID_PATTERN = r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$"
+CustomerId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=128, pattern=PRINTABLE_ID_PATTERN
+    ),
+]
+ProductId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=PRINTABLE_ID_PATTERN
+    ),
+]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 
 
@@ -194,6 +208,7 @@ _REASONS = {
     "list_type": "must be a list",
     "model_type": "must be an object",
     "dict_type": "must be an object",
+    "string_pattern_mismatch": "must not contain control or bidirectional formatting characters",
 }
 
 

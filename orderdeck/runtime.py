@@ -17,17 +17,16 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
-
-import uvicorn
 
 from orderdeck.api import create_app
 from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.http_server import EmbeddedServer, api_server
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.order_desk import OrderDesk
 from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
@@ -90,17 +89,6 @@ class RuntimeStatus:
     steps: tuple[StartupStep, ...] = ()
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling: the process that embeds it owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def install_signal_handlers(self) -> None:  # older uvicorn releases call this instead
-        return None
-
-
 @dataclass
 class _Counters:
     """Samples of the total order count, to turn into orders/s."""
@@ -158,7 +146,7 @@ class Runtime:
         self._store: Store | None = None
         self._producer: EventProducer | None = None
         self._desk: OrderDesk | None = None
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
@@ -332,19 +320,7 @@ class Runtime:
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
         app = create_app(self._desk, health=self.health)
-        config = uvicorn.Config(
-            app,
-            host=self.settings.api_host,
-            port=self.settings.api_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-            # No proxy sits in front of it by default: skip the X-Forwarded-* rewriting layer.
-            proxy_headers=False,
-        )
-        server = _EmbeddedServer(config)
+        server = api_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
         while not server.started:
@@ -360,7 +336,7 @@ class Runtime:
         self._api_state = "running"
         self._progress("api", "done", f"API at {self.api_url}")
 
-    async def _serve(self, server: _EmbeddedServer) -> None:
+    async def _serve(self, server: EmbeddedServer) -> None:
         try:
             await server.serve()
         except SystemExit:  # uvicorn exits this way when it cannot bind
