@@ -16,25 +16,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import uvicorn
-
-from orderdeck.api import HealthReport, KafkaHealth, ServiceHealth, create_app
+from orderdeck.api import create_app
+from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.http_server import EmbeddedServer, api_server
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import (
-    DEFAULT_ACK_TIMEOUT_S,
-    OrderRequest,
-    SubmittedOrder,
-    flush_placements,
-    place_order,
+from orderdeck.metrics import (
+    Metrics,
+    PipelineView,
+    ServiceEvents,
+    lag_samples,
+    service_events_of,
 )
+from orderdeck.order_desk import OrderDesk
+from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
+from orderdeck.rates import RateMeter
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -94,32 +96,6 @@ class RuntimeStatus:
     steps: tuple[StartupStep, ...] = ()
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling: the process that embeds it owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def install_signal_handlers(self) -> None:  # older uvicorn releases call this instead
-        return None
-
-
-@dataclass
-class _Counters:
-    """Samples of the total order count, to turn into orders/s."""
-
-    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
-
-    def add(self, total: int) -> float:
-        now = time.monotonic()
-        self.samples.append((now, total))
-        while len(self.samples) > 2 and now - self.samples[0][0] > RATE_WINDOW_S:
-            self.samples.popleft()
-        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
-
 class Runtime:
     """Starts, watches and stops everything one orderdeck process runs."""
 
@@ -163,7 +139,8 @@ class Runtime:
         self._stop_local = False
         self._store: Store | None = None
         self._producer: EventProducer | None = None
-        self._server: _EmbeddedServer | None = None
+        self._desk: OrderDesk | None = None
+        self._server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
@@ -179,8 +156,11 @@ class Runtime:
         #: (service, state) of services that other processes run for this one (``serve
         #: --processes``), reported by ``GET /health`` beside the local ones.
         self.external_services: Callable[[], Sequence[tuple[str, str]]] | None = None
+        #: The service events of those processes, for ``GET /metrics``.
+        self.external_service_events: Callable[[], ServiceEvents] | None = None
+        self._snapshots: list[GroupSnapshot] = []
         self._snapshot_at = 0.0
-        self._rate = _Counters()
+        self._rate = RateMeter(RATE_WINDOW_S)
         self._started = False
         self._running = False
 
@@ -216,6 +196,13 @@ class Runtime:
         if self._producer is None:
             raise OrderdeckError("the runtime is not started")
         return self._producer
+
+    @property
+    def desk(self) -> OrderDesk:
+        """The order desk the API and submit_order place orders with (once started)."""
+        if self._desk is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._desk
 
     # ------------------------------------------------------------------ start
 
@@ -258,7 +245,7 @@ class Runtime:
                 raise
             raise OrderdeckError(f"{step} failed to start: {message}") from exc
         self._counts = await self.store.run(self.store.status_counts)
-        self._rate.add(sum(self._counts.values()))
+        self._rate.add(time.monotonic(), sum(self._counts.values()))
         self._running = True
         self._stopping.clear()
         if self.monitor:
@@ -326,27 +313,16 @@ class Runtime:
         producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
         self._producer = producer
+        self._desk = OrderDesk(self._store, producer, self.names, ack_timeout=self.ack_timeout)
         if not self.with_api:
             self._progress("api", "done", "API disabled")
             return
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
         app = create_app(
-            self._store, producer, self.names, health=self.health, ack_timeout=self.ack_timeout
+            self._desk, health=self.health, metrics=Metrics(self._store, self.metrics_view)
         )
-        config = uvicorn.Config(
-            app,
-            host=self.settings.api_host,
-            port=self.settings.api_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-            # No proxy sits in front of it by default: skip the X-Forwarded-* rewriting layer.
-            proxy_headers=False,
-        )
-        server = _EmbeddedServer(config)
+        server = api_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
         while not server.started:
@@ -362,7 +338,7 @@ class Runtime:
         self._api_state = "running"
         self._progress("api", "done", f"API at {self.api_url}")
 
-    async def _serve(self, server: _EmbeddedServer) -> None:
+    async def _serve(self, server: EmbeddedServer) -> None:
         try:
             await server.serve()
         except SystemExit:  # uvicorn exits this way when it cannot bind
@@ -450,8 +426,10 @@ class Runtime:
         if self._producer is not None:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
+        if self._desk is not None:
+            await self._bounded(self._desk.aclose(), "recording accepted orders")
+            self._desk = None
         if self._store is not None:
-            await self._bounded(flush_placements(self._store), "recording accepted orders")
             self._store.close()
         if self._local is not None and self._stop_local:
             await asyncio.to_thread(self._local.stop)
@@ -477,7 +455,8 @@ class Runtime:
             try:
                 counts = await self.store.run(self.store.status_counts)
                 self._counts = counts
-                self._orders_per_s = self._rate.add(sum(counts.values()))
+                self._rate.add(time.monotonic(), sum(counts.values()))
+                self._orders_per_s = self._rate.rate() or 0.0
                 if tick % LAG_EVERY_N_TICKS == 0:
                     await self._refresh_kafka()
             except asyncio.CancelledError:
@@ -549,20 +528,25 @@ class Runtime:
             totalLag=status.total_lag,
         )
 
+    def service_events(self) -> dict[str, dict[str, int]]:
+        """The events this process's services handled, by service and outcome (metrics)."""
+        return service_events_of(self._supervisor.statuses() if self._supervisor else [])
+
+    def metrics_view(self) -> PipelineView:
+        """What ``GET /metrics`` shows beside the store's figures (cached: never waits)."""
+        events: dict[str, Mapping[str, int]] = dict(self.service_events())
+        if self.external_service_events is not None:
+            events.update(self.external_service_events())
+        reachable = None if self._kafka_state == "stopped" else self._kafka_state == "running"
+        return PipelineView(reachable, lag_samples(self._snapshots), events)
+
     # ------------------------------------------------------------------ actions
 
     async def submit_order(
         self, request: OrderRequest, *, idempotency_key: str | None = None
     ) -> SubmittedOrder:
         """Place an order exactly as ``POST /api/v1/orders`` does (same validation and path)."""
-        return await place_order(
-            request,
-            store=self.store,
-            producer=self.producer,
-            names=self.names,
-            idempotency_key=idempotency_key,
-            ack_timeout=self.ack_timeout,
-        )
+        return await self.desk.place_order(request, idempotency_key=idempotency_key)
 
     def service_groups(self) -> list[str]:
         """The consumer groups of the pipeline's services (named after their inbox topics)."""
@@ -572,6 +556,7 @@ class Runtime:
         """Members, assignments and lag of the four service groups (standard admin calls)."""
         inspector = await self._ensure_inspector()
         snapshots = await inspector.describe(self.service_groups())
+        self._snapshots = snapshots
         self._lags = {s.group: s.total_lag for s in snapshots}
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()
