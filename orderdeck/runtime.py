@@ -17,24 +17,19 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import uvicorn
-
-from orderdeck.api import HealthReport, KafkaHealth, ServiceHealth, create_app
+from orderdeck.api import create_app
+from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.http_server import EmbeddedServer, api_server
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import (
-    DEFAULT_ACK_TIMEOUT_S,
-    OrderRequest,
-    SubmittedOrder,
-    flush_placements,
-    place_order,
-)
+from orderdeck.order_desk import OrderDesk
+from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -94,17 +89,6 @@ class RuntimeStatus:
     steps: tuple[StartupStep, ...] = ()
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling: the process that embeds it owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def install_signal_handlers(self) -> None:  # older uvicorn releases call this instead
-        return None
-
-
 @dataclass
 class _Counters:
     """Samples of the total order count, to turn into orders/s."""
@@ -148,7 +132,9 @@ class Runtime:
         self.with_api = with_api
         self.keep_kafka = keep_kafka
         self.names = TopicNames(prefix=settings.topic_prefix)
-        self.bootstrap_servers = settings.bootstrap_servers or f"127.0.0.1:{settings.kafka_port}"
+        #: How every client of this process reaches Kafka (the local broker's port is
+        #: settled when it starts).
+        self.kafka = settings.kafka_connection()
         self.api_url = settings.api_url
         self.ack_timeout = ack_timeout
         self._log_handler = log_handler
@@ -161,7 +147,8 @@ class Runtime:
         self._stop_local = False
         self._store: Store | None = None
         self._producer: EventProducer | None = None
-        self._server: _EmbeddedServer | None = None
+        self._desk: OrderDesk | None = None
+        self._server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
@@ -190,6 +177,11 @@ class Runtime:
         return self._running
 
     @property
+    def bootstrap_servers(self) -> str:
+        """Where Kafka is (the local broker's real port once it started)."""
+        return self.kafka.bootstrap_servers
+
+    @property
     def store(self) -> Store:
         """The shared SQLite store (available once started)."""
         if self._store is None:
@@ -209,6 +201,13 @@ class Runtime:
         if self._producer is None:
             raise OrderdeckError("the runtime is not started")
         return self._producer
+
+    @property
+    def desk(self) -> OrderDesk:
+        """The order desk the API and submit_order place orders with (once started)."""
+        if self._desk is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._desk
 
     # ------------------------------------------------------------------ start
 
@@ -258,7 +257,7 @@ class Runtime:
             self._monitor = asyncio.create_task(self._watch(), name="orderdeck-runtime-monitor")
 
     async def _start_kafka(self) -> None:
-        from orderdeck.kafka.probe import wait_until_ready
+        from orderdeck.kafka.clients import wait_until_ready
 
         self._kafka_state = "starting"
         if self.settings.uses_local_kafka:
@@ -280,7 +279,7 @@ class Runtime:
             # A broker this process did not start (kept by an earlier run, or serving another
             # process) is left running.
             self._stop_local = not result.already_running and not self.keep_kafka
-            self.bootstrap_servers = result.bootstrap_servers
+            self.kafka = self.kafka.with_bootstrap(result.bootstrap_servers)
             how = "reusing the running" if result.already_running else "started the"
             self._progress(
                 "kafka",
@@ -290,7 +289,7 @@ class Runtime:
         else:
             self._progress("kafka", "running", f"connecting to {self.bootstrap_servers}")
             try:
-                await wait_until_ready(self.bootstrap_servers, KAFKA_READY_TIMEOUT_S)
+                await wait_until_ready(self.kafka, KAFKA_READY_TIMEOUT_S)
             except OrderdeckError:
                 raise
             except Exception as exc:
@@ -305,7 +304,7 @@ class Runtime:
 
         self._progress("topics", "running", "creating topics")
         await ensure_topics(
-            self.bootstrap_servers,
+            self.kafka,
             self.names,
             partitions=self.settings.partitions,
             replication_factor=self.settings.replication_factor,
@@ -316,32 +315,17 @@ class Runtime:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = await asyncio.to_thread(Store, self.settings.db_path)
         self._store.run_inline = self.store_on_loop
-        producer = EventProducer(
-            self.bootstrap_servers, client_id="orderdeck-api", linger_s=API_PRODUCE_LINGER_S
-        )
+        producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
         self._producer = producer
+        self._desk = OrderDesk(self._store, producer, self.names, ack_timeout=self.ack_timeout)
         if not self.with_api:
             self._progress("api", "done", "API disabled")
             return
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
-        app = create_app(
-            self._store, producer, self.names, health=self.health, ack_timeout=self.ack_timeout
-        )
-        config = uvicorn.Config(
-            app,
-            host=self.settings.api_host,
-            port=self.settings.api_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-            # No proxy sits in front of it by default: skip the X-Forwarded-* rewriting layer.
-            proxy_headers=False,
-        )
-        server = _EmbeddedServer(config)
+        app = create_app(self._desk, health=self.health)
+        server = api_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
         while not server.started:
@@ -357,7 +341,7 @@ class Runtime:
         self._api_state = "running"
         self._progress("api", "done", f"API at {self.api_url}")
 
-    async def _serve(self, server: _EmbeddedServer) -> None:
+    async def _serve(self, server: EmbeddedServer) -> None:
         try:
             await server.serve()
         except SystemExit:  # uvicorn exits this way when it cannot bind
@@ -371,7 +355,7 @@ class Runtime:
 
         self._progress("services", "running", f"starting {', '.join(self.services)}")
         supervisor = Supervisor(
-            self.bootstrap_servers,
+            self.kafka,
             self.settings.db_path,
             self.names,
             services=self.services,
@@ -445,8 +429,10 @@ class Runtime:
         if self._producer is not None:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
+        if self._desk is not None:
+            await self._bounded(self._desk.aclose(), "recording accepted orders")
+            self._desk = None
         if self._store is not None:
-            await self._bounded(flush_placements(self._store), "recording accepted orders")
             self._store.close()
         if self._local is not None and self._stop_local:
             await asyncio.to_thread(self._local.stop)
@@ -485,12 +471,10 @@ class Runtime:
                 await asyncio.wait_for(self._stopping.wait(), MONITOR_INTERVAL_S)
 
     async def _refresh_kafka(self) -> None:
-        from orderdeck.kafka.probe import parse_bootstrap, probe_async
+        from orderdeck.kafka.clients import is_ready
 
-        host, port = parse_bootstrap(self.bootstrap_servers)[0]
         try:
-            answer = await probe_async(host, port, timeout=PROBE_TIMEOUT_S)
-            reachable = answer.ready
+            reachable = await is_ready(self.kafka, PROBE_TIMEOUT_S)
         except Exception as exc:
             log.debug("Kafka probe failed: %s", exc)
             reachable = False
@@ -552,14 +536,7 @@ class Runtime:
         self, request: OrderRequest, *, idempotency_key: str | None = None
     ) -> SubmittedOrder:
         """Place an order exactly as ``POST /api/v1/orders`` does (same validation and path)."""
-        return await place_order(
-            request,
-            store=self.store,
-            producer=self.producer,
-            names=self.names,
-            idempotency_key=idempotency_key,
-            ack_timeout=self.ack_timeout,
-        )
+        return await self.desk.place_order(request, idempotency_key=idempotency_key)
 
     def service_groups(self) -> list[str]:
         """The consumer groups of the pipeline's services (named after their inbox topics)."""
@@ -586,7 +563,7 @@ class Runtime:
     async def _start_inspector(self) -> GroupInspector:
         from orderdeck.kafka.admin import GroupInspector
 
-        inspector = GroupInspector(self.bootstrap_servers)
+        inspector = GroupInspector(self.kafka)
         try:
             await inspector.start()
         except BaseException:
@@ -598,4 +575,4 @@ class Runtime:
         """A group-less tail of ``topics`` (the caller starts and stops it)."""
         from orderdeck.kafka.tail import TopicTail
 
-        return TopicTail(self.bootstrap_servers, topics, from_beginning=from_beginning)
+        return TopicTail(self.kafka, topics, from_beginning=from_beginning)

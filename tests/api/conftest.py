@@ -14,8 +14,11 @@ import pytest
 
 from orderdeck.api import create_app
 from orderdeck.events import TopicNames
+from orderdeck.http_server import api_server
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.kafka.tail import TailRecord, TopicTail
+from orderdeck.order_desk import OrderDesk
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
 
@@ -31,23 +34,48 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[EventProducer]:
+async def producer(kafka_connection: KafkaConnection) -> AsyncIterator[EventProducer]:
     """A started producer on the session broker."""
-    p = EventProducer(kafka_bootstrap, client_id="test-api")
+    p = EventProducer(kafka_connection, client_suffix="test-api")
     await p.start()
     yield p
     await p.stop()
 
 
 @pytest.fixture
-async def client(
+async def desk(
     store: Store, producer: EventProducer, topic_names: TopicNames
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[OrderDesk]:
+    """The order desk the app places orders with (closed before the store)."""
+    d = OrderDesk(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
+    yield d
+    await d.aclose()
+
+
+@pytest.fixture
+async def client(desk: OrderDesk) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app over ASGI (no socket)."""
-    app = create_app(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
+    app = create_app(desk)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://orderdeck.test") as c:
         yield c
+
+
+@pytest.fixture
+async def api_url(desk: OrderDesk) -> AsyncIterator[str]:
+    """The app served over real TCP on a free port, by the server every orderdeck runs."""
+    server = api_server(create_app(desk), "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                assert not task.done(), "the API server did not start"
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def wait_for(
@@ -67,10 +95,10 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[TailRecord]:
+async def read_topic(kafka: KafkaConnection, topic: str) -> list[TailRecord]:
     """Every record currently in ``topic`` (group-less, from the beginning)."""
     records: list[TailRecord] = []
-    async with TopicTail(bootstrap, [topic], from_beginning=True) as tail:
+    async with TopicTail(kafka, [topic], from_beginning=True) as tail:
         while not await tail.caught_up():
             records.extend(await tail.next_batch(timeout_ms=100))
     return records
@@ -78,10 +106,10 @@ async def read_topic(bootstrap: str, topic: str) -> list[TailRecord]:
 
 @pytest.fixture
 async def services(
-    kafka_bootstrap: str, store: Store, topic_names: TopicNames
+    kafka_connection: KafkaConnection, store: Store, topic_names: TopicNames
 ) -> AsyncIterator[Supervisor]:
     """The four services, in-process, on the test's topics and database."""
-    supervisor = Supervisor(kafka_bootstrap, store.path, topic_names)
+    supervisor = Supervisor(kafka_connection, store.path, topic_names)
     await supervisor.start()
     try:
         async with asyncio.timeout(30):

@@ -11,13 +11,10 @@ import httpx
 
 from orderdeck.api import create_app
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import (
-    RECORD_DELAY_S,
-    build_order_placed,
-    flush_placements,
-    parse_order_body,
-)
+from orderdeck.order_desk import RECORD_DELAY_S, OrderDesk
+from orderdeck.orders import build_order_placed, parse_order_body
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
 from tests.api.conftest import read_topic, wait_for
@@ -75,7 +72,7 @@ async def test_multi_item_body_lists_items_in_the_answer(client: httpx.AsyncClie
 
 
 async def test_same_idempotency_key_and_body_gives_the_same_order_and_one_event(
-    client: httpx.AsyncClient, kafka_bootstrap: str, topic_names: TopicNames
+    client: httpx.AsyncClient, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     first = await post(client, ORIGINAL, key="retry-me")
     again = await asyncio.gather(*(post(client, ORIGINAL, key="retry-me") for _ in range(5)))
@@ -86,17 +83,17 @@ async def test_same_idempotency_key_and_body_gives_the_same_order_and_one_event(
         assert response.headers["location"] == first.headers["location"]
         assert response.headers["idempotent-replayed"] == "true"
     order_id = first.json()["event"]["id"]
-    records = await read_topic(kafka_bootstrap, topic_names.orders)
+    records = await read_topic(kafka_connection, topic_names.orders)
     assert [r.order_id for r in records] == [order_id]
 
 
 async def test_concurrent_first_requests_with_one_key_produce_one_event(
-    client: httpx.AsyncClient, kafka_bootstrap: str, topic_names: TopicNames
+    client: httpx.AsyncClient, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     responses = await asyncio.gather(*(post(client, ORIGINAL, key="race") for _ in range(8)))
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["event"]["id"] for r in responses}) == 1
-    assert len(await read_topic(kafka_bootstrap, topic_names.orders)) == 1
+    assert len(await read_topic(kafka_connection, topic_names.orders)) == 1
 
 
 async def test_same_idempotency_key_with_another_body_is_409(
@@ -165,11 +162,11 @@ async def test_an_accepted_order_is_readable_at_once_and_recorded_by_the_api_lat
 
 
 async def test_flush_records_accepted_orders_at_once(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, desk: OrderDesk
 ) -> None:
     ids = [(await post(client, ORIGINAL)).json()["event"]["id"] for _ in range(3)]
     assert store.existing_orders(ids) == set()
-    await flush_placements(store)
+    await desk.flush()
     assert store.existing_orders(ids) == set(ids)
 
 
@@ -251,11 +248,9 @@ async def test_crash_between_ack_and_saving_the_key_cannot_create_a_second_order
     assert store.order_payments(lost.orderId) == {"charge": 2 * 8999}
 
 
-async def test_the_starlette_route_answers_posts_like_the_fast_path(
-    store: Store, producer: EventProducer, topic_names: TopicNames
-) -> None:
+async def test_the_starlette_route_answers_posts_like_the_fast_path(desk: OrderDesk) -> None:
     """POSTs skip Starlette's layers (api._OrdersFastPath); its route answers the same way."""
-    app = create_app(store, producer, topic_names)
+    app = create_app(desk)
     inner = app.app  # type: ignore[attr-defined]
     bad = {"customerId": "c", "productId": "sku-mouse", "quantity": 0}
     answers = []
