@@ -6,6 +6,9 @@ first time a test asks for ``kafka_bootstrap`` and stops it at the end. With
 themselves by name: ``topic_names`` hands each test its own prefix with the eight pipeline
 topics already created (and deletes them afterwards so the broker stays small).
 
+``secure_kafka`` is a second broker, started the way ``orderdeck kafka start --secure`` starts
+one (SASL_SSL, SCRAM-SHA-512, its own CA), once per session and only if a test asks for it.
+
 At the very end the session checks the process table: a JVM started by any test under this
 run's temporary directory and still alive fails the run (and is killed).
 """
@@ -59,10 +62,10 @@ def java_processes_under(path: Path) -> list[int]:
     return found
 
 
-def start_local_kafka(data_dir: Path, attempts: int = 3) -> LocalKafka:
+def start_local_kafka(data_dir: Path, attempts: int = 3, *, secure: bool = False) -> LocalKafka:
     """Start a broker on a free port, retrying if another process grabs the port first."""
     for attempt in range(attempts):
-        kafka = LocalKafka(data_dir, port=free_port())
+        kafka = LocalKafka(data_dir, port=free_port(), secure=secure)
         try:
             kafka.start(timeout=120)
             return kafka
@@ -90,6 +93,20 @@ def session_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKaf
         yield None
         return
     kafka = start_local_kafka(tmp_path_factory.mktemp("session-kafka"))
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A secured local broker (SASL_SSL on its port), shared by the whole session.
+
+    Always local, also with ORDERDECK_TEST_BOOTSTRAP: it tests orderdeck's own ``--secure``.
+    Its client settings are ``secure_kafka.connection()`` and ``client_properties_path``.
+    """
+    kafka = start_local_kafka(tmp_path_factory.mktemp("secure-kafka"), secure=True)
     try:
         yield kafka
     finally:

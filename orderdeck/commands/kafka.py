@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument(
         "--timeout", type=float, default=90.0, help="seconds to wait for readiness (default: 90)"
     )
+    start.add_argument(
+        "--secure",
+        action="store_true",
+        help="listen with SASL_SSL (SCRAM-SHA-512, a generated CA and certificate) and write "
+        "<data-dir>/kafka/client.properties for orderdeck and `kcat -F`; the data dir stays "
+        "secure on later starts",
+    )
     start.set_defaults(func=run_start)
 
     stop = actions.add_parser("stop", help="shut the local broker down cleanly")
@@ -94,7 +101,11 @@ def _quiet_client_logs() -> None:
 def _local(args: argparse.Namespace) -> LocalKafka:
     from orderdeck.kafka.local import LocalKafka
 
-    return LocalKafka(args.data_dir, getattr(args, "port", DEFAULT_KAFKA_PORT))
+    return LocalKafka(
+        args.data_dir,
+        getattr(args, "port", DEFAULT_KAFKA_PORT),
+        secure=getattr(args, "secure", False),
+    )
 
 
 def run_install(args: argparse.Namespace) -> int:
@@ -117,7 +128,6 @@ def run_install(args: argparse.Namespace) -> int:
 
 def run_start(args: argparse.Namespace) -> int:
     """Start (or find) the broker, create the topics, print the bootstrap address last."""
-    from orderdeck.kafka.connection import KafkaConnection
     from orderdeck.kafka.install import is_installed
     from orderdeck.kafka.local import KAFKA_VERSION
     from orderdeck.kafka.topics import ensure_topics
@@ -126,6 +136,8 @@ def run_start(args: argparse.Namespace) -> int:
     kafka = _local(args)
     if not is_installed() and kafka.status() is None:
         print(f"Installing Apache Kafka {KAFKA_VERSION} with Maven (first time only)...")
+    if kafka.secure and not args.secure:
+        print(f"{kafka.data_dir} was set up with --secure: starting it secure (SASL_SSL).")
     result = kafka.start(timeout=args.timeout)
     if result.already_running:
         print(f"Kafka is already running for {kafka.data_dir} (pid {result.pid}).")
@@ -134,7 +146,10 @@ def run_start(args: argparse.Namespace) -> int:
             f"Started Apache Kafka {KAFKA_VERSION} (pid {result.pid}) in {result.seconds:.1f} s; "
             f"log: {result.log_path}"
         )
-    report = asyncio.run(ensure_topics(KafkaConnection(result.bootstrap_servers)))
+    connection = kafka.connection()
+    if connection.uses_sasl:
+        print(f"Security: {connection.describe()}; client settings: {kafka.client_properties_path}")
+    report = asyncio.run(ensure_topics(connection))
     if report.created:
         print(f"Created topics: {', '.join(report.created)}")
     print(result.bootstrap_servers)
@@ -160,6 +175,7 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"not running ({kafka.data_dir})")
         return 1
     print(f"bootstrap: {status.bootstrap_servers}")
+    print(f"security:  {_security_line(kafka, status.security_protocol)}")
     print(f"pid:       {status.pid}")
     print(f"version:   Apache Kafka {status.version}")
     print(f"uptime:    {_duration(status.uptime)}")
@@ -187,6 +203,18 @@ def run_topics(args: argparse.Namespace) -> int:
         detail = " ".join(f"{p}:{o}" for p, o in enumerate(offsets))
         print(f"{name:<{width}}  {partitions:>10}  {sum(offsets)} ({detail})")
     return 0
+
+
+def _security_line(kafka: LocalKafka, protocol: str) -> str:
+    """``PLAINTEXT``, or the protocol, mechanism, user and the client settings file."""
+    if protocol == "PLAINTEXT":
+        return protocol
+    from orderdeck.kafka.local import SCRAM_MECHANISM, SCRAM_USER
+
+    return (
+        f"{protocol} {SCRAM_MECHANISM} as {SCRAM_USER} "
+        f"(client settings: {kafka.client_properties_path})"
+    )
 
 
 def _duration(seconds: float) -> str:

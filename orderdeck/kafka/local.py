@@ -4,12 +4,21 @@ orderdeck never fakes Kafka. Without an external cluster it runs the real broker
 JVM: the jars come from :mod:`orderdeck.kafka.install`, the config is written here on every
 start (so a changed port simply takes effect), storage is formatted once with a cluster id
 kept beside it, and the process is found again through a pid file whose pid is only trusted
-while ``/proc/<pid>/cmdline`` still names this data dir's config — a recycled pid is never
-signalled.
+while that process's command line (read with psutil, so Linux and macOS alike) still names
+this data dir's config — a recycled pid is never signalled.
+
+``--secure`` makes the one data listener SASL_SSL (SCRAM-SHA-512, TLS with a certificate from
+:mod:`orderdeck.kafka.tls`): the user is created when storage is formatted, its random password
+kept in ``client.properties``, which both orderdeck and ``kcat -F`` read. That file is also the
+record that this data dir is secure, so later starts stay secure without the flag. The
+controller listener stays plaintext on 127.0.0.1: it is internal to the one JVM.
 
 Layout of ``<data-dir>/kafka``::
 
-    server.properties   written by orderdeck on each start
+    server.properties   written by orderdeck on each start (0600 when secure: it holds
+                        the broker's own SCRAM password)
+    client.properties   secure only: how clients connect, with the password (0600)
+    tls/                secure only: the CA and the broker's certificate and key
     cluster.id          the id storage was formatted with
     logs/               Kafka's log dir (topics and the metadata log)
     kafka.pid           pid of the running JVM
@@ -26,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -36,7 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
+from orderdeck.kafka.connection import KafkaConnection, parse_properties, render_properties
 from orderdeck.kafka.install import (
     KAFKA_VERSION,
     LOG4J_CONFIG,
@@ -46,9 +59,12 @@ from orderdeck.kafka.install import (
     locked,
 )
 from orderdeck.kafka.probe import ProbeError, probe, wait_until_ready
+from orderdeck.kafka.tls import BrokerTls, ensure_certificates, write_private
 
 __all__ = [
     "KAFKA_VERSION",
+    "SCRAM_MECHANISM",
+    "SCRAM_USER",
     "BrokerExitedError",
     "BrokerStatus",
     "ClusterIdMismatchError",
@@ -70,6 +86,10 @@ COMMON_OPTS = ("-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
 TOOL_OPTS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 
 _LOOPBACK = "127.0.0.1"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+#: The SASL user ``--secure`` creates; its password is random per data dir.
+SCRAM_USER = "orderdeck"
+_SECURE_PROTOCOL = "SASL_SSL"
 _STALE_DUMP_AGE = 600.0
 
 
@@ -118,6 +138,8 @@ class BrokerStatus:
     started_at: float
     data_dir: Path
     log_path: Path
+    #: ``PLAINTEXT``, or ``SASL_SSL`` for a broker started with ``--secure``.
+    security_protocol: str = "PLAINTEXT"
 
     @property
     def uptime(self) -> float:
@@ -126,11 +148,16 @@ class BrokerStatus:
 
 
 class LocalKafka:
-    """A single-node KRaft Kafka whose files live under ``data_dir / "kafka"``."""
+    """A single-node KRaft Kafka whose files live under ``data_dir / "kafka"``.
 
-    def __init__(self, data_dir: Path, port: int = 9092) -> None:
+    ``secure=True`` asks for a SASL_SSL broker; a data dir that was set up secure stays
+    secure whatever is asked (see :attr:`secure`).
+    """
+
+    def __init__(self, data_dir: Path, port: int = 9092, *, secure: bool = False) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.port = port
+        self._secure_requested = secure
         self.kafka_dir = self.data_dir / "kafka"
         self.config_path = self.kafka_dir / "server.properties"
         self.pid_path = self.kafka_dir / "kafka.pid"
@@ -139,6 +166,8 @@ class LocalKafka:
         self.log_dir = self.kafka_dir / "logs"
         self.log_path = self.kafka_dir / "server.log"
         self.out_path = self.kafka_dir / "kafka.out"
+        self.client_properties_path = self.kafka_dir / "client.properties"
+        self.tls = BrokerTls(self.kafka_dir / "tls")
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offsets: dict[Path, int] = {}
 
@@ -146,6 +175,57 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:<port>``: the address clients bootstrap from."""
         return f"{_LOOPBACK}:{self.port}"
+
+    @property
+    def secure(self) -> bool:
+        """SASL_SSL: asked for, or this data dir was set up so by an earlier ``--secure``.
+
+        A secure data dir is never quietly downgraded: its storage holds the SCRAM user and
+        its clients were handed ``client.properties``, so a start without ``--secure`` keeps
+        it secure rather than opening a plaintext port on the same data.
+        """
+        return self._secure_requested or self.client_properties_path.is_file()
+
+    @property
+    def security_protocol(self) -> str:
+        return _SECURE_PROTOCOL if self.secure else "PLAINTEXT"
+
+    def connection(self) -> KafkaConnection:
+        """How a client reaches this data dir's broker (plaintext, or SASL_SSL as set up).
+
+        The address is the running broker's port when it runs, else the configured one.
+        """
+        running = self.status()
+        bootstrap = running.bootstrap_servers if running else self.bootstrap_servers
+        if not self.secure:
+            return KafkaConnection(bootstrap)
+        password = self._recorded_password()
+        if password is None:
+            raise LocalKafkaError(
+                f"the secure local Kafka of {self.data_dir} has not been set up yet "
+                f"({self.client_properties_path} is missing); run `orderdeck kafka start --secure`"
+            )
+        return self._secure_connection(bootstrap, password)
+
+    def _secure_connection(self, bootstrap: str, password: str) -> KafkaConnection:
+        return KafkaConnection(
+            bootstrap,
+            security_protocol=_SECURE_PROTOCOL,
+            sasl_mechanism=SCRAM_MECHANISM,
+            sasl_username=SCRAM_USER,
+            sasl_password=password,
+            ssl_ca_location=self.tls.ca_path,
+            source=self.client_properties_path,
+        )
+
+    def _recorded_password(self) -> str | None:
+        try:
+            values = parse_properties(
+                self.client_properties_path.read_text(), self.client_properties_path
+            )
+        except (OSError, OrderdeckError):
+            return None
+        return values.get("sasl.password") or None
 
     # ------------------------------------------------------------------------ install
 
@@ -170,6 +250,7 @@ class LocalKafka:
             started_at=float(state.get("started_at", _process_start_time(pid))),
             data_dir=self.data_dir,
             log_path=self.log_path,
+            security_protocol=str(state.get("security_protocol", self.security_protocol)),
         )
 
     def is_running(self) -> bool:
@@ -189,6 +270,7 @@ class LocalKafka:
             return self._start(time.monotonic(), timeout)
 
     def _start(self, began: float, timeout: float) -> StartResult:
+        self._check_security_choice()
         running = self.status()
         if running is not None:
             self.port = running.port
@@ -205,8 +287,9 @@ class LocalKafka:
         java = checked_java()
         _check_port_free(self.port, "Kafka")
         controller_port = self._pick_controller_port()
-        self._write_config(controller_port)
-        self._ensure_formatted(java, libs)
+        connection = self._prepare_security()
+        self._write_config(controller_port, connection)
+        self._ensure_formatted(java, libs, connection)
         dump = self._launch(java, libs, controller_port)
         try:
             self._wait_ready(self._proc, began + timeout)
@@ -222,6 +305,33 @@ class LocalKafka:
             self.log_path,
         )
 
+    def _check_security_choice(self) -> None:
+        """Refuse ``--secure`` for storage that was formatted without its SCRAM user."""
+        if not self._secure_requested or self.client_properties_path.is_file():
+            return
+        if (self.log_dir / "meta.properties").is_file():
+            raise LocalKafkaError(
+                f"the local Kafka of {self.data_dir} was set up without --secure, so its storage "
+                "has no SCRAM user; start it without --secure, or remove "
+                f"{self.kafka_dir} to start over secured (this deletes the local broker's data)"
+            )
+
+    def _prepare_security(self) -> KafkaConnection:
+        """For a secure broker: certificates, the SCRAM password, ``client.properties``."""
+        if not self.secure:
+            return KafkaConnection(self.bootstrap_servers)
+        ensure_certificates(self.tls.directory)
+        password = self._recorded_password() or secrets.token_urlsafe(24)
+        connection = self._secure_connection(self.bootstrap_servers, password)
+        header = (
+            "# Written by `orderdeck kafka start --secure`: the local broker's SASL_SSL "
+            "client settings\n# (librdkafka names: `kcat -F` reads this file too). Keep it "
+            "private: it holds the password.\n"
+        )
+        text = header + render_properties(connection)
+        write_private(self.client_properties_path, text.encode())
+        return connection
+
     def _pick_controller_port(self) -> int:
         """Reuse the recorded controller port, else port+1, else any free port."""
         candidates = [self._configured_controller_port(), self.port + 1]
@@ -232,17 +342,21 @@ class LocalKafka:
                     return candidate
         return _free_port()
 
-    def _write_config(self, controller_port: int) -> None:
+    def _write_config(self, controller_port: int, connection: KafkaConnection) -> None:
+        listener = connection.security_protocol
         config = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{_LOOPBACK}:{controller_port}",
-            "listeners": f"PLAINTEXT://{_LOOPBACK}:{self.port},"
+            "listeners": f"{listener}://{_LOOPBACK}:{self.port},"
             f"CONTROLLER://{_LOOPBACK}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{_LOOPBACK}:{self.port}",
+            "advertised.listeners": f"{listener}://{_LOOPBACK}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            # The data listener is the inter-broker one too: no second, plaintext data port.
+            # On a single node it carries no replication traffic anyway.
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{listener}:{listener}",
+            **self._security_config(connection),
             "log.dirs": str(self.log_dir),
             "num.partitions": "3",
             "default.replication.factor": "1",
@@ -264,9 +378,37 @@ class LocalKafka:
         }
         lines = ["# Written by `orderdeck kafka start` on every start; edits are overwritten."]
         lines += [f"{key}={value}" for key, value in config.items()]
-        _write_atomic(self.config_path, "\n".join(lines) + "\n")
+        text = "\n".join(lines) + "\n"
+        if connection.uses_sasl:
+            write_private(self.config_path, text.encode())
+        else:
+            _write_atomic(self.config_path, text)
 
-    def _ensure_formatted(self, java: str, libs: Path) -> str:
+    def _security_config(self, connection: KafkaConnection) -> dict[str, str]:
+        """SASL/SCRAM and TLS settings of the data listener (none for plaintext)."""
+        if not connection.uses_sasl:
+            return {}
+        prefix = f"listener.name.{connection.security_protocol.lower()}"
+        mechanism = connection.sasl_mechanism or SCRAM_MECHANISM
+        # The broker's own client (inter-broker) logs in as the same user.
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{connection.sasl_username}" password="{connection.sasl_password}";'
+        )
+        return {
+            "sasl.enabled.mechanisms": mechanism,
+            "sasl.mechanism.inter.broker.protocol": mechanism,
+            f"{prefix}.{mechanism.lower()}.sasl.jaas.config": jaas,
+            # PEM straight from orderdeck/kafka/tls.py: Kafka reads it since KIP-651.
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.tls.keystore_path),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.tls.ca_path),
+            "ssl.client.auth": "none",
+            "ssl.endpoint.identification.algorithm": "https",
+        }
+
+    def _ensure_formatted(self, java: str, libs: Path, connection: KafkaConnection) -> str:
         """Format storage once; afterwards check it still belongs to our cluster id."""
         stored = _read_text(self.cluster_id_path)
         formatted = _read_properties(self.log_dir / "meta.properties").get("cluster.id")
@@ -291,14 +433,27 @@ class LocalKafka:
             "--config",
             str(self.config_path),
         ]
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        # The SCRAM user goes in through a java @argfile (0600, removed at once) so that its
+        # password never shows in the process table.
+        argfile = self.kafka_dir / ".format.args"
+        if connection.uses_sasl:
+            scram = (
+                f"{connection.sasl_mechanism}=[name={connection.sasl_username},"
+                f"password={connection.sasl_password}]"
+            )
+            write_private(argfile, f"--add-scram\n{scram}\n".encode())
+            command.append(f"@{argfile}")
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
         if done.returncode != 0:
             said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
             raise LocalKafkaError(
@@ -342,6 +497,7 @@ class LocalKafka:
             "port": self.port,
             "controller_port": controller_port,
             "version": KAFKA_VERSION,
+            "security_protocol": self.security_protocol,
             "started_at": time.time(),
             "libs": str(libs),
             "class_archive_dump": str(dump) if dump else None,
@@ -350,21 +506,36 @@ class LocalKafka:
         return dump
 
     def _wait_ready(self, proc: subprocess.Popen[bytes] | None, deadline: float) -> None:
-        """Poll Metadata until the broker answers, its JVM dies, or the deadline passes."""
+        """Poll Metadata until the broker answers, its JVM dies, or the deadline passes.
+
+        A secure broker is asked the way its clients will ask it: over TLS, verifying the
+        certificate, after SCRAM authentication (aiokafka, see ``connect_errors``), so
+        "ready" also proves the certificate and the user work.
+        """
+        connection = self.connection() if self.secure else None
+        last = ""
         while True:
             if proc is not None and proc.poll() is not None:
                 raise self._exited_error(proc.returncode)
             try:
-                if probe(_LOOPBACK, self.port, timeout=1.0).ready:
+                if self._answers_metadata(connection):
                     return
-            except ProbeError:
-                pass
+            except (ProbeError, OrderdeckError) as exc:
+                last = str(exc)
             if time.monotonic() >= deadline:
+                said = f" (last: {last})" if last else ""
                 raise KafkaUnavailableError(
-                    f"Kafka on {self.bootstrap_servers} did not become ready in time; "
+                    f"Kafka on {self.bootstrap_servers} did not become ready in time{said}; "
                     f"see {self.log_path}"
                 )
             time.sleep(0.1)
+
+    def _answers_metadata(self, connection: KafkaConnection | None) -> bool:
+        if connection is None:
+            return probe(_LOOPBACK, self.port, timeout=1.0).ready
+        from orderdeck.kafka.connect_errors import check_connection_sync
+
+        return check_connection_sync(connection, timeout=2.0).ready
 
     def _exited_error(self, returncode: int) -> LocalKafkaError:
         lines = _failure_lines(self._log_offsets)
@@ -432,7 +603,7 @@ class LocalKafka:
         proc = self._proc
         if proc is not None and proc.pid == pid:
             return proc.poll() is None
-        if _process_state(pid) in (None, "Z"):
+        if not _process_alive(pid):
             # A zombie has exited; reap it if it happens to be our child.
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
@@ -448,18 +619,20 @@ class LocalKafka:
     # ------------------------------------------------------------------------ helpers
 
     def _is_ours(self, pid: int) -> bool:
-        """True when ``pid`` is a java process running this data dir's config."""
+        """True when ``pid`` is a live java process running this data dir's config."""
         try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+            process = psutil.Process(pid)
+            with process.oneshot():
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    return False
+                return self._runs_our_config(process.cmdline())
+        except psutil.Error:  # gone, a zombie, or not ours to look at
             return False
-        args = [arg.decode("utf-8", "replace") for arg in raw.split(b"\0") if arg]
-        return (
-            bool(args)
-            and os.path.basename(args[0]).startswith("java")
-            and str(self.config_path) in args
-            and _process_state(pid) not in (None, "Z")
-        )
+
+    def _runs_our_config(self, args: list[str] | None) -> bool:
+        if not args:
+            return False
+        return os.path.basename(args[0]).startswith("java") and str(self.config_path) in args
 
     def _running_pid(self) -> int | None:
         text = _read_text(self.pid_path)
@@ -471,9 +644,9 @@ class LocalKafka:
         """Find our JVM in the process table (the pid file may have been removed)."""
         if not self.config_path.exists():
             return None
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and self._is_ours(int(entry.name)):
-                return int(entry.name)
+        for process in psutil.process_iter(["cmdline"]):
+            if self._runs_our_config(process.info["cmdline"]) and self._is_ours(process.pid):
+                return process.pid
         return None
 
     def _read_state(self) -> dict[str, Any]:
@@ -486,7 +659,7 @@ class LocalKafka:
     def _configured_port(self) -> int | None:
         listeners = _read_properties(self.config_path).get("listeners", "")
         for listener in listeners.split(","):
-            if listener.startswith("PLAINTEXT://"):
+            if listener.startswith(("PLAINTEXT://", f"{_SECURE_PROTOCOL}://")):
                 return int(listener.rsplit(":", 1)[1])
         return None
 
@@ -600,19 +773,21 @@ def _new_cluster_id() -> str:
             return value
 
 
-def _process_state(pid: int) -> str | None:
-    """The one-letter state of ``pid`` (R, S, Z, ...), or None when there is no such process."""
+def _process_alive(pid: int) -> bool:
+    """False when there is no process ``pid`` or it has exited (a zombie)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[0]
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.AccessDenied:
+        return True  # someone else's process, but alive
+    except psutil.Error:
+        return False
 
 
 def _process_start_time(pid: int) -> float:
+    """When ``pid`` was started (seconds since the epoch), as the kernel recorded it."""
     try:
-        return Path(f"/proc/{pid}").stat().st_mtime
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return time.time()
 
 

@@ -110,7 +110,14 @@ def _parse(payload: bytes, correlation_id: int) -> MetadataAnswer:
     return MetadataAnswer(cluster_id, controller_id, tuple(brokers))
 
 
+#: The first bytes of a TLS alert record (content type 21, version 3.x): what a TLS listener
+#: sends back when a plaintext Kafka request arrives instead of a ClientHello.
+_TLS_ALERT = b"\x15\x03"
+
+
 def _size(header: bytes) -> int:
+    if header.startswith(_TLS_ALERT):
+        raise ProbeError("the port answered with a TLS alert: the broker seems to need TLS")
     (size,) = struct.unpack(">i", header)
     if not 0 < size <= _MAX_RESPONSE:
         raise ProbeError(f"implausible response size {size}: is this a Kafka port?")
