@@ -20,8 +20,8 @@ from typing import Any
 
 from orderdeck.commands.common import (
     add_api_port_flag,
-    add_bootstrap_flag,
     add_data_dir_flag,
+    add_kafka_flags,
     settings_from_args,
 )
 from orderdeck.errors import OrderdeckError
@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
         "--topic-prefix", default="", help=argparse.SUPPRESS
     )  # tests share one broker
     add_api_port_flag(parser)
-    add_bootstrap_flag(parser)
+    add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
 
@@ -227,7 +227,7 @@ async def _serve(
             if shares:
                 children = ServiceProcesses(
                     shares,
-                    bootstrap_servers=runtime.bootstrap_servers,
+                    kafka=runtime.kafka,
                     data_dir=settings.data_dir,
                     topic_prefix=settings.topic_prefix,
                 )
@@ -235,8 +235,9 @@ async def _serve(
                 await children.start()
             api = f", API {runtime.api_url}" if with_api else ""
             log.info(
-                "serving: Kafka %s, services %s%s",
+                "serving: Kafka %s (%s), services %s%s",
                 runtime.bootstrap_servers,
+                runtime.kafka.describe(),
                 ",".join(services) or "none",
                 api,
             )
