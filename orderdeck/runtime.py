@@ -17,24 +17,19 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import uvicorn
-
-from orderdeck.api import HealthReport, KafkaHealth, ServiceHealth, create_app
+from orderdeck.api import create_app
+from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.http_server import EmbeddedServer, api_server
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import (
-    DEFAULT_ACK_TIMEOUT_S,
-    OrderRequest,
-    SubmittedOrder,
-    flush_placements,
-    place_order,
-)
+from orderdeck.order_desk import OrderDesk
+from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -92,17 +87,6 @@ class RuntimeStatus:
     bootstrap_servers: str
     api_url: str | None
     steps: tuple[StartupStep, ...] = ()
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling: the process that embeds it owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def install_signal_handlers(self) -> None:  # older uvicorn releases call this instead
-        return None
 
 
 @dataclass
@@ -163,7 +147,8 @@ class Runtime:
         self._stop_local = False
         self._store: Store | None = None
         self._producer: EventProducer | None = None
-        self._server: _EmbeddedServer | None = None
+        self._desk: OrderDesk | None = None
+        self._server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
@@ -216,6 +201,13 @@ class Runtime:
         if self._producer is None:
             raise OrderdeckError("the runtime is not started")
         return self._producer
+
+    @property
+    def desk(self) -> OrderDesk:
+        """The order desk the API and submit_order place orders with (once started)."""
+        if self._desk is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._desk
 
     # ------------------------------------------------------------------ start
 
@@ -326,27 +318,14 @@ class Runtime:
         producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
         self._producer = producer
+        self._desk = OrderDesk(self._store, producer, self.names, ack_timeout=self.ack_timeout)
         if not self.with_api:
             self._progress("api", "done", "API disabled")
             return
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
-        app = create_app(
-            self._store, producer, self.names, health=self.health, ack_timeout=self.ack_timeout
-        )
-        config = uvicorn.Config(
-            app,
-            host=self.settings.api_host,
-            port=self.settings.api_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-            # No proxy sits in front of it by default: skip the X-Forwarded-* rewriting layer.
-            proxy_headers=False,
-        )
-        server = _EmbeddedServer(config)
+        app = create_app(self._desk, health=self.health)
+        server = api_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
         while not server.started:
@@ -362,7 +341,7 @@ class Runtime:
         self._api_state = "running"
         self._progress("api", "done", f"API at {self.api_url}")
 
-    async def _serve(self, server: _EmbeddedServer) -> None:
+    async def _serve(self, server: EmbeddedServer) -> None:
         try:
             await server.serve()
         except SystemExit:  # uvicorn exits this way when it cannot bind
@@ -450,8 +429,10 @@ class Runtime:
         if self._producer is not None:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
+        if self._desk is not None:
+            await self._bounded(self._desk.aclose(), "recording accepted orders")
+            self._desk = None
         if self._store is not None:
-            await self._bounded(flush_placements(self._store), "recording accepted orders")
             self._store.close()
         if self._local is not None and self._stop_local:
             await asyncio.to_thread(self._local.stop)
@@ -555,14 +536,7 @@ class Runtime:
         self, request: OrderRequest, *, idempotency_key: str | None = None
     ) -> SubmittedOrder:
         """Place an order exactly as ``POST /api/v1/orders`` does (same validation and path)."""
-        return await place_order(
-            request,
-            store=self.store,
-            producer=self.producer,
-            names=self.names,
-            idempotency_key=idempotency_key,
-            ack_timeout=self.ack_timeout,
-        )
+        return await self.desk.place_order(request, idempotency_key=idempotency_key)
 
     def service_groups(self) -> list[str]:
         """The consumer groups of the pipeline's services (named after their inbox topics)."""
