@@ -21,6 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -40,6 +41,7 @@ from orderdeck.api_models import (
     HealthReport,
     KafkaHealth,
 )
+from orderdeck.metrics import Metrics
 from orderdeck.openapi import openapi_document
 from orderdeck.orders import (
     FieldError,
@@ -227,13 +229,18 @@ def _first_duplicate_key(raw: bytes) -> str | None:
 # ----------------------------------------------------------------------------- the app
 
 
-def create_app(desk: OrderDesk, *, health: HealthProbe | None = None) -> ASGIApp:
+def create_app(
+    desk: OrderDesk, *, health: HealthProbe | None = None, metrics: Metrics | None = None
+) -> ASGIApp:
     """Build the order API around an order desk (and the store and producer it holds).
 
     ``health`` reports Kafka and service state for ``GET /health`` (the runtime passes its
-    own); the desk's ``ack_timeout`` bounds the wait for Kafka's acknowledgement.
+    own); the desk's ``ack_timeout`` bounds the wait for Kafka's acknowledgement; ``metrics``
+    is what ``GET /metrics`` shows (the runtime's includes the services and Kafka; by default,
+    the store's figures and this app's request durations).
     """
     store, producer = desk.store, desk.producer
+    metrics = metrics or Metrics(store)
     retry_after = str(max(1, math.ceil(desk.ack_timeout)))
 
     async def place(
@@ -344,6 +351,9 @@ def create_app(desk: OrderDesk, *, health: HealthProbe | None = None) -> ASGIApp
     async def get_openapi(request: Request) -> Response:
         return JSONBody(openapi_document())
 
+    async def get_metrics(request: Request) -> Response:
+        return Response(await metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         headers = dict(exc.headers or {})
@@ -364,12 +374,13 @@ def create_app(desk: OrderDesk, *, health: HealthProbe | None = None) -> ASGIApp
         Route("/api/v1/products", list_products, methods=["GET"]),
         Route("/health", get_health, methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
-    return _OrdersFastPath(app, place)
+    return metrics.timed(_OrdersFastPath(app, place), fixed_routes=(ORDERS_PATH,))
 
 
 Place = Callable[

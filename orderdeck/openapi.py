@@ -168,6 +168,12 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format; see the README's Metrics)",
+                    "responses": {"200": {"description": "Prometheus text exposition"}},
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",

@@ -16,9 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from orderdeck.api import create_app
@@ -28,8 +27,16 @@ from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.http_server import EmbeddedServer, api_server
 from orderdeck.kafka.producer import EventProducer
+from orderdeck.metrics import (
+    Metrics,
+    PipelineView,
+    ServiceEvents,
+    lag_samples,
+    service_events_of,
+)
 from orderdeck.order_desk import OrderDesk
 from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
+from orderdeck.rates import RateMeter
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -87,21 +94,6 @@ class RuntimeStatus:
     bootstrap_servers: str
     api_url: str | None
     steps: tuple[StartupStep, ...] = ()
-
-
-@dataclass
-class _Counters:
-    """Samples of the total order count, to turn into orders/s."""
-
-    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
-
-    def add(self, total: int) -> float:
-        now = time.monotonic()
-        self.samples.append((now, total))
-        while len(self.samples) > 2 and now - self.samples[0][0] > RATE_WINDOW_S:
-            self.samples.popleft()
-        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 class Runtime:
@@ -164,8 +156,11 @@ class Runtime:
         #: (service, state) of services that other processes run for this one (``serve
         #: --processes``), reported by ``GET /health`` beside the local ones.
         self.external_services: Callable[[], Sequence[tuple[str, str]]] | None = None
+        #: The service events of those processes, for ``GET /metrics``.
+        self.external_service_events: Callable[[], ServiceEvents] | None = None
+        self._snapshots: list[GroupSnapshot] = []
         self._snapshot_at = 0.0
-        self._rate = _Counters()
+        self._rate = RateMeter(RATE_WINDOW_S)
         self._started = False
         self._running = False
 
@@ -250,7 +245,7 @@ class Runtime:
                 raise
             raise OrderdeckError(f"{step} failed to start: {message}") from exc
         self._counts = await self.store.run(self.store.status_counts)
-        self._rate.add(sum(self._counts.values()))
+        self._rate.add(time.monotonic(), sum(self._counts.values()))
         self._running = True
         self._stopping.clear()
         if self.monitor:
@@ -324,7 +319,9 @@ class Runtime:
             return
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
-        app = create_app(self._desk, health=self.health)
+        app = create_app(
+            self._desk, health=self.health, metrics=Metrics(self._store, self.metrics_view)
+        )
         server = api_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
@@ -458,7 +455,8 @@ class Runtime:
             try:
                 counts = await self.store.run(self.store.status_counts)
                 self._counts = counts
-                self._orders_per_s = self._rate.add(sum(counts.values()))
+                self._rate.add(time.monotonic(), sum(counts.values()))
+                self._orders_per_s = self._rate.rate() or 0.0
                 if tick % LAG_EVERY_N_TICKS == 0:
                     await self._refresh_kafka()
             except asyncio.CancelledError:
@@ -530,6 +528,18 @@ class Runtime:
             totalLag=status.total_lag,
         )
 
+    def service_events(self) -> dict[str, dict[str, int]]:
+        """The events this process's services handled, by service and outcome (metrics)."""
+        return service_events_of(self._supervisor.statuses() if self._supervisor else [])
+
+    def metrics_view(self) -> PipelineView:
+        """What ``GET /metrics`` shows beside the store's figures (cached: never waits)."""
+        events: dict[str, Mapping[str, int]] = dict(self.service_events())
+        if self.external_service_events is not None:
+            events.update(self.external_service_events())
+        reachable = None if self._kafka_state == "stopped" else self._kafka_state == "running"
+        return PipelineView(reachable, lag_samples(self._snapshots), events)
+
     # ------------------------------------------------------------------ actions
 
     async def submit_order(
@@ -546,6 +556,7 @@ class Runtime:
         """Members, assignments and lag of the four service groups (standard admin calls)."""
         inspector = await self._ensure_inspector()
         snapshots = await inspector.describe(self.service_groups())
+        self._snapshots = snapshots
         self._lags = {s.group: s.total_lag for s in snapshots}
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()

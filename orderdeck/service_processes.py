@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orderdeck.kafka.connection import DEFAULT_CLIENT_ID, KafkaConfigError, KafkaConnection
+from orderdeck.metrics import ChildEventTotals
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class ServiceProcesses:
         self._data_dir = data_dir
         self._prefix = topic_prefix
         self._stopping = False
+        #: The children's service events (each reports its totals over a pipe; see metrics.py).
+        self.events = ChildEventTotals()
 
     def command(self, services: Sequence[str]) -> list[str]:
         """The command line of the child that runs ``services``."""
@@ -141,9 +144,21 @@ class ServiceProcesses:
 
     async def _spawn(self, child: _Child) -> None:
         # stdout/stderr are inherited: a child's log lines appear among the parent's.
-        child.process = await asyncio.create_subprocess_exec(
-            *self.command(child.services), stdin=asyncio.subprocess.PIPE
-        )
+        read_fd, write_fd = os.pipe()
+        try:
+            child.process = await asyncio.create_subprocess_exec(
+                *self.command(child.services),
+                "--events-fd",
+                str(write_fd),
+                stdin=asyncio.subprocess.PIPE,
+                pass_fds=(write_fd,),
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self.events.follow(read_fd)
         child.started_at = time.monotonic()
         child.state = "running"
         log.info("services %s: process %d", ",".join(child.services), child.process.pid)
@@ -191,6 +206,7 @@ class ServiceProcesses:
                         process.kill()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        self.events.close()
         for child in self._children:
             if child.task is not None:
                 child.task.cancel()

@@ -276,6 +276,29 @@ class IdempotencyRecord(_View):
     response_json: str
 
 
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How a Store's SQLite connection is set up (see :meth:`Store.connection_settings`)."""
+
+    journal_mode: str
+    busy_timeout_ms: int
+    #: SQLite's own checkpoint threshold, the fallback behind the checkpointer thread.
+    wal_autocheckpoint_pages: int
+    page_size: int
+
+
+@dataclass(frozen=True)
+class OrderTiming:
+    """Where one order stands and when (see :meth:`Store.order_timings`)."""
+
+    seq: int
+    status: str
+    #: When the order was accepted (its OrderPlaced's occurredAt), ISO 8601 UTC.
+    created_at: str
+    #: When its status last changed; for a final status, when it became final.
+    updated_at: str
+
+
 # ----------------------------------------------------------------------------- write side
 
 
@@ -935,6 +958,11 @@ class _Checkpointer:
         finally:
             conn.close()
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The thread that runs the checkpoints."""
+        return self._thread
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
@@ -1002,7 +1030,9 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._writer = _attach(self.path).writer
+        database = _attach(self.path)
+        self._writer = database.writer
+        self._checkpointer = database.checkpointer
         self._attached = True
         #: status_counts' tally of the orders that can no longer change: (counts, up to seq).
         self._settled: tuple[Counter[str], int] = (Counter(), 0)
@@ -1055,6 +1085,30 @@ class Store:
             " ON CONFLICT DO NOTHING",
             [(p["id"], p["name"], int(p["priceCents"]), int(p["stock"])) for p in data["products"]],
         )
+
+    @property
+    def checkpoint_thread(self) -> threading.Thread:
+        """The background thread that checkpoints this database file in this process.
+
+        Read only, for diagnostics and tests: every open Store of the same file (under any
+        name) shares the one thread, which stops when the last of them closes.
+        """
+        return self._checkpointer.thread
+
+    def connection_settings(self) -> ConnectionSettings:
+        """The SQLite settings this store's connection runs with, read back from SQLite."""
+        with self._lock:
+            conn = self._conn
+
+            def pragma(name: str) -> Any:
+                return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+            return ConnectionSettings(
+                journal_mode=str(pragma("journal_mode")),
+                busy_timeout_ms=int(pragma("busy_timeout")),
+                wal_autocheckpoint_pages=int(pragma("wal_autocheckpoint")),
+                page_size=int(pragma("page_size")),
+            )
 
     def close(self) -> None:
         """Close the connection and the database thread (safe to call twice)."""
@@ -1215,6 +1269,24 @@ class Store:
                         f"SELECT id FROM orders WHERE id IN ({marks})", chunk
                     )
                 )
+        return found
+
+    def order_timings(
+        self, after_seq: int, seqs: Sequence[int] = (), limit: int = 10_000
+    ) -> list[OrderTiming]:
+        """The orders after ``after_seq`` (oldest first, at most ``limit``) and those numbered
+        ``seqs``, each with its status and timestamps: how a reader follows orders to their
+        final status by reading only new orders and the ones it saw in flight (metrics)."""
+        found: list[OrderTiming] = []
+        columns = "SELECT seq, status, created_at, updated_at FROM orders"
+        with self._read() as conn:
+            rows = conn.execute(f"{columns} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+            found += (OrderTiming(*row) for row in rows)
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"{columns} WHERE seq IN ({marks})", tuple(chunk))
+                found += (OrderTiming(*row) for row in rows)
         return found
 
     def list_products(self) -> list[Product]:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from orderdeck import store as store_module
 from orderdeck.store import (
+    BUSY_TIMEOUT_MS,
     CHECKPOINT_INTERVAL_S,
     WAL_AUTOCHECKPOINT_PAGES,
     OutboxRow,
@@ -327,15 +327,16 @@ def test_one_checkpointer_thread_per_database_while_stores_are_open(tmp_path: Pa
     second: Store | None = None
     try:
         assert len(_checkpoint_threads()) == baseline + 1
-        thread = store_module._DATABASES[db.resolve()].checkpointer._thread
+        thread = first.checkpoint_thread
         assert thread.name == CHECKPOINT_THREAD
         assert thread.is_alive()
 
         second = Store(link / "orderdeck.db")  # the same file under another name
         assert len(_checkpoint_threads()) == baseline + 1
-        assert store_module._DATABASES[db.resolve()].checkpointer._thread is thread
+        assert second.checkpoint_thread is thread
 
         other = Store(tmp_path / "other.db")  # another database has its own
+        assert other.checkpoint_thread is not thread
         assert len(_checkpoint_threads()) == baseline + 2
         other.close()
         _wait_for(
@@ -354,11 +355,10 @@ def test_one_checkpointer_thread_per_database_while_stores_are_open(tmp_path: Pa
             second.close()
     _wait_for(lambda: not thread.is_alive(), 5, "the checkpointer thread to stop")
     assert len(_checkpoint_threads()) == baseline
-    assert db.resolve() not in store_module._DATABASES
 
     again = Store(db)  # reopening starts a fresh one
     try:
-        fresh = store_module._DATABASES[db.resolve()].checkpointer._thread
+        fresh = again.checkpoint_thread
         assert fresh is not thread
         assert fresh in _checkpoint_threads()
         assert len(_checkpoint_threads()) == baseline + 1
@@ -373,10 +373,11 @@ def test_the_checkpointer_copies_the_log_into_the_database_file(tmp_path: Path) 
     store = Store(db)
     try:
         # SQLite's own checkpoint would wait for 50,000 pages (about 200 MB) of log.
-        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
-            WAL_AUTOCHECKPOINT_PAGES
-        )
-        page_size = store._conn.execute("PRAGMA page_size").fetchone()[0]
+        settings = store.connection_settings()
+        assert settings.journal_mode == "wal"
+        assert settings.busy_timeout_ms == BUSY_TIMEOUT_MS
+        assert settings.wal_autocheckpoint_pages == WAL_AUTOCHECKPOINT_PAGES
+        page_size = settings.page_size
         before = db.stat().st_size
 
         value = b"x" * 1024

@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
         "--exit-with-parent", action="store_true", help=argparse.SUPPRESS
     )  # set on the children of --processes: stop when stdin closes
     parser.add_argument(
+        "--events-fd", type=int, default=None, help=argparse.SUPPRESS
+    )  # the children of --processes report their service events to the parent on this pipe
+    parser.add_argument(
         "--keep-kafka",
         action="store_true",
         help="leave the local Kafka running on exit (the next start reuses it)",
@@ -170,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
                     handler,
                     processes=args.processes,
                     exit_with_parent=args.exit_with_parent,
+                    events_fd=args.events_fd,
                 )
             )
     finally:
@@ -185,7 +189,9 @@ async def _serve(
     *,
     processes: int = 1,
     exit_with_parent: bool = False,
+    events_fd: int | None = None,
 ) -> int:
+    from orderdeck.metrics import relay_service_events
     from orderdeck.runtime import Runtime, StartupStep
     from orderdeck.service_processes import ServiceProcesses, split_services, watch_parent
 
@@ -217,6 +223,7 @@ async def _serve(
     )
     narrator.runtime = runtime
     children: ServiceProcesses | None = None
+    relay: asyncio.Task[None] | None = None
     try:
         starting = asyncio.create_task(runtime.start())
         stopping = asyncio.create_task(stop.wait())
@@ -224,6 +231,8 @@ async def _serve(
         if starting in done:
             starting.result()  # raises a start-up failure
             settle_heap()
+            if events_fd is not None:
+                relay = asyncio.create_task(relay_service_events(events_fd, runtime.service_events))
             if shares:
                 children = ServiceProcesses(
                     shares,
@@ -232,6 +241,7 @@ async def _serve(
                     topic_prefix=settings.topic_prefix,
                 )
                 runtime.external_services = children.states
+                runtime.external_service_events = children.events.totals
                 await children.start()
             api = f", API {runtime.api_url}" if with_api else ""
             log.info(
@@ -260,4 +270,7 @@ async def _serve(
             await asyncio.wait_for(runtime.stop(), STOP_DEADLINE_S)
         except TimeoutError:
             log.error("stop took longer than %.1f s; exiting anyway", STOP_DEADLINE_S)
+        if relay is not None:  # after the services stopped: its last report is final
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
         log.info("stopped")

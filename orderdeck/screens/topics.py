@@ -24,6 +24,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from orderdeck.events import dlq_topic
+from orderdeck.rates import RateMeter
 from orderdeck.screens.base import DeckScreen
 from orderdeck.widgets.formatting import clock_ms
 from orderdeck.widgets.live_static import LiveStatic
@@ -37,6 +38,8 @@ BATCH_TIMEOUT_MS = 200
 #: Batches posted but not yet shown; beyond this the worker waits (backpressure).
 MAX_PENDING_BATCHES = 4
 HISTORY = 10_000
+#: The tail's records/s is measured over the last second, so a burst shows at once.
+TAIL_RATE_WINDOW_S = 1.0
 
 
 class TailBatch(Message):
@@ -85,8 +88,7 @@ class TopicsScreen(DeckScreen):
         self._pending = 0
         self._tail_go = asyncio.Event()
         self._tail_go.set()
-        self._rate = 0.0
-        self._rate_mark: tuple[float, int] | None = None
+        self._rate = RateMeter(TAIL_RATE_WINDOW_S)
         #: The record to show on the next tick (a 1-tuple, since None is a valid record).
         self._record_due: tuple[TailRecord | None] | None = None
 
@@ -135,7 +137,7 @@ class TopicsScreen(DeckScreen):
         self.tail_ready = False
         self._generation += 1
         self._pending = 0
-        self._rate_mark = None
+        self._rate.clear()
         self.query_one(RecordView).clear()
         self._run_tail(self._generation, topic, self.from_beginning)
         self._show_state()
@@ -220,12 +222,8 @@ class TopicsScreen(DeckScreen):
     def _show_state(self) -> None:
         view = self.query_one(RecordView)
         now = self.deck.clock()
-        if self._rate_mark is None:
-            self._rate_mark = (now, view.received)
-        elif now - self._rate_mark[0] >= 1.0:
-            then, seen = self._rate_mark
-            self._rate = (view.received - seen) / (now - then)
-            self._rate_mark = (now, view.received)
+        self._rate.add(now, view.received)
+        rate = self._rate.rate() or 0.0
         if self.error:
             state = Content.styled(f"✘ {self.error}", "bold red")
         else:
@@ -236,7 +234,7 @@ class TopicsScreen(DeckScreen):
                 mode,
                 (f" from {start} · ", "dim"),
                 (f"{view.shown:,}", "bold"),
-                (f"/{view.kept:,} kept · {self._rate:,.0f}/s · {follow}", "dim"),
+                (f"/{view.kept:,} kept · {rate:,.0f}/s · {follow}", "dim"),
             )
         self.query_one("#tail-state", LiveStatic).show(state)
 

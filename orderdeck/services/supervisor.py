@@ -25,6 +25,7 @@ from pathlib import Path
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.rates import RateMeter
 from orderdeck.services import SERVICE_NAMES, FailureRecord, ServiceStatus
 from orderdeck.services.base import Service, ServiceCounters, ServiceWorker
 from orderdeck.services.inventory import InventoryService
@@ -85,7 +86,7 @@ class _Group:
     stopped: bool = True
     restarts: int = 0
     last_error: str | None = None
-    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    meter: RateMeter = field(default_factory=lambda: RateMeter(RATE_WINDOW_S))
     rate: float = 0.0
 
 
@@ -350,11 +351,8 @@ class Supervisor:
         while True:
             now = time.monotonic()
             for g in self._groups.values():
-                g.samples.append((now, g.counters.processed))
-                while g.samples and now - g.samples[0][0] > RATE_WINDOW_S:
-                    g.samples.popleft()
-                t0, n0 = g.samples[0]
-                g.rate = (g.counters.processed - n0) / (now - t0) if now > t0 else 0.0
+                g.meter.add(now, g.counters.processed)
+                g.rate = g.meter.rate() or 0.0
                 for slot in g.slots:
                     if slot.worker is not None and slot.worker.joined.is_set():
                         slot.consecutive_failures = 0

@@ -10,31 +10,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from orderdeck.rates import RateMeter
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupSnapshot
 
 RATE_WINDOW_S = 5.0
-
-
-@dataclass
-class _TopicTrack:
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
-
-    def add(self, taken_at: float, log_end: int) -> None:
-        if self.samples and taken_at <= self.samples[-1][0]:
-            return
-        self.samples.append((taken_at, log_end))
-        while len(self.samples) > 2 and taken_at - self.samples[0][0] > RATE_WINDOW_S:
-            self.samples.popleft()
-
-    def rate(self) -> float | None:
-        if len(self.samples) < 2:
-            return None
-        (t0, v0), (t1, v1) = self.samples[0], self.samples[-1]
-        return max(0, v1 - v0) / (t1 - t0) if t1 > t0 else None
 
 
 @dataclass(frozen=True)
@@ -54,7 +38,7 @@ class LiveModel:
     def __init__(self, history_points: int = 300) -> None:
         self.snapshots: dict[str, GroupSnapshot] = {}
         self.lag_history: dict[str, deque[int]] = {}
-        self._topics: dict[str, _TopicTrack] = {}
+        self._topics: dict[str, RateMeter] = {}
         self._history_points = history_points
         self.updates = 0
 
@@ -69,7 +53,7 @@ class LiveModel:
                 if part.log_end is not None:
                     ends[part.topic] = ends.get(part.topic, 0) + part.log_end
             for topic, end in ends.items():
-                self._topics.setdefault(topic, _TopicTrack()).add(snap.taken_at, end)
+                self._topics.setdefault(topic, RateMeter(RATE_WINDOW_S)).add(snap.taken_at, end)
         self.updates += 1
 
     def topic_rate(self, topic: str) -> float | None:
