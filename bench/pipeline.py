@@ -1,6 +1,8 @@
 """Benchmark the order pipeline end to end: a real ``orderdeck serve`` under HTTP load.
 
     .venv/bin/python bench/pipeline.py [--runs 3] [--orders 5000] [--rate 500,200] [--seconds 10]
+        [--variant before=../before/.venv/bin/python --variant after=.venv/bin/python]
+        [--kafka plaintext,sasl_ssl]
 
 Figures (medians of ``--runs`` runs), printed as a markdown table and saved to
 bench/results/pipeline.md:
@@ -26,6 +28,12 @@ uvloop like serve: on a machine shared with the server, the client's own CPU and
 delays are part of every latency it measures); the server is a separate ``orderdeck serve
 --processes N`` child (``--processes``, default 3) with a fresh data dir and topic prefix per
 run, against a local Apache Kafka this script starts on free ports (or ``--bootstrap-servers``).
+Variants are measured interleaved, run by run, and reported side by side with their ratio to
+the first: ``--variant LABEL=PYTHON`` serves with another checkout's interpreter (the same
+script, broker and load, different code: before and after a change), and ``--kafka
+plaintext,sasl_ssl`` runs each variant against a plaintext local broker and against a second,
+``--secure`` one (SASL_SSL with SCRAM-SHA-512), both started here and both running throughout.
+
 The order mix: 10% declined customers, the rest confirmed. Each run's store is given
 :data:`BENCH_STOCK` of every product the mix orders before serve starts, so no order takes the
 out-of-stock path (a refund, one hop more) part-way through a run.
@@ -71,8 +79,30 @@ PRODUCTS = (
 FINAL_TIMEOUT_S = 120.0
 #: Stock of each product in PRODUCTS for a run: more than any run orders.
 BENCH_STOCK = 1_000_000
-#: The local broker this script started (its CPU is reported too); None with --bootstrap-servers.
-BROKER_PID: int | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running serve that a run measures: whose code, and which Kafka connection.
+
+    Several variants are measured interleaved (each run goes through every variant in turn),
+    so a difference between them is not a difference between two moments of a shared machine.
+    """
+
+    label: str
+    #: The interpreter whose ``orderdeck`` package serves (another checkout's virtualenv
+    #: compares code before and after a change).
+    python: str
+    #: ``--bootstrap-servers``/``--kafka-config`` arguments for serve.
+    kafka_args: tuple[str, ...]
+    #: The broker's pid when this script started it (its CPU is reported too).
+    broker_pid: int | None
+
+    @property
+    def cwd(self) -> Path:
+        """The checkout the interpreter belongs to (``<checkout>/.venv/bin/python``)."""
+        path = Path(self.python).absolute()
+        return path.parents[2] if path.parent.parent.name == ".venv" else ROOT
 
 
 def free_port() -> int:
@@ -134,11 +164,11 @@ class CpuSample:
     at: float
 
     @classmethod
-    def take(cls, pid: int) -> CpuSample:
+    def take(cls, pid: int, broker_pid: int | None) -> CpuSample:
         return cls(
             serve=tree_cpu_seconds(pid),
             api=cpu_seconds(pid),
-            broker=cpu_seconds(BROKER_PID) if BROKER_PID else float("nan"),
+            broker=cpu_seconds(broker_pid) if broker_pid else float("nan"),
             client=time.process_time(),
             at=time.monotonic(),
         )
@@ -156,7 +186,8 @@ class CpuSample:
 class Serve:
     """An ``orderdeck serve`` child with its own data dir and topic prefix."""
 
-    def __init__(self, bootstrap: str, workdir: Path, processes: int) -> None:
+    def __init__(self, variant: Variant, workdir: Path, processes: int) -> None:
+        self.variant = variant
         self.data_dir = workdir / f"run-{uuid.uuid4().hex[:8]}"
         self.data_dir.mkdir(parents=True)
         self.port = free_port()
@@ -169,12 +200,11 @@ class Serve:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                variant.python,
                 "-m",
                 "orderdeck.cli",
                 "serve",
-                "--bootstrap-servers",
-                bootstrap,
+                *variant.kafka_args,
                 "--data-dir",
                 str(self.data_dir),
                 "--port",
@@ -184,7 +214,7 @@ class Serve:
                 "--processes",
                 str(processes),
             ],
-            cwd=ROOT,
+            cwd=variant.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -196,6 +226,9 @@ class Serve:
                 self.stop()
                 raise SystemExit(f"serve did not start:\n{self.log_path.read_text()}")
             time.sleep(0.05)
+
+    def cpu(self) -> CpuSample:
+        return CpuSample.take(self.proc.pid, self.variant.broker_pid)
 
     def finals(self) -> int:
         counts = self.store.status_counts()
@@ -318,9 +351,9 @@ class Pool:
 
 
 async def throughput_run(
-    bootstrap: str, workdir: Path, orders: int, concurrency: int, processes: int
+    variant: Variant, workdir: Path, orders: int, concurrency: int, processes: int
 ) -> dict[str, float]:
-    serve = Serve(bootstrap, workdir, processes)
+    serve = Serve(variant, workdir, processes)
     run = uuid.uuid4().hex[:6]
     pool = Pool(serve.port)
     try:
@@ -335,12 +368,12 @@ async def throughput_run(
                 next_index += 1
                 await pool.post(i, run)
 
-        before = CpuSample.take(serve.proc.pid)
+        before = serve.cpu()
         began = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         posted = time.monotonic()
         ended = await wait_final(serve, orders + 1)
-        used = CpuSample.take(serve.proc.pid) - before
+        used = serve.cpu() - before
         elapsed = ended - began
         return {
             "orders_per_s": orders / elapsed,
@@ -373,7 +406,7 @@ async def open_loop(
 
 
 async def latency_run(
-    bootstrap: str,
+    variant: Variant,
     workdir: Path,
     rate: float,
     seconds: float,
@@ -381,7 +414,7 @@ async def latency_run(
     warmup: float,
     hops: bool = False,
 ) -> dict[str, float]:
-    serve = Serve(bootstrap, workdir, processes)
+    serve = Serve(variant, workdir, processes)
     run = uuid.uuid4().hex[:6]
     total = int(rate * seconds)
     warm = int(rate * warmup)
@@ -395,11 +428,11 @@ async def latency_run(
         warming = await open_loop(pool, run, rate, warm, 1_000_000, began)
         measured_from = began + warm / rate
         # CPU while the measured orders arrive: where the machine's two cores go at this rate.
-        before = CpuSample.take(serve.proc.pid)
+        before = serve.cpu()
         tasks = await open_loop(pool, run, rate, total, 0, measured_from)
         sent = await asyncio.gather(*tasks)
         achieved = total / (time.monotonic() - measured_from)
-        used = CpuSample.take(serve.proc.pid) - before
+        used = serve.cpu() - before
         await asyncio.gather(*warming)
         await wait_final(serve, total + warm + 1)
         finals = await asyncio.to_thread(serve.final_times)
@@ -452,45 +485,58 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def report(
-    args: argparse.Namespace,
-    tput: list[dict[str, float]],
-    lat: dict[float, list[dict[str, float]]],
-) -> str:
+def figure_rows(rates: list[float]) -> list[tuple[str, float | None, str, str]]:
+    """(label, rate or None for the throughput runs, key, format) of every reported figure."""
+    rows: list[tuple[str, float | None, str, str]] = [
+        ("sustained orders/s, POST → final state (goal ≥ 1,000)", None, "orders_per_s", "{:.0f}"),
+        ("POST rate the client achieved in that run", None, "post_rate", "{:.0f}"),
+        ("serve CPU during that run (cores)", None, "serve_cpu", "{:.2f}"),
+        ("serve CPU per order (ms)", None, "cpu_ms_per_order", "{:.2f}"),
+        ("… of which the API process (ms)", None, "api_cpu_ms_per_order", "{:.2f}"),
+        ("Kafka broker CPU per order (ms)", None, "broker_cpu_ms_per_order", "{:.2f}"),
+        ("load generator CPU per order (ms)", None, "client_cpu_ms_per_order", "{:.2f}"),
+    ]
+    for rate in rates:
+        at = f"at {rate:.0f}/s"
+        rows += [
+            (f"API latency p50 {at} (ms)", rate, "api_p50", "{:.1f}"),
+            (f"API latency p99 {at} (ms, goal ≤ 25 at 500/s)", rate, "api_p99", "{:.1f}"),
+            (f"accepted → final p50 {at} (ms)", rate, "final_p50", "{:.0f}"),
+            (f"accepted → final p99 {at} (ms, goal ≤ 250 at 500/s)", rate, "final_p99", "{:.0f}"),
+            (f"API process CPU {at} (cores)", rate, "api_cores", "{:.2f}"),
+            (f"services processes' CPU {at} (cores)", rate, "services_cores", "{:.2f}"),
+            (f"Kafka broker CPU {at} (cores)", rate, "broker_cores", "{:.2f}"),
+            (f"load generator CPU {at} (cores)", rate, "client_cores", "{:.2f}"),
+            (
+                f"rate the open-loop client achieved {at} (orders/s)",
+                rate,
+                "achieved_rate",
+                "{:.0f}",
+            ),
+        ]
+    return rows
+
+
+@dataclass
+class Results:
+    """Every run's figures of one variant."""
+
+    tput: list[dict[str, float]]
+    lat: dict[float, list[dict[str, float]]]
+
+    def runs(self, rate: float | None) -> list[dict[str, float]]:
+        return self.tput if rate is None else self.lat[rate]
+
+
+def report(args: argparse.Namespace, results: dict[str, Results], rates: list[float]) -> str:
     command = "python bench/pipeline.py " + " ".join(sys.argv[1:])
     cpu = platform.processor() or platform.machine()
     machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
     # Other work on the machine shows in every figure; say how busy it was.
     load = f"load average {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     date = datetime.now(UTC).strftime("%Y-%m-%d")
-    rows: list[tuple[str, list[dict[str, float]], str, str]] = [
-        ("sustained orders/s, POST → final state (goal ≥ 1,000)", tput, "orders_per_s", "{:.0f}"),
-        ("POST rate the client achieved in that run", tput, "post_rate", "{:.0f}"),
-        ("serve CPU during that run (cores)", tput, "serve_cpu", "{:.2f}"),
-        ("serve CPU per order (ms)", tput, "cpu_ms_per_order", "{:.2f}"),
-        ("… of which the API process (ms)", tput, "api_cpu_ms_per_order", "{:.2f}"),
-        ("Kafka broker CPU per order (ms)", tput, "broker_cpu_ms_per_order", "{:.2f}"),
-        ("load generator CPU per order (ms)", tput, "client_cpu_ms_per_order", "{:.2f}"),
-    ]
-    for rate, runs in lat.items():
-        at = f"at {rate:.0f}/s"
-        rows += [
-            (f"API latency p50 {at} (ms)", runs, "api_p50", "{:.1f}"),
-            (f"API latency p99 {at} (ms, goal ≤ 25 at 500/s)", runs, "api_p99", "{:.1f}"),
-            (f"accepted → final p50 {at} (ms)", runs, "final_p50", "{:.0f}"),
-            (f"accepted → final p99 {at} (ms, goal ≤ 250 at 500/s)", runs, "final_p99", "{:.0f}"),
-            (f"API process CPU {at} (cores)", runs, "api_cores", "{:.2f}"),
-            (f"services processes' CPU {at} (cores)", runs, "services_cores", "{:.2f}"),
-            (f"Kafka broker CPU {at} (cores)", runs, "broker_cores", "{:.2f}"),
-            (f"load generator CPU {at} (cores)", runs, "client_cores", "{:.2f}"),
-            (
-                f"rate the open-loop client achieved {at} (orders/s)",
-                runs,
-                "achieved_rate",
-                "{:.0f}",
-            ),
-        ]
-    rates = ", ".join(f"{r:.0f}" for r in lat)
+    labels = list(results)
+    shown = ", ".join(f"{r:.0f}" for r in rates)
     lines = [
         "# Order pipeline benchmark",
         "",
@@ -498,55 +544,105 @@ def report(
         f"Machine: {machine}; {load}  ",
         f"Date: {date}; medians of {args.runs} runs; "
         f"throughput runs of {args.orders} orders at {args.concurrency} connections; "
-        f"latency runs of {args.seconds:.0f} s at {rates} orders/s (open loop, after "
-        f"{args.warmup:.0f} s at the same rate).",
+        f"latency runs of {args.seconds:.0f} s at {shown} orders/s (open loop, after "
+        f"{args.warmup:.0f} s at the same rate)"
+        + (f"; variants {', '.join(labels)} interleaved run by run." if len(labels) > 1 else "."),
         "",
-        "| figure | median | runs |",
-        "|---|---:|---|",
     ]
-    for label, source, key, fmt in rows:
-        each = ", ".join(fmt.format(r[key]) for r in source)
-        lines.append(f"| {label} | {fmt.format(median(source, key))} | {each} |")
+    if len(labels) == 1:
+        lines += ["| figure | median | runs |", "|---|---:|---|"]
+    else:
+        ratios = " | ".join(f"{label} / {labels[0]}" for label in labels[1:])
+        lines += [
+            f"| figure | {' | '.join(labels)} | {ratios} |",
+            "|---|" + "---:|" * (2 * len(labels) - 1),
+        ]
+    for label, rate, key, fmt in figure_rows(rates):
+        if not all(results[v].runs(rate) for v in labels):
+            continue
+        medians = [median(results[v].runs(rate), key) for v in labels]
+        if len(labels) == 1:
+            each = ", ".join(fmt.format(r[key]) for r in results[labels[0]].runs(rate))
+            lines.append(f"| {label} | {fmt.format(medians[0])} | {each} |")
+            continue
+        cells = [
+            f"{fmt.format(m)} ({', '.join(fmt.format(r[key]) for r in results[v].runs(rate))})"
+            for v, m in zip(labels, medians, strict=True)
+        ]
+        ratios = [f"{m / medians[0]:.2f}" if medians[0] else "n/a" for m in medians[1:]]
+        lines.append(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
     return "\n".join(lines) + "\n"
+
+
+async def start_broker(workdir: Path, secure: bool) -> tuple[Any, tuple[str, ...], int]:
+    """A local broker on free ports: (the LocalKafka, serve's Kafka arguments, its pid)."""
+    from orderdeck.kafka.clients import wait_until_ready
+    from orderdeck.kafka.local import LocalKafka
+
+    name = "kafka-secure" if secure else "kafka"
+    broker = LocalKafka(workdir / name, port=free_port(), **({"secure": True} if secure else {}))
+    started = await asyncio.to_thread(broker.start)
+    kafka = broker.connection
+    await wait_until_ready(kafka, 60)
+    kafka_args: tuple[str, ...] = ("--bootstrap-servers", kafka.bootstrap_servers)
+    if secure:
+        kafka_args += ("--kafka-config", str(broker.client_properties_path))
+    return broker, kafka_args, started.pid
+
+
+def parse_variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(label, python, kafka kind) for every combination of --variant and --kafka."""
+    pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
+    kinds = [k.strip() for k in args.kafka.split(",") if k.strip()]
+    for kind in kinds:
+        if kind not in ("plaintext", "sasl_ssl"):
+            raise SystemExit(f"--kafka {kind}: use plaintext or sasl_ssl")
+    combos = []
+    for label, python in pythons:
+        for kind in kinds:
+            parts = [
+                p for p in (label if len(pythons) > 1 else "", kind if len(kinds) > 1 else "") if p
+            ]
+            combos.append(("/".join(parts) or label, python, kind))
+    return combos
 
 
 async def main_async(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="orderdeck-bench-"))
-    broker = None
-    bootstrap = args.bootstrap_servers
-    if not bootstrap:
-        from orderdeck.kafka.local import LocalKafka
-        from orderdeck.kafka.probe import wait_until_ready
-
-        broker = LocalKafka(workdir / "kafka", port=free_port())
-        started = await asyncio.to_thread(broker.start)
-        global BROKER_PID
-        BROKER_PID = started.pid
-        bootstrap = broker.bootstrap_servers
-        await wait_until_ready(bootstrap, 30)
+    brokers: list[Any] = []
     rates = [float(r) for r in args.rate.split(",") if r.strip()]
     try:
-        tput: list[dict[str, float]] = []
-        lat: dict[float, list[dict[str, float]]] = {rate: [] for rate in rates}
+        kafka_for: dict[str, tuple[tuple[str, ...], int | None]] = {}
+        combos = parse_variants(args)
+        for kind in dict.fromkeys(kind for _, _, kind in combos):
+            if args.bootstrap_servers and kind == "plaintext":
+                kafka_for[kind] = (("--bootstrap-servers", args.bootstrap_servers), None)
+                continue
+            broker, kafka_args, pid = await start_broker(workdir, secure=kind == "sasl_ssl")
+            brokers.append(broker)
+            kafka_for[kind] = (kafka_args, pid)
+        variants = [Variant(label, python, *kafka_for[kind]) for label, python, kind in combos]
+        results = {v.label: Results([], {rate: [] for rate in rates}) for v in variants}
         if args.warmup_orders and not args.skip_throughput:
             # A fresh broker compiles its hot paths during the first thousands of records;
             # sustained throughput is measured once that is done (this run is not counted).
-            warm = await throughput_run(
-                bootstrap, workdir, args.warmup_orders, args.concurrency, args.processes
-            )
-            print(f"warm-up run (not counted): {warm}", flush=True)
-        for n in range(args.runs):
-            if not args.skip_throughput:
-                tput.append(
-                    await throughput_run(
-                        bootstrap, workdir, args.orders, args.concurrency, args.processes
-                    )
+            for variant in variants:
+                warm = await throughput_run(
+                    variant, workdir, args.warmup_orders, args.concurrency, args.processes
                 )
-                print(f"throughput run {n + 1}: {tput[-1]}", flush=True)
+                print(f"warm-up run of {variant.label} (not counted): {warm}", flush=True)
+        for n in range(args.runs):
+            # Variants take turns in every run, so a drift of the machine hits them alike.
+            for variant in [] if args.skip_throughput else variants:
+                figures = await throughput_run(
+                    variant, workdir, args.orders, args.concurrency, args.processes
+                )
+                results[variant.label].tput.append(figures)
+                print(f"throughput run {n + 1} of {variant.label}: {figures}", flush=True)
             for rate in [] if args.skip_latency else rates:
-                lat[rate].append(
-                    await latency_run(
-                        bootstrap,
+                for variant in variants:
+                    figures = await latency_run(
+                        variant,
                         workdir,
                         rate,
                         args.seconds,
@@ -554,16 +650,18 @@ async def main_async(args: argparse.Namespace) -> None:
                         args.warmup,
                         args.hops,
                     )
-                )
-                print(f"latency run {n + 1} at {rate:.0f}/s: {lat[rate][-1]}", flush=True)
-        if tput and all(lat.values()):
-            text = report(args, tput, lat)
-            print(text)
-            if not args.no_save:
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(text)
+                    results[variant.label].lat[rate].append(figures)
+                    print(
+                        f"latency run {n + 1} of {variant.label} at {rate:.0f}/s: {figures}",
+                        flush=True,
+                    )
+        text = report(args, results, [] if args.skip_latency else rates)
+        print(text)
+        if not args.no_save:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(text)
     finally:
-        if broker is not None:
+        for broker in brokers:
             await asyncio.to_thread(broker.stop)
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -597,7 +695,23 @@ def main() -> None:
         default=3,
         help="orderdeck serve --processes (1: API and services in one process)",
     )
-    parser.add_argument("--bootstrap-servers", help="use this Kafka instead of starting one")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=PYTHON",
+        help="serve with another checkout's interpreter (repeat to compare, interleaved); "
+        "default: this one",
+    )
+    parser.add_argument(
+        "--kafka",
+        default="plaintext",
+        help="plaintext, sasl_ssl, or both (plaintext,sasl_ssl: interleaved): the local "
+        "broker's listener serve connects to",
+    )
+    parser.add_argument(
+        "--bootstrap-servers", help="use this (plaintext) Kafka instead of starting one"
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument(

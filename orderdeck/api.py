@@ -391,9 +391,9 @@ Place = Callable[
 class _OrdersFastPath:
     """``POST /api/v1/orders`` straight from ASGI; every other request goes to Starlette.
 
-    The hot route is the one clients hammer. Starlette's middleware, router, Request and
-    Response objects were about a quarter of the API's CPU per order, for a route whose
-    answer is fully decided by ``place`` (the same function the Starlette route calls, so
+    The hot route is the one clients hammer, and Starlette's middleware, router, Request and
+    Response objects cost more CPU than its answer, which is fully decided by ``place``
+    (BENCHMARKS.md has the figure; ``place`` is the same function the Starlette route calls, so
     both ways answer identically; the Starlette route still serves the route's other
     methods and its 405, and documents it).
     """

@@ -140,8 +140,8 @@ def time_ordered_uuid() -> str:
     The first 48 bits are the Unix time in milliseconds and the other 74 are random, so ids
     made one after the other sort together. That is what the store's indexes want: rows keyed
     by order or event id are appended near each other instead of landing on a random page of
-    every index, and a batch's commit writes a handful of pages rather than one per row (the
-    services' transaction CPU per record fell by about a quarter, measured).
+    every index, and a batch's commit writes a handful of pages rather than one per row
+    (BENCHMARKS.md, "time-ordered ids").
 
     The random bits come from a pool: ``os.urandom`` is a system call that releases the GIL,
     and under load the event loop then waits to get it back. One read of 5 KiB serves 512 ids.

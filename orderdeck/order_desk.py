@@ -293,11 +293,11 @@ class _PlacedWriter:
 
     The others (:meth:`write_behind`) are answered as soon as Kafka acknowledged. The order
     service records each order moments later, from its OrderPlaced, which Kafka already
-    holds; writing the same order here too was a third of the database's write time under
-    load. So the API only keeps the order in :attr:`unrecorded` (``OrderDesk.find_order``
-    answers a GET from there) and, :data:`RECORD_DELAY_S` later, records the orders the store
-    still does not know — none while the order service keeps up, all of them while it is
-    stopped or paused.
+    holds; writing the same order here too costs database write time under load for nothing
+    (BENCHMARKS.md, "write-behind"). So the API only keeps the order in :attr:`unrecorded`
+    (``OrderDesk.find_order`` answers a GET from there) and, :data:`RECORD_DELAY_S` later,
+    records the orders the store still does not know — none while the order service keeps
+    up, all of them while it is stopped or paused.
     A crash loses nothing either way: the order service records the order from Kafka.
     """
 

@@ -15,10 +15,8 @@ Three things, all measured with ``bench/pipeline.py`` (see BENCHMARKS.md):
   the kernel runs the API (and the Kafka broker it waits on) as soon as a request arrives,
   and the services take the CPU that is left: their work waits in Kafka meanwhile, so a busy
   machine slows order processing, never order taking, and loses nothing. Slower services
-  also mean larger batches, which cost less per order. On 2 cores at 500 orders/s the API's
-  p99 was about 46 ms with the children at the API's priority, about 34-40 ms at nice 5 and
-  about 23 ms at nice 19 (medians of interleaved runs, BENCHMARKS.md); the time from
-  acceptance to final state did not change measurably.
+  also mean larger batches, which cost less per order. (BENCHMARKS.md, "CPU priority of the
+  services children", has the interleaved runs behind nice 19.)
 """
 
 from __future__ import annotations

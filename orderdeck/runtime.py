@@ -64,10 +64,9 @@ RATE_WINDOW_S = 5.0
 PROBE_TIMEOUT_S = 1.5
 LAG_TIMEOUT_S = 3.0
 LAG_MAX_AGE_S = 1.5
-#: How long an accepted order's OrderPlaced waits for others to share its produce request.
-#: A request costs the local broker far more CPU than the records in it (about 1 ms each
-#: on the 2-core benchmark machine), so at a steady 500 orders/s fewer, fuller requests
-#: leave CPU to the rest of the pipeline, for a few ms more on each 201.
+#: How long an accepted order's OrderPlaced waits for others to share its produce request:
+#: a request costs the broker far more CPU than the records in it (BENCHMARKS.md, "API
+#: produce linger").
 API_PRODUCE_LINGER_S = 0.003
 STOP_PART_TIMEOUT_S = 3.0
 
