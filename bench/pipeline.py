@@ -580,9 +580,9 @@ async def start_broker(workdir: Path, secure: bool) -> tuple[Any, tuple[str, ...
     from orderdeck.kafka.local import LocalKafka
 
     name = "kafka-secure" if secure else "kafka"
-    broker = LocalKafka(workdir / name, port=free_port(), **({"secure": True} if secure else {}))
+    broker = LocalKafka(workdir / name, port=free_port(), secure=secure)
     started = await asyncio.to_thread(broker.start)
-    kafka = broker.connection
+    kafka = broker.connection()
     await wait_until_ready(kafka, 60)
     kafka_args: tuple[str, ...] = ("--bootstrap-servers", kafka.bootstrap_servers)
     if secure:

@@ -77,8 +77,8 @@ __all__ = [
 ]
 
 #: Heap and JIT/GC choices for a laptop or a 2-core CI box: the serial collector and the C1
-#: compiler alone start the broker about a second faster than G1 + C2 and use less memory;
-#: the pipeline's throughput ceiling is the Python clients, not the broker (see BENCHMARKS.md).
+#: compiler alone start the broker faster and use less memory, and the broker is not the
+#: pipeline's ceiling (BENCHMARKS.md, "Local Apache Kafka").
 #: KAFKA_HEAP_OPTS / KAFKA_JVM_PERFORMANCE_OPTS override them, as with Kafka's own scripts.
 HEAP_OPTS = ("-Xms256m", "-Xmx512m")
 PERFORMANCE_OPTS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")

@@ -46,10 +46,9 @@ log = logging.getLogger(__name__)
 #: Batches whose records may be being sent while the next one is applied.
 MAX_IN_FLIGHT = 4
 #: Offset commits of a worker start at most this often (and always when stopping or
-#: giving up partitions). Each commit is a broker round trip that costs the local broker
-#: more CPU than a produce request; at a steady 500 orders/s committing after every batch
-#: was a seventh of its requests. A crash redelivers what the last commit did not
-#: cover, and handlers recognise those records as processed.
+#: giving up partitions): each commit costs the broker more CPU than a produce request
+#: (BENCHMARKS.md, "Figures behind the code's choices"). A crash redelivers what the last
+#: commit did not cover, and handlers recognise those records as processed.
 COMMIT_INTERVAL_S = 0.25
 SEND_ATTEMPTS = 5
 UNSENT_PAGE = 1000

@@ -59,10 +59,8 @@ POLL_TIMEOUT_MS = 200
 #: (:meth:`ServiceWorker._hold_fetches`): what arrived comes in one fetch when the cycle ends.
 #: Much of a batch's cost does not depend on its size (a fetch, a transaction's COMMIT, a
 #: produce request, the broker's handling of each), so on a busy machine fewer, larger batches
-#: leave CPU for everything else: in back-to-back runs at 500 orders/s on 2 cores the API's
-#: p99 went from about 32 ms to about 21, and holding the fetches took the accepted -> final
-#: p50 from about 150-190 ms to 115-150 (BENCHMARKS.md has the runs). A trickle (batches of a
-#: record or two) is never held back: at 20 orders/s the whole pipeline takes about 15 ms.
+#: leave CPU for everything else (BENCHMARKS.md, "Figures behind the code's choices"). A
+#: trickle (batches of a record or two) is never held back.
 PACE_MIN_RECORDS = 8
 PACE_CYCLE_S = 0.02
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
@@ -281,8 +279,7 @@ class ServiceWorker:
         background fetcher has not asked for more yet. Left to itself it would at once: the
         broker answers as soon as one record arrives, that record or two wait out the cycle,
         and the next cycle applies them as a batch of their own (a transaction, a produce and
-        a fetch for a sliver) while everything else that arrived waits one fetch longer. At
-        500 orders/s a quarter of all batches were such slivers.
+        a fetch for a sliver) while everything else that arrived waits one fetch longer.
         """
         assert self._consumer is not None
         self._consumer.pause(*self._consumer.assignment())
