@@ -273,7 +273,9 @@ class Runtime:
             # A broker this process did not start (kept by an earlier run, or serving another
             # process) is left running.
             self._stop_local = not result.already_running and not self.keep_kafka
-            self.kafka = self.kafka.with_bootstrap(result.bootstrap_servers)
+            # A secure data dir's broker is reached through its client.properties (SASL_SSL),
+            # which --processes children are then handed as their --kafka-config.
+            self.kafka = local.connection().with_bootstrap(result.bootstrap_servers)
             how = "reusing the running" if result.already_running else "started the"
             self._progress(
                 "kafka",

@@ -136,7 +136,14 @@ def test_importing_the_api_loads_no_service_and_no_ui() -> None:
 
 
 AIOKAFKA_CLIENTS = frozenset(
-    {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient"}
+    {
+        "AIOKafkaProducer",
+        "AIOKafkaConsumer",
+        "AIOKafkaAdminClient",
+        "AIOKafkaClient",
+        "AIOKafkaConnection",
+        "create_conn",
+    }
 )
 CLIENT_FACTORY = "orderdeck.kafka.clients"
 
@@ -168,7 +175,12 @@ def test_only_the_client_factory_constructs_aiokafka_clients(module: str) -> Non
 
 def test_the_client_factory_rule_sees_the_factory() -> None:
     found = {entry.partition(":")[0] for entry in _client_constructions(MODULES[CLIENT_FACTORY])}
-    assert found == {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
+    assert found == {
+        "AIOKafkaProducer",
+        "AIOKafkaConsumer",
+        "AIOKafkaAdminClient",
+        "AIOKafkaConnection",  # the bounded connection check
+    }
 
 
 def test_the_rules_see_the_package() -> None:

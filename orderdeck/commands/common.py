@@ -38,7 +38,8 @@ def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
 def kafka_to_inspect(args: argparse.Namespace) -> KafkaConnection:
     """The flags' cluster, else the data dir's local broker if it is running.
 
-    Inspection commands never start a broker: watching must not change what is watched.
+    Inspection commands never start a broker: watching must not change what is watched. A
+    secure local broker is reached with its ``client.properties`` (SASL_SSL).
     """
     from orderdeck.kafka.connection import KafkaConnection, load_properties
 
@@ -48,13 +49,13 @@ def kafka_to_inspect(args: argparse.Namespace) -> KafkaConnection:
         return KafkaConnection(str(args.bootstrap_servers))
     from orderdeck.kafka.local import LocalKafka
 
-    status = LocalKafka(args.data_dir).status()  # the port it really listens on
-    if status is None:
+    local = LocalKafka(args.data_dir)
+    if local.status() is None:
         raise OrderdeckError(
             "local Kafka is not running; start it with `orderdeck kafka start` "
             "or pass --bootstrap-servers"
         )
-    return KafkaConnection(status.bootstrap_servers)
+    return local.connection()  # the port it really listens on, and its security
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:

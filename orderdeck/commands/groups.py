@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _collect(kafka: KafkaConnection, group: str | None) -> list[GroupSnapshot]:
     from orderdeck.kafka.admin import GroupInspector
+    from orderdeck.kafka.clients import check_connection
 
+    await check_connection(kafka)  # a bad password or TLS setting: one line within 15 s
     async with GroupInspector(kafka) as inspector:
         names = [group] if group else await inspector.list_groups()
         snapshots = await inspector.describe(names)

@@ -186,12 +186,14 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     """Create missing pipeline topics, then list every pipeline topic with end offsets."""
+    from orderdeck.kafka.clients import check_connection
     from orderdeck.kafka.topics import describe_topics, ensure_topics
 
     _quiet_client_logs()
     kafka = kafka_to_inspect(args)
 
     async def work() -> list[tuple[str, int, list[int]]]:
+        await check_connection(kafka)  # a bad password or TLS setting: one line within 15 s
         report = await ensure_topics(kafka)
         infos = await describe_topics(kafka, report.topics)
         return [(info.name, info.partitions, list(info.end_offsets)) for info in infos]

@@ -88,8 +88,10 @@ def format_json(record: TailRecord) -> str:
 
 
 async def _tail(args: argparse.Namespace, kafka: KafkaConnection, out: TextIO) -> None:
+    from orderdeck.kafka.clients import check_connection
     from orderdeck.kafka.tail import TopicTail
 
+    await check_connection(kafka)  # a bad password or TLS setting: one line within 15 s
     render = format_json if args.json else format_human
     async with TopicTail(kafka, args.topics, from_beginning=args.from_beginning) as tail:
         while True:

@@ -1,11 +1,11 @@
-"""Why a Kafka connection failed, in one line, within a bounded time.
+"""Why a Kafka connection failed, in one line.
 
 aiokafka's clients retry a failed bootstrap until their request timeout and then report
 ``Unable to bootstrap from [...]``: the real cause (a wrong password, a certificate that does
 not verify, a plaintext client on a TLS port) only reaches its log. So before a command or the
-runtime starts its first client, :func:`check_connection` opens one connection itself, the way
-a client's bootstrap does (TLS, ApiVersions, SASL, Metadata), under a deadline, and
-:func:`explain` turns whatever went wrong into an :class:`~orderdeck.errors.OrderdeckError`
+runtime starts its first client, ``clients.check_connection`` opens one connection itself, the
+way a client's bootstrap does (TLS, ApiVersions, SASL, Metadata), under a deadline, and
+:func:`explain` here turns whatever went wrong into an :class:`~orderdeck.errors.OrderdeckError`
 whose message names the user and mechanism, the CA file and host, or the missing TLS, and
 never a secret.
 
@@ -19,27 +19,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from aiokafka.cluster import ClusterMetadata
-from aiokafka.conn import create_conn
 from aiokafka.errors import (
     IllegalSaslStateError,
     KafkaError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
-from aiokafka.protocol.metadata import MetadataRequest
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.kafka.connection import KafkaConnection
-from orderdeck.kafka.probe import MetadataAnswer, parse_bootstrap
 
 #: How long a check may take by default: the issue's promise of a clear answer within 15 s.
 CHECK_TIMEOUT = 15.0
-_TLS_SNIFF_TIMEOUT = 3.0
+TLS_SNIFF_TIMEOUT = 3.0
 
 
 class KafkaConnectError(KafkaUnavailableError):
@@ -54,87 +47,8 @@ class KafkaTlsError(KafkaConnectError):
     """TLS did not work out: the certificate, or TLS on one side only."""
 
 
-async def check_connection(
-    kafka: KafkaConnection,
-    timeout: float = CHECK_TIMEOUT,  # noqa: ASYNC109 - the bounded wait is the point
-) -> MetadataAnswer:
-    """Connect once as a client would and ask for metadata; raise one clear error otherwise.
-
-    Returns within ``timeout`` seconds either way. Authentication and TLS failures are final
-    at once (another bootstrap server would be asked with the same settings); an unreachable
-    address moves on to the next one.
-    """
-    deadline = time.monotonic() + timeout
-    # A plaintext client keeps back a little time to sniff for TLS when it fails.
-    sniff_budget = 0.0 if kafka.uses_tls else min(_TLS_SNIFF_TIMEOUT, timeout / 5)
-    addresses = parse_bootstrap(kafka.bootstrap_servers)
-    ssl_context = kafka.ssl_context()
-    failure: OrderdeckError | None = None
-    for host, port in addresses:
-        remaining = deadline - sniff_budget - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            async with asyncio.timeout(remaining):
-                return await _ask_metadata(kafka, host, port, ssl_context, remaining)
-        except (OSError, KafkaError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            speaks_tls = None
-            if sniff_budget and not isinstance(exc, ConnectionRefusedError):
-                sniff = max(0.2, min(sniff_budget, deadline - time.monotonic()))
-                speaks_tls = await asyncio.to_thread(port_speaks_tls, host, port, sniff)
-            failure = explain(exc, kafka, (host, port), port_speaks_tls=speaks_tls, waited=timeout)
-            network_only = isinstance(exc, OSError | TimeoutError) and not isinstance(
-                exc, ssl.SSLError
-            )
-            if speaks_tls or not network_only:
-                raise failure from None
-    if failure is None:
-        failure = KafkaConnectError(
-            f"Kafka at {kafka.bootstrap_servers} did not answer within {timeout:g} s"
-        )
-    raise failure from None
-
-
-def check_connection_sync(kafka: KafkaConnection, timeout: float = CHECK_TIMEOUT) -> MetadataAnswer:
-    """:func:`check_connection` for code without an event loop (or inside someone else's).
-
-    It runs on a private thread with its own loop, so a synchronous caller that happens to
-    sit under a running loop (the broker start in ``serve``) cannot trip over it.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-check") as pool:
-        return pool.submit(asyncio.run, check_connection(kafka, timeout)).result()
-
-
-async def _ask_metadata(
-    kafka: KafkaConnection,
-    host: str,
-    port: int,
-    ssl_context: ssl.SSLContext | None,
-    timeout: float,  # noqa: ASYNC109 - handed to aiokafka, which has its own request timeout
-) -> MetadataAnswer:
-    options: dict[str, Any] = {
-        "client_id": f"{kafka.client_id}-check",
-        "request_timeout_ms": max(100, int(timeout * 1000)),
-        "security_protocol": kafka.security_protocol,
-        "ssl_context": ssl_context,
-    }
-    if kafka.uses_sasl:
-        options["sasl_mechanism"] = kafka.sasl_mechanism
-        options["sasl_plain_username"] = kafka.sasl_username
-        options["sasl_plain_password"] = kafka.sasl_password
-    conn = await create_conn(host, port, **options)
-    try:
-        response = await conn.send(MetadataRequest([]))
-    finally:
-        conn.close()
-    cluster = ClusterMetadata()
-    cluster.update_metadata(response)
-    controller = cluster.controller
-    return MetadataAnswer(
-        cluster_id=getattr(response, "cluster_id", None),
-        controller_id=controller.nodeId if controller is not None else -1,
-        brokers=tuple((b.nodeId, b.host, b.port) for b in cluster.brokers()),
-    )
+#: Failures that waiting longer cannot cure: a readiness wait reports them at once.
+FINAL_ERRORS = (KafkaAuthenticationError, KafkaTlsError)
 
 
 def explain(
@@ -211,7 +125,7 @@ def explain(
     return KafkaConnectError(f"cannot use Kafka at {where}: {type(exc).__name__}: {exc}")
 
 
-def port_speaks_tls(host: str, port: int, timeout: float = _TLS_SNIFF_TIMEOUT) -> bool:
+def port_speaks_tls(host: str, port: int, timeout: float = TLS_SNIFF_TIMEOUT) -> bool:
     """True when ``host:port`` completes a TLS handshake (certificate not checked).
 
     Only used to word an error: nothing is sent over the connection, which is closed at once.
@@ -230,8 +144,9 @@ def port_speaks_tls(host: str, port: int, timeout: float = _TLS_SNIFF_TIMEOUT) -
 
 
 def _ssl_reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return str(reason or exc or type(exc).__name__)
+    if isinstance(exc, ConnectionResetError | EOFError | ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "the broker closed the connection"
+    return str(getattr(exc, "reason", None) or str(exc) or type(exc).__name__)
 
 
 def _offered(exc: BaseException) -> str:

@@ -509,7 +509,7 @@ class LocalKafka:
         """Poll Metadata until the broker answers, its JVM dies, or the deadline passes.
 
         A secure broker is asked the way its clients will ask it: over TLS, verifying the
-        certificate, after SCRAM authentication (aiokafka, see ``connect_errors``), so
+        certificate, after SCRAM authentication (``clients.check_connection``), so
         "ready" also proves the certificate and the user work.
         """
         connection = self.connection() if self.secure else None
@@ -533,7 +533,7 @@ class LocalKafka:
     def _answers_metadata(self, connection: KafkaConnection | None) -> bool:
         if connection is None:
             return probe(_LOOPBACK, self.port, timeout=1.0).ready
-        from orderdeck.kafka.connect_errors import check_connection_sync
+        from orderdeck.kafka.clients import check_connection_sync
 
         return check_connection_sync(connection, timeout=2.0).ready
 

@@ -19,14 +19,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
-from orderdeck.kafka.connect_errors import (
-    CHECK_TIMEOUT,
-    KafkaAuthenticationError,
-    KafkaTlsError,
-    check_connection,
-)
+from orderdeck.kafka.clients import check_connection, new_admin, new_consumer, new_producer
+from orderdeck.kafka.connect_errors import CHECK_TIMEOUT, KafkaAuthenticationError, KafkaTlsError
 from orderdeck.kafka.connection import KafkaConnection, load_properties
 from orderdeck.kafka.local import SCRAM_MECHANISM, SCRAM_USER, LocalKafka, LocalKafkaError
 from orderdeck.kafka.probe import ProbeError, probe
@@ -54,7 +50,7 @@ def password_of(kafka: LocalKafka) -> str:
 
 
 async def create_topic(kafka: KafkaConnection, name: str) -> None:
-    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="orderdeck-tests")
+    admin = new_admin(kafka, client_suffix="tests")
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
@@ -261,3 +257,101 @@ async def test_the_broker_certificate_names_localhost_and_127_0_0_1(
     for host in ("127.0.0.1", "localhost"):
         connection = secure_kafka.connection().with_bootstrap(f"{host}:{secure_kafka.port}")
         assert (await check_connection(connection)).ready
+
+
+# ---------------------------------------------------------------------------- through the CLI
+
+
+def bad_password_file(secure_kafka: LocalKafka, tmp_path: Path) -> Path:
+    text = secure_kafka.client_properties_path.read_text()
+    wrong = re.sub(r"^sasl\.password=.*$", "sasl.password=wrong-one", text, flags=re.M)
+    path = tmp_path / "bad.properties"
+    path.write_text(wrong)
+    return path
+
+
+def assert_one_line_within_15_s(
+    done: subprocess.CompletedProcess[str], began: float, *fragments: str
+) -> None:
+    assert time.monotonic() - began < CHECK_TIMEOUT + 5  # the CLI's own start-up on top
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr
+
+
+@pytest.mark.parametrize("command", [["groups"], ["tail", "order-events", "--exit-at-end"]])
+def test_a_wrong_password_file_is_one_line_and_a_non_zero_exit(
+    secure_kafka: LocalKafka, tmp_path: Path, command: list[str]
+) -> None:
+    config = bad_password_file(secure_kafka, tmp_path)
+    began = time.monotonic()
+
+    done = run_cli(*command, "--kafka-config", str(config))
+
+    assert_one_line_within_15_s(
+        done,
+        began,
+        "authentication failed for user 'orderdeck' with SCRAM-SHA-512",
+        str(config),
+    )
+    assert "wrong-one" not in done.stderr
+
+
+def test_a_plaintext_command_on_the_secure_port_says_it_needs_tls(
+    secure_kafka: LocalKafka,
+) -> None:
+    began = time.monotonic()
+
+    done = run_cli("groups", "--bootstrap-servers", secure_kafka.bootstrap_servers)
+
+    assert_one_line_within_15_s(done, began, "seems to need TLS")
+
+
+def test_commands_use_the_secure_data_dirs_client_properties_by_themselves(
+    secure_kafka: LocalKafka,
+) -> None:
+    data_dir = str(secure_kafka.data_dir)
+    start = run_cli("kafka", "start", "--data-dir", data_dir, "--port", str(secure_kafka.port))
+    assert start.returncode == 0, start.stderr
+    assert "set up with --secure: starting it secure (SASL_SSL)" in start.stdout
+    assert start.stdout.splitlines()[-1] == secure_kafka.bootstrap_servers
+
+    topics = run_cli("kafka", "topics", "--data-dir", data_dir)
+    assert topics.returncode == 0, topics.stderr
+    assert re.search(r"^order-events\s+3\s", topics.stdout, re.M)
+
+    groups = run_cli("groups", "--json", "--data-dir", data_dir)
+    assert groups.returncode == 0, groups.stderr
+    password = password_of(secure_kafka)
+    for done in (start, topics, groups):
+        assert password not in done.stdout + done.stderr
+
+
+async def test_produce_and_consume_over_sasl_ssl_through_the_client_factory(
+    secure_kafka: LocalKafka,
+) -> None:
+    kafka = secure_kafka.connection()
+    topic = f"secure-{uuid.uuid4().hex[:8]}"
+    await create_topic(kafka, topic)
+    producer = new_producer(kafka, client_suffix="test", acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = [await producer.send_and_wait(topic, f"m{i}".encode()) for i in range(5)]
+    finally:
+        await producer.stop()
+    assert [meta.offset for meta in sent] == [0, 1, 2, 3, 4]
+
+    consumer = new_consumer(kafka, topic, client_suffix="test", auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(values) < 5 and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            values += [r.value for records in batches.values() for r in records if r.value]
+    finally:
+        await consumer.stop()
+    assert values == [f"m{i}".encode() for i in range(5)]
