@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orderdeck.api_guard import AccessPolicy, ApiGuard
 from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES, TopicNames
 from orderdeck.orders import (
     DEFAULT_ACK_TIMEOUT_S,
@@ -235,11 +236,15 @@ def create_app(
     *,
     health: HealthProbe | None = None,
     ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
+    access: AccessPolicy | None = None,
 ) -> ASGIApp:
     """Build the order API around an open store and a started producer.
 
     ``health`` reports Kafka and service state for ``GET /health`` (the runtime passes its
-    own); ``ack_timeout`` bounds the wait for Kafka's acknowledgement of an OrderPlaced.
+    own); ``ack_timeout`` bounds the wait for Kafka's acknowledgement of an OrderPlaced;
+    ``access`` (the Host names and token a server accepts, see api_guard.py) is checked
+    before every route, the fast path included. Without it the app serves anyone, as it
+    does inside the tests' ASGI transport.
     """
     retry_after = str(max(1, math.ceil(ack_timeout)))
 
@@ -363,7 +368,10 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
-    return _OrdersFastPath(app, place)
+    # A redirect to the slash-less path would build its Location from the Host header.
+    app.router.redirect_slashes = False
+    orders_fast_path = _OrdersFastPath(app, place)
+    return orders_fast_path if access is None else ApiGuard(orders_fast_path, access)
 
 
 Place = Callable[[Callable[[str], "str | None"], AsyncIterator[bytes]], Awaitable[Answer]]

@@ -17,16 +17,16 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import uvicorn
-
 from orderdeck.api import HealthReport, KafkaHealth, ServiceHealth, create_app
+from orderdeck.api_guard import AccessPolicy, require_token
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.http_server import EmbeddedServer, build_server
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.orders import (
     DEFAULT_ACK_TIMEOUT_S,
@@ -94,17 +94,6 @@ class RuntimeStatus:
     steps: tuple[StartupStep, ...] = ()
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling: the process that embeds it owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def install_signal_handlers(self) -> None:  # older uvicorn releases call this instead
-        return None
-
-
 @dataclass
 class _Counters:
     """Samples of the total order count, to turn into orders/s."""
@@ -161,7 +150,7 @@ class Runtime:
         self._stop_local = False
         self._store: Store | None = None
         self._producer: EventProducer | None = None
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
@@ -228,6 +217,8 @@ class Runtime:
 
     async def start(self) -> None:
         """Start every part in order; on failure stop what started and raise OrderdeckError."""
+        if self.with_api:  # before anything starts: an exposed API without a token never runs
+            require_token(self.settings.api_host, self.settings.api_token)
         self._route_logs()
         self._started = True
         step: StepName = "kafka"
@@ -326,22 +317,18 @@ class Runtime:
             return
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
+        access = AccessPolicy.for_server(
+            self.settings.api_host, self.settings.api_token, self.settings.allowed_hosts
+        )
         app = create_app(
-            self._store, producer, self.names, health=self.health, ack_timeout=self.ack_timeout
+            self._store,
+            producer,
+            self.names,
+            health=self.health,
+            ack_timeout=self.ack_timeout,
+            access=access,
         )
-        config = uvicorn.Config(
-            app,
-            host=self.settings.api_host,
-            port=self.settings.api_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-            # No proxy sits in front of it by default: skip the X-Forwarded-* rewriting layer.
-            proxy_headers=False,
-        )
-        server = _EmbeddedServer(config)
+        server = build_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
         while not server.started:
@@ -353,11 +340,12 @@ class Runtime:
                 )
             await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
-        self.api_url = f"http://{self.settings.api_host}:{port}"
+        self.api_url = self.settings.api_url_on(port)
         self._api_state = "running"
-        self._progress("api", "done", f"API at {self.api_url}")
+        needs = " (bearer token required)" if self.settings.api_token is not None else ""
+        self._progress("api", "done", f"API at {self.api_url}{needs}")
 
-    async def _serve(self, server: _EmbeddedServer) -> None:
+    async def _serve(self, server: EmbeddedServer) -> None:
         try:
             await server.serve()
         except SystemExit:  # uvicorn exits this way when it cannot bind
