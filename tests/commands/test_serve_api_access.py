@@ -17,7 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orderdeck.api_guard import ApiAccessError
+from orderdeck.cli import main
+from orderdeck.config import Settings
 from orderdeck.events import TopicNames
+from orderdeck.runtime import Runtime
 from tests.api.conftest import wait_for
 from tests.api.serve_process import ROOT, ServeProcess
 
@@ -139,3 +143,47 @@ async def test_serve_on_every_address_with_a_token_file_serves_curl_with_the_tok
         with contextlib.suppress(subprocess.TimeoutExpired):
             await asyncio.to_thread(serve.wait, 10)
         serve.close()
+
+
+async def test_the_runtime_refuses_an_exposed_api_without_a_token(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(api_host="0.0.0.0", data_dir=tmp_path, bootstrap_servers="x:1"))
+    with pytest.raises(ApiAccessError, match="beyond loopback"):
+        await runtime.start()
+    assert not (tmp_path / "orderdeck.db").exists()
+
+
+def test_the_token_stays_out_of_settings_repr_dump_and_url() -> None:
+    settings = Settings(api_host="0.0.0.0", api_token=TOKEN)
+    assert TOKEN not in repr(settings)
+    assert TOKEN not in str(settings.model_dump())
+    assert TOKEN not in settings.api_url
+    assert Settings(api_host="::1", api_port=3000).api_url == "http://[::1]:3000"
+
+
+async def test_orders_cli_sends_the_token(
+    kafka_bootstrap: str,
+    topic_names: TopicNames,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        api_port=0,
+        api_token=TOKEN,
+        data_dir=tmp_path,
+        topic_prefix=topic_names.prefix,
+    )
+    runtime = Runtime(settings, services=())
+    await runtime.start()
+    try:
+        submit = ["--api-url", runtime.api_url, "submit", "--customer", "c-1"]
+        submit += ["--product", "sku-mouse", "--quantity", "1"]
+        monkeypatch.delenv("ORDERDECK_API_TOKEN", raising=False)
+        assert await asyncio.to_thread(main, ["orders", *submit]) == 1
+        assert "401" in capsys.readouterr().err
+        monkeypatch.setenv("ORDERDECK_API_TOKEN", TOKEN)
+        assert await asyncio.to_thread(main, ["orders", *submit]) == 0
+        assert " placed " in capsys.readouterr().out
+    finally:
+        await runtime.stop()
