@@ -4,10 +4,10 @@ uvicorn closes a keep-alive connection that stays idle after a response, but it 
 for a request head: a connection that never sends a byte, or one that sends a byte a second
 (slowloris), holds a socket and a protocol object as long as the client likes. Here each
 connection must deliver a complete request head within ``head_timeout_s`` of opening (or of
-the first byte of its next request), heads are capped in size, and the number of open
-connections is capped, so that a few hundred stuck clients cannot starve the ones that send
-orders. uvicorn's own ``limit_concurrency`` answers 503 beyond that many connections or
-requests in flight.
+the first byte of its next request) and its body within ``body_timeout_s`` of the head, heads
+are capped in size, and the number of open connections is capped, so that a few hundred
+stuck clients cannot starve the ones that send orders. uvicorn's own ``limit_concurrency``
+answers 503 beyond that many connections or requests in flight.
 
 Every API server orderdeck runs is built by :func:`build_server`.
 """
@@ -40,6 +40,8 @@ class ConnectionLimits:
     #: A request head (request line and headers) must be complete this soon after the
     #: connection opened or its first byte arrived; 408 and close otherwise.
     head_timeout_s: float = 5.0
+    #: The body must be complete this soon after the head; the connection is closed otherwise.
+    body_timeout_s: float = 10.0
     #: An idle keep-alive connection is closed after this many seconds.
     keep_alive_s: int = 5
     #: Largest request head (URL plus header names and values) in bytes.
@@ -55,11 +57,13 @@ class _HeadTooLargeError(Exception):
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for each request head and a head size cap.
+    """uvicorn's httptools protocol with deadlines for each request's head and body, and a
+    head size cap.
 
-    The deadline is armed when the connection opens and again when the first byte of a
-    later request arrives, and disarmed when the head is complete; idle time between
-    requests is uvicorn's keep-alive timeout. Subclassed per server by :func:`protocol_for`.
+    The head's deadline is armed when the connection opens and again when the first byte of
+    a later request arrives; the body's when the head is complete; both end when the whole
+    request has arrived. Idle time between requests is uvicorn's keep-alive timeout.
+    Subclassed per server by :func:`protocol_for`.
     """
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
@@ -67,7 +71,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._head_started = False
         self._head_bytes = 0
 
@@ -77,18 +81,18 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._warn(f"more than {self.limits.max_connections} connections; closing new ones")
             transport.close()
             return
-        self._arm_head_deadline()
+        self._arm_deadline(self.limits.head_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
+        self._disarm_deadline()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_started = True
         self._head_bytes = 0
-        if self._head_deadline is None:
-            self._arm_head_deadline()
+        if self._deadline is None:
+            self._arm_deadline(self.limits.head_timeout_s)
 
     def on_url(self, url: bytes) -> None:
         self._count_head(len(url))
@@ -99,9 +103,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._disarm_head_deadline()
+        self._disarm_deadline()
         self._head_started = False
+        self._arm_deadline(self.limits.body_timeout_s)
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm_deadline()
+        super().on_message_complete()
 
     def _count_head(self, size: int) -> None:
         self._head_bytes += size
@@ -109,18 +118,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._warn(f"a request head exceeded {self.limits.max_head_bytes} bytes")
             raise _HeadTooLargeError
 
-    def _arm_head_deadline(self) -> None:
-        self._head_deadline = self.loop.call_later(self.limits.head_timeout_s, self._head_timed_out)
+    def _arm_deadline(self, seconds: float) -> None:
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
 
-    def _disarm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+    def _disarm_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
-    def _head_timed_out(self) -> None:
-        self._head_deadline = None
+    def _timed_out(self) -> None:
+        self._deadline = None
         if self.transport.is_closing():
             return
+        # A request in flight (its body late, or pipelined before this head) has a task
+        # that may still answer: only closing is safe then.
         answering = self.cycle is not None and not self.cycle.response_complete
         if self._head_started and not answering:
             self.transport.write(_timeout_answer())

@@ -134,6 +134,32 @@ async def test_an_idle_keep_alive_connection_is_closed(port: int) -> None:
     assert time.monotonic() - opened >= LIMITS.keep_alive_s - 0.5
 
 
+async def test_a_body_sent_at_1_byte_per_second_is_cut_off(
+    store: Store, producer: EventProducer, topic_names: TopicNames
+) -> None:
+    limits = ConnectionLimits(body_timeout_s=2.0)
+    app = create_app(store, producer, topic_names, access=AccessPolicy.for_server("127.0.0.1"))
+    async with live_server(app, limits=limits) as bound:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bound)
+        writer.write(SLOW_HEAD)  # the whole head at once, then the body byte by byte
+        started = time.monotonic()
+
+        async def dribble() -> None:
+            for _ in range(64):
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(1.0)
+
+        sending = asyncio.create_task(dribble())
+        try:
+            await _until_closed(reader, limits.body_timeout_s + SLACK_S)
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+            writer.close()
+    assert time.monotonic() - started >= limits.body_timeout_s - 0.5
+
+
 async def test_a_huge_request_head_is_refused(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     filler = b"x" * (LIMITS.max_head_bytes + 1)
