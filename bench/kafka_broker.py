@@ -32,6 +32,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import KAFKA_VERSION, LocalKafka
 from orderdeck.kafka.topics import TopicAdmin
 
@@ -124,7 +125,7 @@ async def consume(bootstrap: str, topic: str, records: int) -> float:
 async def throughput(bootstrap: str, runs: int, records: int) -> tuple[list[float], list[float]]:
     produced: list[float] = []
     consumed: list[float] = []
-    async with TopicAdmin(bootstrap) as admin:
+    async with TopicAdmin(KafkaConnection(bootstrap)) as admin:
         for run in range(runs):
             topic = f"bench-{run}-{uuid.uuid4().hex[:6]}"
             await admin.ensure([topic], partitions=3)

@@ -420,6 +420,7 @@ async def _tail(figures: Figures, rate: float, total: int) -> None:
     from orderdeck.app import OrderDeckApp
     from orderdeck.config import Settings
     from orderdeck.events import TopicNames
+    from orderdeck.kafka.connection import KafkaConnection
     from orderdeck.kafka.topics import ensure_topics
     from orderdeck.runtime import Runtime
     from orderdeck.screens.topics import TopicsScreen
@@ -428,7 +429,7 @@ async def _tail(figures: Figures, rate: float, total: int) -> None:
 
     with running_broker() as bootstrap:
         names = TopicNames(prefix=f"bench{uuid.uuid4().hex[:8]}.")
-        await ensure_topics(bootstrap, names)
+        await ensure_topics(KafkaConnection(bootstrap), names)
         data = Path(tempfile.mkdtemp(prefix="orderdeck-bench-tail-"))
         hooks = RuntimeHooks()
         settings = Settings(bootstrap_servers=bootstrap, topic_prefix=names.prefix, data_dir=data)

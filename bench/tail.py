@@ -49,6 +49,7 @@ from orderdeck.events import (  # noqa: E402
     encode,
     headers_for,
 )
+from orderdeck.kafka.connection import KafkaConnection  # noqa: E402
 from orderdeck.kafka.local import KAFKA_VERSION, LocalKafka  # noqa: E402
 from orderdeck.kafka.tail import TopicTail  # noqa: E402
 from orderdeck.kafka.topics import TopicAdmin  # noqa: E402
@@ -114,7 +115,7 @@ async def fill(bootstrap: str, topic: str, records: int, *, with_headers: bool) 
 
 async def catch_up(bootstrap: str, topic: str, records: int) -> float:
     """Records/s of a tail reading ``records`` from the beginning."""
-    async with TopicTail(bootstrap, [topic], from_beginning=True) as tail:
+    async with TopicTail(KafkaConnection(bootstrap), [topic], from_beginning=True) as tail:
         began = time.perf_counter()
         seen = 0
         while seen < records:
@@ -126,7 +127,7 @@ async def live(bootstrap: str, topic: str) -> tuple[float, float, float]:
     """Delivered share, p50 and p99 latency (ms) at LIVE_RATE events/s for LIVE_SECONDS."""
     total = LIVE_RATE * LIVE_SECONDS
     latencies: list[float] = []
-    async with TopicTail(bootstrap, [topic]) as tail:
+    async with TopicTail(KafkaConnection(bootstrap), [topic]) as tail:
 
         async def follow() -> None:
             deadline = time.monotonic() + LIVE_SECONDS + 10
@@ -196,7 +197,7 @@ def machine() -> str:
 async def measure(bootstrap: str, records: int, runs: int) -> list[tuple[str, str, str]]:
     prefix = f"bench-tail-{uuid.uuid4().hex[:6]}"
     topics = {"headers": f"{prefix}.headers", "bare": f"{prefix}.bare", "live": f"{prefix}.live"}
-    async with TopicAdmin(bootstrap) as admin:
+    async with TopicAdmin(KafkaConnection(bootstrap)) as admin:
         await admin.ensure(list(topics.values()), partitions=3)
         try:
             await fill(bootstrap, topics["headers"], records, with_headers=True)

@@ -332,7 +332,7 @@ def create_app(
     async def get_health(request: Request) -> Response:
         if health is None:
             report = HealthReport(
-                status="ok", kafka=KafkaHealth(bootstrapServers=producer.bootstrap_servers)
+                status="ok", kafka=KafkaHealth(bootstrapServers=producer.kafka.bootstrap_servers)
             )
         else:
             report = await health()

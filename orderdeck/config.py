@@ -18,6 +18,7 @@ from orderdeck.defaults import (
     ENV_PREFIX,
     env_default,
 )
+from orderdeck.kafka.connection import KafkaConnection, load_properties
 
 __all__ = [
     "DEFAULT_API_HOST",
@@ -37,7 +38,13 @@ class Settings(BaseModel):
 
     bootstrap_servers: str | None = Field(
         default=None,
-        description="Kafka bootstrap servers; None means the local broker under data_dir.",
+        description="Kafka bootstrap servers; None means the local broker under data_dir "
+        "(or the kafka_config file's bootstrap.servers). Overrides the file's.",
+    )
+    kafka_config: Path | None = Field(
+        default=None,
+        description="A client properties file (librdkafka names, as for kcat -F): the "
+        "external cluster's address, security protocol and credentials.",
     )
     api_host: str = DEFAULT_API_HOST
     api_port: int = Field(default=DEFAULT_API_PORT, ge=0, le=65535)
@@ -63,7 +70,17 @@ class Settings(BaseModel):
     @property
     def uses_local_kafka(self) -> bool:
         """True when orderdeck runs the broker itself (no external cluster was named)."""
-        return self.bootstrap_servers is None
+        return self.bootstrap_servers is None and self.kafka_config is None
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How to reach the cluster: the properties file (``--bootstrap-servers`` overriding
+        its address), the named bootstrap servers, or the local broker's port.
+
+        Reads the file on every call; raises KafkaConfigError for a file orderdeck cannot use.
+        """
+        if self.kafka_config is not None:
+            return load_properties(self.kafka_config, self.bootstrap_servers)
+        return KafkaConnection(self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}")
 
     @property
     def db_path(self) -> Path:

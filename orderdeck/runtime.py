@@ -137,7 +137,9 @@ class Runtime:
         self.with_api = with_api
         self.keep_kafka = keep_kafka
         self.names = TopicNames(prefix=settings.topic_prefix)
-        self.bootstrap_servers = settings.bootstrap_servers or f"127.0.0.1:{settings.kafka_port}"
+        #: How every client of this process reaches Kafka (the local broker's port is
+        #: settled when it starts).
+        self.kafka = settings.kafka_connection()
         self.api_url = settings.api_url
         self.ack_timeout = ack_timeout
         self._log_handler = log_handler
@@ -177,6 +179,11 @@ class Runtime:
     def running(self) -> bool:
         """True between a completed start() and the beginning of stop()."""
         return self._running
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where Kafka is (the local broker's real port once it started)."""
+        return self.kafka.bootstrap_servers
 
     @property
     def store(self) -> Store:
@@ -249,7 +256,7 @@ class Runtime:
             self._monitor = asyncio.create_task(self._watch(), name="orderdeck-runtime-monitor")
 
     async def _start_kafka(self) -> None:
-        from orderdeck.kafka.probe import wait_until_ready
+        from orderdeck.kafka.clients import wait_until_ready
 
         self._kafka_state = "starting"
         if self.settings.uses_local_kafka:
@@ -271,7 +278,7 @@ class Runtime:
             # A broker this process did not start (kept by an earlier run, or serving another
             # process) is left running.
             self._stop_local = not result.already_running and not self.keep_kafka
-            self.bootstrap_servers = result.bootstrap_servers
+            self.kafka = self.kafka.with_bootstrap(result.bootstrap_servers)
             how = "reusing the running" if result.already_running else "started the"
             self._progress(
                 "kafka",
@@ -281,7 +288,7 @@ class Runtime:
         else:
             self._progress("kafka", "running", f"connecting to {self.bootstrap_servers}")
             try:
-                await wait_until_ready(self.bootstrap_servers, KAFKA_READY_TIMEOUT_S)
+                await wait_until_ready(self.kafka, KAFKA_READY_TIMEOUT_S)
             except OrderdeckError:
                 raise
             except Exception as exc:
@@ -296,7 +303,7 @@ class Runtime:
 
         self._progress("topics", "running", "creating topics")
         await ensure_topics(
-            self.bootstrap_servers,
+            self.kafka,
             self.names,
             partitions=self.settings.partitions,
             replication_factor=self.settings.replication_factor,
@@ -307,9 +314,7 @@ class Runtime:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = await asyncio.to_thread(Store, self.settings.db_path)
         self._store.run_inline = self.store_on_loop
-        producer = EventProducer(
-            self.bootstrap_servers, client_id="orderdeck-api", linger_s=API_PRODUCE_LINGER_S
-        )
+        producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
         self._producer = producer
         if not self.with_api:
@@ -359,7 +364,7 @@ class Runtime:
 
         self._progress("services", "running", f"starting {', '.join(self.services)}")
         supervisor = Supervisor(
-            self.bootstrap_servers,
+            self.kafka,
             self.settings.db_path,
             self.names,
             services=self.services,
@@ -473,12 +478,10 @@ class Runtime:
                 await asyncio.wait_for(self._stopping.wait(), MONITOR_INTERVAL_S)
 
     async def _refresh_kafka(self) -> None:
-        from orderdeck.kafka.probe import parse_bootstrap, probe_async
+        from orderdeck.kafka.clients import is_ready
 
-        host, port = parse_bootstrap(self.bootstrap_servers)[0]
         try:
-            answer = await probe_async(host, port, timeout=PROBE_TIMEOUT_S)
-            reachable = answer.ready
+            reachable = await is_ready(self.kafka, PROBE_TIMEOUT_S)
         except Exception as exc:
             log.debug("Kafka probe failed: %s", exc)
             reachable = False
@@ -574,7 +577,7 @@ class Runtime:
     async def _start_inspector(self) -> GroupInspector:
         from orderdeck.kafka.admin import GroupInspector
 
-        inspector = GroupInspector(self.bootstrap_servers)
+        inspector = GroupInspector(self.kafka)
         try:
             await inspector.start()
         except BaseException:
@@ -586,4 +589,4 @@ class Runtime:
         """A group-less tail of ``topics`` (the caller starts and stops it)."""
         from orderdeck.kafka.tail import TopicTail
 
-        return TopicTail(self.bootstrap_servers, topics, from_beginning=from_beginning)
+        return TopicTail(self.kafka, topics, from_beginning=from_beginning)

@@ -12,6 +12,9 @@ The parent keeps them running: a child that exits is started again after a back-
 stop each gets SIGTERM (it commits and leaves its groups) and, if it lingers, SIGKILL. A
 child's stdin is a pipe from the parent and the child stops when it reads end-of-file, so a
 ``kill -9`` of the parent takes the children with it instead of leaving them orphaned.
+
+A child reaches Kafka as its parent does, told on its command line how — by the properties
+file's path, never by its contents, since a command line is visible to every local user.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from orderdeck.kafka.connection import DEFAULT_CLIENT_ID, KafkaConfigError, KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,25 @@ def split_services(services: Sequence[str], processes: int) -> list[tuple[str, .
     return [s for s in shares if s]
 
 
+def kafka_arguments(kafka: KafkaConnection) -> list[str]:
+    """The ``serve`` flags that give a child process the same connection, secrets left out.
+
+    A connection read from a file is passed as that file (the child reads the credentials
+    itself) plus the bootstrap servers in use, which may differ from the file's (an override,
+    or the local broker's actual port). Anything else can only be plaintext with the default
+    client id, because no flag could carry more without putting a secret on a command line.
+    """
+    arguments = ["--bootstrap-servers", kafka.bootstrap_servers]
+    if kafka.source is not None:
+        return ["--kafka-config", str(kafka.source), *arguments]
+    if not kafka.is_plaintext or kafka.client_id != DEFAULT_CLIENT_ID:
+        raise KafkaConfigError(
+            f"a {kafka.describe()} connection needs a client properties file "
+            "(--kafka-config) to be handed to --processes children"
+        )
+    return arguments
+
+
 @dataclass
 class _Child:
     services: tuple[str, ...]
@@ -66,12 +90,12 @@ class ServiceProcesses:
         self,
         shares: Sequence[tuple[str, ...]],
         *,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         data_dir: Path,
         topic_prefix: str = "",
     ) -> None:
         self._children = [_Child(tuple(share)) for share in shares if share]
-        self._bootstrap = bootstrap_servers
+        self._kafka_arguments = kafka_arguments(kafka)
         self._data_dir = data_dir
         self._prefix = topic_prefix
         self._stopping = False
@@ -87,8 +111,7 @@ class ServiceProcesses:
             "--exit-with-parent",
             "--services",
             ",".join(services),
-            "--bootstrap-servers",
-            self._bootstrap,
+            *self._kafka_arguments,
             "--data-dir",
             str(self._data_dir),
         ]

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import LocalKafka, PortInUseError
 from orderdeck.kafka.probe import wait_until_ready_sync
 from orderdeck.kafka.topics import TopicAdmin
@@ -105,6 +106,12 @@ def kafka_bootstrap(session_kafka: LocalKafka | None) -> str:
     return bootstrap
 
 
+@pytest.fixture(scope="session")
+def kafka_connection(kafka_bootstrap: str) -> KafkaConnection:
+    """The session broker as the clients' connection (plaintext, default client ids)."""
+    return KafkaConnection(kafka_bootstrap)
+
+
 @pytest.fixture
 def local_kafka(session_kafka: LocalKafka | None) -> Iterator[LocalKafka]:
     """The session broker as a LocalKafka, for tests that stop and start it.
@@ -140,21 +147,21 @@ class _TopicFactory:
     client bootstrap, and the fixture stays synchronous so sync and async tests can share it.
     """
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, kafka: KafkaConnection) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="topic-factory", daemon=True
         )
         self._thread.start()
         try:
-            self._admin = self._run(self._connect(bootstrap))
+            self._admin = self._run(self._connect(kafka))
         except BaseException:
             self._shutdown()
             raise
 
     @staticmethod
-    async def _connect(bootstrap: str) -> TopicAdmin:
-        admin = TopicAdmin(bootstrap, client_id="orderdeck-tests")  # binds to the running loop
+    async def _connect(kafka: KafkaConnection) -> TopicAdmin:
+        admin = TopicAdmin(kafka, client_suffix="tests")  # binds to the running loop
         await admin.start()
         return admin
 
@@ -181,8 +188,8 @@ class _TopicFactory:
 
 
 @pytest.fixture(scope="session")
-def _topic_factory(kafka_bootstrap: str) -> Iterator[_TopicFactory]:
-    factory = _TopicFactory(kafka_bootstrap)
+def _topic_factory(kafka_connection: KafkaConnection) -> Iterator[_TopicFactory]:
+    factory = _TopicFactory(kafka_connection)
     try:
         yield factory
     finally:

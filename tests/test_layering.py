@@ -4,6 +4,8 @@
   Textual, so everything else can run and be tested without a terminal.
 - Services never import screens (or any UI module).
 - The API never imports the services: it produces ``order-events`` and reads the store.
+- Only ``orderdeck/kafka/clients.py`` constructs aiokafka clients, so TLS, SASL and client
+  ids are set in one place for every client (checked in the source).
 
 Each rule is checked twice: statically (every ``import`` in the source, including lazy ones
 inside functions) and at run time (importing the modules in a fresh interpreter and looking
@@ -119,6 +121,42 @@ def test_api_never_imports_the_services(module: str) -> None:
 def test_importing_the_api_loads_no_service_and_no_ui() -> None:
     loaded = _loaded_after_importing(API)
     assert not {n for n in loaded if _matches(n, ("orderdeck.services",)) or _is_ui(n)}
+
+
+AIOKAFKA_CLIENTS = frozenset(
+    {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient"}
+)
+CLIENT_FACTORY = "orderdeck.kafka.clients"
+
+
+def _client_constructions(path: Path) -> list[str]:
+    """``name:line`` of every call of an aiokafka client class (also renamed on import)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name in AIOKAFKA_CLIENTS:
+                found.append(f"{name}:{node.lineno}")
+        elif isinstance(node, ast.ImportFrom):
+            found += [
+                f"{alias.name} as {alias.asname}:{node.lineno}"
+                for alias in node.names
+                if alias.name in AIOKAFKA_CLIENTS and alias.asname not in (None, alias.name)
+            ]
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != CLIENT_FACTORY))
+def test_only_the_client_factory_constructs_aiokafka_clients(module: str) -> None:
+    found = _client_constructions(MODULES[module])
+    assert not found, f"{module} builds aiokafka clients itself ({found}); use {CLIENT_FACTORY}"
+
+
+def test_the_client_factory_rule_sees_the_factory() -> None:
+    found = {entry.partition(":")[0] for entry in _client_constructions(MODULES[CLIENT_FACTORY])}
+    assert found == {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
 
 
 def test_the_rules_see_the_package() -> None:

@@ -15,6 +15,7 @@ import pytest
 from orderdeck.config import Settings
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.orders import OrderRequest, OrderValidationError
 from orderdeck.runtime import Runtime, StartupStep
 from tests.api.conftest import wait_for
@@ -212,7 +213,9 @@ async def test_stop_with_kafka_unreachable_is_quick_and_clean(tmp_path: Path) ->
         )
         runtime = Runtime(settings, ack_timeout=1.0)
         await runtime.start()
-        producer = EventProducer(broker.bootstrap_servers, client_id="outage-test")
+        producer = EventProducer(
+            KafkaConnection(broker.bootstrap_servers), client_suffix="outage-test"
+        )
         await producer.start()
         await producer.send_event(order_placed("before"), runtime.names.orders, timeout=10)
         submitted = await runtime.submit_order(OrderRequest.single("c", "sku-cable", 1))

@@ -8,20 +8,54 @@ from typing import TYPE_CHECKING
 
 from orderdeck.commands.api_access import api_access_values
 from orderdeck.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, env_default
+from orderdeck.errors import OrderdeckError
 
 if TYPE_CHECKING:
     from orderdeck.config import Settings
+    from orderdeck.kafka.connection import KafkaConnection
 
 
-def add_bootstrap_flag(parser: argparse.ArgumentParser) -> None:
-    """``--bootstrap-servers``: an external cluster; without it orderdeck uses its local broker."""
+def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap-servers`` and ``--kafka-config``: an external cluster and how to reach it;
+    without either orderdeck uses its local broker."""
     parser.add_argument(
         "--bootstrap-servers",
         metavar="HOST:PORT",
         default=env_default("BOOTSTRAP_SERVERS"),
-        help="Kafka cluster to use (env ORDERDECK_BOOTSTRAP_SERVERS); "
-        "default: the local broker of --data-dir",
+        help="Kafka cluster to use (env ORDERDECK_BOOTSTRAP_SERVERS; overrides the "
+        "--kafka-config file's bootstrap.servers); default: the local broker of --data-dir",
     )
+    config = env_default("KAFKA_CONFIG")
+    parser.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="FILE",
+        default=Path(config) if config else None,
+        help="client properties file with librdkafka's names, as for `kcat -F` "
+        "(security.protocol, sasl.*, ssl.*; env ORDERDECK_KAFKA_CONFIG)",
+    )
+
+
+def kafka_to_inspect(args: argparse.Namespace) -> KafkaConnection:
+    """The flags' cluster, else the data dir's local broker if it is running.
+
+    Inspection commands never start a broker: watching must not change what is watched.
+    """
+    from orderdeck.kafka.connection import KafkaConnection, load_properties
+
+    if getattr(args, "kafka_config", None) is not None:
+        return load_properties(args.kafka_config, getattr(args, "bootstrap_servers", None))
+    if getattr(args, "bootstrap_servers", None):
+        return KafkaConnection(str(args.bootstrap_servers))
+    from orderdeck.kafka.local import LocalKafka
+
+    status = LocalKafka(args.data_dir).status()  # the port it really listens on
+    if status is None:
+        raise OrderdeckError(
+            "local Kafka is not running; start it with `orderdeck kafka start` "
+            "or pass --bootstrap-servers"
+        )
+    return KafkaConnection(status.bootstrap_servers)
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
@@ -45,15 +79,22 @@ def add_api_port_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Build Settings from whichever of the common flags a command defines."""
+    """Build Settings from whichever of the common flags a command defines.
+
+    A Kafka config file is read here once, so a bad one is reported before anything starts.
+    """
     from orderdeck.config import Settings  # pydantic is imported only when a command runs
 
     values: dict[str, object] = {}
     if getattr(args, "bootstrap_servers", None):
         values["bootstrap_servers"] = args.bootstrap_servers
+    if getattr(args, "kafka_config", None) is not None:
+        values["kafka_config"] = args.kafka_config
     if getattr(args, "data_dir", None) is not None:
         values["data_dir"] = args.data_dir
     if getattr(args, "port", None) is not None:
         values["api_port"] = args.port
     values.update(api_access_values(args))
-    return Settings.model_validate(values)
+    settings = Settings.model_validate(values)
+    settings.kafka_connection()
+    return settings

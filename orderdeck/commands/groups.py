@@ -15,11 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from orderdeck.commands.common import add_bootstrap_flag, add_data_dir_flag
+from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
 from orderdeck.errors import OrderdeckError
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.connection import KafkaConnection
 
 MISSING = "-"
 COLUMNS = (
@@ -45,27 +46,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("group", nargs="?", metavar="GROUP", help="one group (default: all)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of groups")
-    add_bootstrap_flag(parser)
+    add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
-
-
-def resolve_bootstrap_servers(args: argparse.Namespace) -> str:
-    """``--bootstrap-servers`` / env, else the data dir's local broker if it is running.
-
-    Inspection commands never start a broker: watching must not change what is watched.
-    """
-    if getattr(args, "bootstrap_servers", None):
-        return str(args.bootstrap_servers)
-    from orderdeck.kafka.local import LocalKafka
-
-    status = LocalKafka(args.data_dir).status()  # the port it really listens on
-    if status is None:
-        raise OrderdeckError(
-            "local Kafka is not running; start it with `orderdeck kafka start` "
-            "or pass --bootstrap-servers"
-        )
-    return status.bootstrap_servers
 
 
 def quiet_kafka_client_logs() -> None:
@@ -77,8 +60,8 @@ def quiet_kafka_client_logs() -> None:
 def run(args: argparse.Namespace) -> int:
     """Describe the group(s) and print them."""
     quiet_kafka_client_logs()
-    bootstrap = resolve_bootstrap_servers(args)
-    snapshots = asyncio.run(_collect(bootstrap, args.group))
+    kafka = kafka_to_inspect(args)
+    snapshots = asyncio.run(_collect(kafka, args.group))
     if args.json:
         print(json.dumps([snapshot_to_json(s) for s in snapshots], indent=2))
     else:
@@ -86,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _collect(bootstrap: str, group: str | None) -> list[GroupSnapshot]:
+async def _collect(kafka: KafkaConnection, group: str | None) -> list[GroupSnapshot]:
     from orderdeck.kafka.admin import GroupInspector
 
-    async with GroupInspector(bootstrap) as inspector:
+    async with GroupInspector(kafka) as inspector:
         names = [group] if group else await inspector.list_groups()
         snapshots = await inspector.describe(names)
     if group and not snapshots[0].exists:

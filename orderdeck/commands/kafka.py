@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from orderdeck.commands.common import add_bootstrap_flag, add_data_dir_flag
+from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
 from orderdeck.defaults import DEFAULT_KAFKA_PORT, env_default
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     topics = actions.add_parser(
         "topics", help="create (if missing) and list the pipeline topics with end offsets"
     )
-    add_bootstrap_flag(topics)
+    add_kafka_flags(topics)
     add_data_dir_flag(topics)
     topics.set_defaults(func=run_topics)
 
@@ -117,6 +117,7 @@ def run_install(args: argparse.Namespace) -> int:
 
 def run_start(args: argparse.Namespace) -> int:
     """Start (or find) the broker, create the topics, print the bootstrap address last."""
+    from orderdeck.kafka.connection import KafkaConnection
     from orderdeck.kafka.install import is_installed
     from orderdeck.kafka.local import KAFKA_VERSION
     from orderdeck.kafka.topics import ensure_topics
@@ -133,7 +134,7 @@ def run_start(args: argparse.Namespace) -> int:
             f"Started Apache Kafka {KAFKA_VERSION} (pid {result.pid}) in {result.seconds:.1f} s; "
             f"log: {result.log_path}"
         )
-    report = asyncio.run(ensure_topics(result.bootstrap_servers))
+    report = asyncio.run(ensure_topics(KafkaConnection(result.bootstrap_servers)))
     if report.created:
         print(f"Created topics: {', '.join(report.created)}")
     print(result.bootstrap_servers)
@@ -169,23 +170,14 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     """Create missing pipeline topics, then list every pipeline topic with end offsets."""
-    from orderdeck.errors import KafkaUnavailableError
     from orderdeck.kafka.topics import describe_topics, ensure_topics
 
     _quiet_client_logs()
-    bootstrap = args.bootstrap_servers
-    if not bootstrap:
-        status = _local(args).status()
-        if status is None:
-            raise KafkaUnavailableError(
-                f"the local Kafka for {args.data_dir} is not running; start it with "
-                "`orderdeck kafka start` or pass --bootstrap-servers"
-            )
-        bootstrap = status.bootstrap_servers
+    kafka = kafka_to_inspect(args)
 
     async def work() -> list[tuple[str, int, list[int]]]:
-        report = await ensure_topics(bootstrap)
-        infos = await describe_topics(bootstrap, report.topics)
+        report = await ensure_topics(kafka)
+        infos = await describe_topics(kafka, report.topics)
         return [(info.name, info.partitions, list(info.end_offsets)) for info in infos]
 
     rows = asyncio.run(work())

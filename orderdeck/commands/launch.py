@@ -12,8 +12,8 @@ import argparse
 from orderdeck.commands.api_access import add_api_access_flags
 from orderdeck.commands.common import (
     add_api_port_flag,
-    add_bootstrap_flag,
     add_data_dir_flag,
+    add_kafka_flags,
     settings_from_args,
 )
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Start the order pipeline (local Apache Kafka unless --bootstrap-servers "
         "is given, the order API and the four services) inside the Textual control center.",
     )
-    add_bootstrap_flag(parser)
+    add_kafka_flags(parser)
     add_api_port_flag(parser)
     add_api_access_flags(parser)
     add_data_dir_flag(parser)

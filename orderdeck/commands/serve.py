@@ -21,8 +21,8 @@ from typing import Any
 from orderdeck.commands.api_access import add_api_access_flags
 from orderdeck.commands.common import (
     add_api_port_flag,
-    add_bootstrap_flag,
     add_data_dir_flag,
+    add_kafka_flags,
     settings_from_args,
 )
 from orderdeck.errors import OrderdeckError
@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
     )  # tests share one broker
     add_api_port_flag(parser)
     add_api_access_flags(parser)
-    add_bootstrap_flag(parser)
+    add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
 
@@ -229,7 +229,7 @@ async def _serve(
             if shares:
                 children = ServiceProcesses(
                     shares,
-                    bootstrap_servers=runtime.bootstrap_servers,
+                    kafka=runtime.kafka,
                     data_dir=settings.data_dir,
                     topic_prefix=settings.topic_prefix,
                 )
@@ -237,8 +237,9 @@ async def _serve(
                 await children.start()
             api = f", API {runtime.api_url}" if with_api else ""
             log.info(
-                "serving: Kafka %s, services %s%s",
+                "serving: Kafka %s (%s), services %s%s",
                 runtime.bootstrap_servers,
+                runtime.kafka.describe(),
                 ",".join(services) or "none",
                 api,
             )

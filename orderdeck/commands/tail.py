@@ -16,10 +16,11 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from orderdeck.commands.common import add_bootstrap_flag, add_data_dir_flag
-from orderdeck.commands.groups import quiet_kafka_client_logs, resolve_bootstrap_servers
+from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
+from orderdeck.commands.groups import quiet_kafka_client_logs
 
 if TYPE_CHECKING:
+    from orderdeck.kafka.connection import KafkaConnection
     from orderdeck.kafka.tail import TailRecord
 
 BATCH = 500
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="exit once every partition is caught up (like kcat -e)",
     )
-    add_bootstrap_flag(parser)
+    add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
 
@@ -53,9 +54,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Tail until Ctrl-C, the end of the topics (--exit-at-end) or a closed pipe."""
     quiet_kafka_client_logs()
-    bootstrap = resolve_bootstrap_servers(args)
+    kafka = kafka_to_inspect(args)
     try:
-        asyncio.run(_tail(args, bootstrap, sys.stdout))
+        asyncio.run(_tail(args, kafka, sys.stdout))
     except BrokenPipeError:
         # The reader went away (`| head`): that is a normal way to stop. Point stdout at
         # /dev/null so the interpreter's final flush does not complain again.
@@ -86,11 +87,11 @@ def format_json(record: TailRecord) -> str:
     return json.dumps(record.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
-async def _tail(args: argparse.Namespace, bootstrap: str, out: TextIO) -> None:
+async def _tail(args: argparse.Namespace, kafka: KafkaConnection, out: TextIO) -> None:
     from orderdeck.kafka.tail import TopicTail
 
     render = format_json if args.json else format_human
-    async with TopicTail(bootstrap, args.topics, from_beginning=args.from_beginning) as tail:
+    async with TopicTail(kafka, args.topics, from_beginning=args.from_beginning) as tail:
         while True:
             batch = await tail.next_batch(max_records=BATCH, timeout_ms=200)
             for record in batch:

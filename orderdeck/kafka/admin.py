@@ -30,6 +30,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.offset import OffsetRequest
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
+from orderdeck.kafka.clients import new_admin
+from orderdeck.kafka.connection import KafkaConnection
 
 #: Group states as the broker names them (classic protocol).
 DEAD = "Dead"
@@ -219,29 +221,29 @@ class GroupInspector:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         *,
-        client_id: str = "orderdeck-inspect",
+        client_suffix: str = "inspect",
         request_timeout_ms: int = 10_000,
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self._client_id = client_id
+        self.kafka = kafka
+        self._client_suffix = client_suffix
         self._request_timeout_ms = request_timeout_ms
         self._admin: AIOKafkaAdminClient | None = None
         self._coordinators: dict[str, int] = {}
 
     async def start(self) -> None:
         """Connect; raises KafkaUnavailableError when the cluster does not answer."""
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self._client_id,
+        admin = new_admin(
+            self.kafka,
+            client_suffix=self._client_suffix,
             request_timeout_ms=self._request_timeout_ms,
         )
         try:
             await admin.start()
         except KafkaError as exc:
             await admin.close()
-            raise KafkaUnavailableError(unreachable(self.bootstrap_servers, exc)) from exc
+            raise KafkaUnavailableError(unreachable(self.kafka.bootstrap_servers, exc)) from exc
         self._admin = admin
 
     async def close(self) -> None:

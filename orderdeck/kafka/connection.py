@@ -22,6 +22,8 @@ from orderdeck.errors import OrderdeckError
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: The ``client.id`` prefix unless a properties file names another.
+DEFAULT_CLIENT_ID = "orderdeck"
 #: librdkafka's values of ``ssl.endpoint.identification.algorithm``.
 _ENDPOINT_CHECKS = {"https": True, "none": False}
 
@@ -49,7 +51,7 @@ class KafkaConnection:
     #: ``ssl.endpoint.identification.algorithm=https``, its default).
     ssl_check_hostname: bool = True
     #: The ``client.id`` prefix; each client appends what it is (``-payment-0``, ``-tail``).
-    client_id: str = "orderdeck"
+    client_id: str = DEFAULT_CLIENT_ID
     #: The properties file this came from, for error messages.
     source: Path | None = None
 
@@ -187,7 +189,8 @@ def parse_properties(text: str, source: Path | None = None) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         if not sep:
-            raise KafkaConfigError(f"{where}:{number}: expected key=value, got {line[:40]!r}")
+            # The line itself is not echoed: it may be a password someone wrapped.
+            raise KafkaConfigError(f"{where}:{number}: expected key=value")
         key, value = key.strip(), value.strip()
         if key in values:
             raise KafkaConfigError(f"{where}:{number}: {key} is set twice")

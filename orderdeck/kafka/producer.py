@@ -18,11 +18,12 @@ from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from orderdeck.events import encode, headers_for
+from orderdeck.kafka.clients import client_id_for, new_producer
+from orderdeck.kafka.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +81,18 @@ class EventProducer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
-        client_id: str = "orderdeck",
+        kafka: KafkaConnection,
+        client_suffix: str = "",
         request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS,
         linger_s: float = 0.0,
     ) -> None:
         """``linger_s``: how long a single event (:meth:`send_event`) waits for others to
         share its record batch and request, when none is on its way already."""
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self._linger_s = linger_s
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
+        self._producer = new_producer(
+            kafka,
+            client_suffix=client_suffix,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
@@ -100,7 +101,7 @@ class EventProducer:
             partitioner=PARTITIONER,
         )
         self._started = False
-        self._client_id = client_id
+        self._client_id = client_id_for(kafka, client_suffix)
         #: Single events waiting to share a record batch (see send_event).
         self._waiting: list[_Waiting] = []
         self._batcher: asyncio.Task[None] | None = None

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import HEADER_EVENT_TYPE
 from orderdeck.kafka.admin import partition_leaders, unreachable
+from orderdeck.kafka.clients import new_admin, new_consumer
+from orderdeck.kafka.connection import KafkaConnection
 
 
 class UnknownTopicError(OrderdeckError):
@@ -133,19 +134,19 @@ class TopicTail:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         topics: Sequence[str],
         *,
         from_beginning: bool = False,
-        client_id: str = "orderdeck-tail",
+        client_suffix: str = "tail",
         request_timeout_ms: int = 10_000,
     ) -> None:
         if not topics:
             raise ValueError("TopicTail needs at least one topic")
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.topics: tuple[str, ...] = tuple(dict.fromkeys(topics))
         self.from_beginning = from_beginning
-        self._client_id = client_id
+        self._client_suffix = client_suffix
         self._request_timeout_ms = request_timeout_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: tuple[TopicPartition, ...] = ()
@@ -164,10 +165,10 @@ class TopicTail:
         try:
             partitions = await self._discover_partitions()
         except KafkaError as exc:
-            raise KafkaUnavailableError(unreachable(self.bootstrap_servers, exc)) from exc
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self._client_id,
+            raise KafkaUnavailableError(unreachable(self.kafka.bootstrap_servers, exc)) from exc
+        consumer = new_consumer(
+            self.kafka,
+            client_suffix=self._client_suffix,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
@@ -185,16 +186,16 @@ class TopicTail:
         except BaseException as exc:
             await consumer.stop()
             if isinstance(exc, KafkaError):
-                raise KafkaUnavailableError(unreachable(self.bootstrap_servers, exc)) from exc
+                raise KafkaUnavailableError(unreachable(self.kafka.bootstrap_servers, exc)) from exc
             raise
         self._consumer = consumer
         self._partitions = tuple(partitions)
 
     async def _discover_partitions(self) -> list[TopicPartition]:
         """Every partition of the topics, from one metadata request that creates nothing."""
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self._client_id,
+        admin = new_admin(
+            self.kafka,
+            client_suffix=self._client_suffix,
             request_timeout_ms=self._request_timeout_ms,
         )
         try:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.admin import list_latest, partition_leaders
+from orderdeck.kafka.clients import new_admin, new_consumer
+from orderdeck.kafka.connection import KafkaConnection
 
 _TOPIC_ALREADY_EXISTS = 36
 _REQUEST_TIMEOUT_MS = 15_000
@@ -59,11 +61,11 @@ class TopicInfo:
 class TopicAdmin:
     """A connected admin client that makes sure topics exist; reusable across calls."""
 
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "orderdeck-topics") -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
+    def __init__(self, kafka: KafkaConnection, *, client_suffix: str = "topics") -> None:
+        self.kafka = kafka
+        self._admin = new_admin(
+            kafka,
+            client_suffix=client_suffix,
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
         )
 
@@ -74,7 +76,7 @@ class TopicAdmin:
         except (KafkaConnectionError, OSError) as exc:
             await self._admin.close()
             raise KafkaUnavailableError(
-                f"cannot reach Kafka at {self.bootstrap_servers}: {exc}"
+                f"cannot reach Kafka at {self.kafka.bootstrap_servers}: {exc}"
             ) from None
 
     async def close(self) -> None:
@@ -143,7 +145,7 @@ class TopicAdmin:
             await self._admin.delete_topics(list(topics))
         except KafkaError as exc:
             raise TopicError(
-                f"could not delete topics on {self.bootstrap_servers}: {exc}"
+                f"could not delete topics on {self.kafka.bootstrap_servers}: {exc}"
             ) from None
 
     async def _create(self, topics: list[str], partitions: int, replication: int) -> list[str]:
@@ -154,7 +156,7 @@ class TopicAdmin:
             response = await self._admin.create_topics(new)
         except KafkaError as exc:
             raise TopicError(
-                f"could not create topics on {self.bootstrap_servers}: {exc}"
+                f"could not create topics on {self.kafka.bootstrap_servers}: {exc}"
             ) from None
         created = []
         for entry in response.topic_errors:
@@ -215,7 +217,7 @@ class TopicAdmin:
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     names: TopicNames = TopicNames(),  # noqa: B008 - frozen dataclass, safe as a default
     partitions: int = 3,
     replication_factor: int = 1,
@@ -228,23 +230,23 @@ async def ensure_topics(
     Raises TopicError when one exists with fewer than ``partitions`` partitions, and
     KafkaUnavailableError when the cluster cannot be reached.
     """
-    async with TopicAdmin(bootstrap_servers) as admin:
+    async with TopicAdmin(kafka) as admin:
         report = await admin.ensure(names.all(), partitions, replication_factor)
         # Each service's group is named after its inbox topic.
         await admin.wait_for_group_coordinators(names.pipeline())
         return report
 
 
-async def describe_topics(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicInfo]:
+async def describe_topics(kafka: KafkaConnection, topics: Sequence[str]) -> list[TopicInfo]:
     """Partition counts and end offsets of ``topics`` (missing topics are left out)."""
-    async with TopicAdmin(bootstrap_servers, client_id="orderdeck-topics-list") as admin:
+    async with TopicAdmin(kafka, client_suffix="topics-list") as admin:
         counts = await admin.partition_counts()
     present = [t for t in topics if counts.get(t, 0) > 0]
     if not present:
         return []
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        client_id="orderdeck-topics-list",
+    consumer = new_consumer(
+        kafka,
+        client_suffix="topics-list",
         enable_auto_commit=False,
         request_timeout_ms=_REQUEST_TIMEOUT_MS,
     )
@@ -252,7 +254,9 @@ async def describe_topics(bootstrap_servers: str, topics: Sequence[str]) -> list
         await consumer.start()
     except (KafkaConnectionError, OSError) as exc:
         await consumer.stop()
-        raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
+        raise KafkaUnavailableError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}"
+        ) from None
     try:
         partitions = [TopicPartition(t, p) for t in present for p in range(counts[t])]
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)

@@ -71,6 +71,8 @@ from orderdeck.events import (
     encode,
     headers_for,
 )
+from orderdeck.kafka.clients import new_consumer
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer, cancel_tasks, close_client, finish
 from orderdeck.services import FailureRecord
 from orderdeck.store import OutboxRow, Store, WriteTx
@@ -332,7 +334,7 @@ class ServiceWorker:
         self,
         service: Service,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         store_path: Path,
         names: TopicNames,
         counters: ServiceCounters | None = None,
@@ -343,7 +345,7 @@ class ServiceWorker:
         store: Store | None = None,
     ) -> None:
         self.service = service
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.store_path = store_path
         self.names = names
         self.topic = names.resolve(service.inbox)
@@ -400,16 +402,14 @@ class ServiceWorker:
         try:
             if self._store is None:
                 self._store = await asyncio.to_thread(Store, self.store_path)
-            self._producer = EventProducer(
-                self.bootstrap_servers, client_id=f"orderdeck-{self.service.name}-out"
-            )
+            self._producer = EventProducer(self.kafka, client_suffix=f"{self.service.name}-out")
             await self._producer.start()
             await self._send_unsent(older_than_s=0.0)
             self._last_sweep = self._last_prune = time.monotonic()
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers,
+            self._consumer = new_consumer(
+                self.kafka,
                 group_id=self.group,
-                client_id=f"orderdeck-{self.service.name}-{self.instance}",
+                client_suffix=f"{self.service.name}-{self.instance}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 # Long poll: the broker answers as soon as a record arrives, so a long wait

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.services import SERVICE_NAMES, FailureRecord, ServiceStatus
 from orderdeck.services.base import Service, ServiceCounters, ServiceWorker
 from orderdeck.services.inventory import InventoryService
@@ -93,7 +94,7 @@ class Supervisor:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         store_path: Path,
         names: TopicNames = DEFAULT_NAMES,
         services: Sequence[str] = SERVICE_NAMES,
@@ -102,7 +103,7 @@ class Supervisor:
     ) -> None:
         """``store`` lets the caller share its Store (and so its database thread) with the
         services; without it the supervisor opens one on first use and closes it on stop."""
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.store_path = Path(store_path)
         self.names = names
         self._on_change = on_change
@@ -299,7 +300,7 @@ class Supervisor:
                 continue
             worker = ServiceWorker(
                 group.service,
-                bootstrap_servers=self.bootstrap_servers,
+                kafka=self.kafka,
                 store_path=self.store_path,
                 names=self.names,
                 counters=group.counters,

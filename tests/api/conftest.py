@@ -14,6 +14,7 @@ import pytest
 
 from orderdeck.api import create_app
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.kafka.tail import TailRecord, TopicTail
 from orderdeck.services.supervisor import Supervisor
@@ -31,9 +32,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[EventProducer]:
+async def producer(kafka_connection: KafkaConnection) -> AsyncIterator[EventProducer]:
     """A started producer on the session broker."""
-    p = EventProducer(kafka_bootstrap, client_id="test-api")
+    p = EventProducer(kafka_connection, client_suffix="test-api")
     await p.start()
     yield p
     await p.stop()
@@ -67,10 +68,10 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[TailRecord]:
+async def read_topic(kafka: KafkaConnection, topic: str) -> list[TailRecord]:
     """Every record currently in ``topic`` (group-less, from the beginning)."""
     records: list[TailRecord] = []
-    async with TopicTail(bootstrap, [topic], from_beginning=True) as tail:
+    async with TopicTail(kafka, [topic], from_beginning=True) as tail:
         while not await tail.caught_up():
             records.extend(await tail.next_batch(timeout_ms=100))
     return records
@@ -78,10 +79,10 @@ async def read_topic(bootstrap: str, topic: str) -> list[TailRecord]:
 
 @pytest.fixture
 async def services(
-    kafka_bootstrap: str, store: Store, topic_names: TopicNames
+    kafka_connection: KafkaConnection, store: Store, topic_names: TopicNames
 ) -> AsyncIterator[Supervisor]:
     """The four services, in-process, on the test's topics and database."""
-    supervisor = Supervisor(kafka_bootstrap, store.path, topic_names)
+    supervisor = Supervisor(kafka_connection, store.path, topic_names)
     await supervisor.start()
     try:
         async with asyncio.timeout(30):

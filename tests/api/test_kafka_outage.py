@@ -105,5 +105,5 @@ async def test_kafka_down_is_503_without_an_order_and_the_backlog_finishes_after
         assert "ghost" not in customers
         # It was there: the idempotent producer never drops a batch, so the refused order's
         # record reached the topic once Kafka was back; the fence is what kept it harmless.
-        records = await read_topic(runtime.bootstrap_servers, runtime.names.orders)
+        records = await read_topic(runtime.kafka, runtime.names.orders)
         assert len([r for r in records if b'"ghost"' in r.value]) == 1

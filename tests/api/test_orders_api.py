@@ -11,6 +11,7 @@ import httpx
 
 from orderdeck.api import create_app
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.orders import (
     RECORD_DELAY_S,
@@ -75,7 +76,7 @@ async def test_multi_item_body_lists_items_in_the_answer(client: httpx.AsyncClie
 
 
 async def test_same_idempotency_key_and_body_gives_the_same_order_and_one_event(
-    client: httpx.AsyncClient, kafka_bootstrap: str, topic_names: TopicNames
+    client: httpx.AsyncClient, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     first = await post(client, ORIGINAL, key="retry-me")
     again = await asyncio.gather(*(post(client, ORIGINAL, key="retry-me") for _ in range(5)))
@@ -86,17 +87,17 @@ async def test_same_idempotency_key_and_body_gives_the_same_order_and_one_event(
         assert response.headers["location"] == first.headers["location"]
         assert response.headers["idempotent-replayed"] == "true"
     order_id = first.json()["event"]["id"]
-    records = await read_topic(kafka_bootstrap, topic_names.orders)
+    records = await read_topic(kafka_connection, topic_names.orders)
     assert [r.order_id for r in records] == [order_id]
 
 
 async def test_concurrent_first_requests_with_one_key_produce_one_event(
-    client: httpx.AsyncClient, kafka_bootstrap: str, topic_names: TopicNames
+    client: httpx.AsyncClient, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     responses = await asyncio.gather(*(post(client, ORIGINAL, key="race") for _ in range(8)))
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["event"]["id"] for r in responses}) == 1
-    assert len(await read_topic(kafka_bootstrap, topic_names.orders)) == 1
+    assert len(await read_topic(kafka_connection, topic_names.orders)) == 1
 
 
 async def test_same_idempotency_key_with_another_body_is_409(

@@ -21,6 +21,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from orderdeck.events import TopicNames
 from orderdeck.kafka.admin import STABLE, GroupInspector
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import tool_command
 
 CONSUMER_GROUP_COMMAND = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
@@ -117,7 +118,7 @@ async def test_groups_json_matches_the_official_tool_for_a_live_and_an_empty_gro
     ]
     try:
         await asyncio.gather(*(c.start() for c in consumers))
-        async with GroupInspector(kafka_bootstrap) as inspector:
+        async with GroupInspector(KafkaConnection(kafka_bootstrap)) as inspector:
             deadline = time.monotonic() + 30
             while True:
                 (snap,) = await inspector.describe([group])

@@ -20,6 +20,7 @@ import pytest
 
 from orderdeck.events import TopicNames
 from orderdeck.kafka.admin import GroupInspector
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.process_tuning import SERVICES_NICENESS
 from orderdeck.store import Store
 from tests.api.conftest import wait_for
@@ -100,7 +101,7 @@ async def test_two_serve_processes_split_the_partitions(
         asyncio.to_thread(first.wait_serving), asyncio.to_thread(second.wait_serving)
     )
     groups = list(topic_names.pipeline())
-    async with GroupInspector(kafka_bootstrap) as inspector:
+    async with GroupInspector(KafkaConnection(kafka_bootstrap)) as inspector:
 
         async def split() -> bool:
             for snap in await inspector.describe(groups):

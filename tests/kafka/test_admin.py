@@ -25,6 +25,7 @@ from orderdeck.kafka.admin import (
     decode_assignment,
     encode_assignment,
 )
+from orderdeck.kafka.connection import KafkaConnection
 
 # ----------------------------------------------------------------------------- decoding
 
@@ -136,8 +137,8 @@ async def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> 
 
 
 @pytest.fixture
-async def inspector(kafka_bootstrap: str) -> AsyncIterator[GroupInspector]:
-    async with GroupInspector(kafka_bootstrap) as inspector:
+async def inspector(kafka_connection: KafkaConnection) -> AsyncIterator[GroupInspector]:
+    async with GroupInspector(kafka_connection) as inspector:
         yield inspector
 
 

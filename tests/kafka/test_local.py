@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from orderdeck.errors import KafkaUnavailableError
 from orderdeck.events import TopicNames
 from orderdeck.kafka import install as kafka_install
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import (
     KAFKA_VERSION,
     BrokerExitedError,
@@ -245,7 +246,9 @@ def test_cli_start_prints_the_bootstrap_address_last_and_creates_the_topics(
     assert len(own_broker.jvms()) == 1
     assert own_broker.kafka.is_running()
 
-    infos = asyncio.run(describe_topics(own_broker.kafka.bootstrap_servers, TopicNames().all()))
+    infos = asyncio.run(
+        describe_topics(KafkaConnection(own_broker.kafka.bootstrap_servers), TopicNames().all())
+    )
     assert {(i.name, i.partitions) for i in infos} == {(t, 3) for t in TopicNames().all()}
 
     config = (own_broker.data_dir / "kafka" / "server.properties").read_text()

@@ -22,6 +22,7 @@ from orderdeck.events import (
     headers_for,
 )
 from orderdeck.kafka.admin import GroupInspector
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.tail import TailRecord, TopicTail, UnknownTopicError
 
 
@@ -135,11 +136,11 @@ async def drain(tail: TopicTail, expected: int, within: float = 20.0) -> list[Ta
 
 
 async def test_from_beginning_reads_every_record_in_partition_order(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     orders = [f"o-{i}" for i in range(60)]
     partitions = await produce_events(kafka_bootstrap, topic_names.orders, orders)
-    async with TopicTail(kafka_bootstrap, [topic_names.orders], from_beginning=True) as tail:
+    async with TopicTail(kafka_connection, [topic_names.orders], from_beginning=True) as tail:
         assert tail.partitions == tuple((topic_names.orders, p) for p in range(3))
         records = await drain(tail, len(orders))
         assert await tail.caught_up()
@@ -156,9 +157,11 @@ async def test_from_beginning_reads_every_record_in_partition_order(
         assert [r.order_id for r in in_partition] == produced
 
 
-async def test_batches_are_bounded(kafka_bootstrap: str, topic_names: TopicNames) -> None:
+async def test_batches_are_bounded(
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames
+) -> None:
     await produce_events(kafka_bootstrap, topic_names.orders, [f"b-{i}" for i in range(50)])
-    async with TopicTail(kafka_bootstrap, [topic_names.orders], from_beginning=True) as tail:
+    async with TopicTail(kafka_connection, [topic_names.orders], from_beginning=True) as tail:
         seen = 0
         deadline = time.monotonic() + 20
         while seen < 50 and time.monotonic() < deadline:
@@ -169,10 +172,10 @@ async def test_batches_are_bounded(kafka_bootstrap: str, topic_names: TopicNames
 
 
 async def test_from_the_end_only_new_records_arrive(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     await produce_events(kafka_bootstrap, topic_names.payments, ["old-1", "old-2", "old-3"])
-    async with TopicTail(kafka_bootstrap, [topic_names.payments]) as tail:
+    async with TopicTail(kafka_connection, [topic_names.payments]) as tail:
         assert await tail.caught_up()
         await produce_events(kafka_bootstrap, topic_names.payments, ["new-1", "new-2"])
         records = await drain(tail, 2)
@@ -181,10 +184,10 @@ async def test_from_the_end_only_new_records_arrive(
 
 
 async def test_caught_up_is_false_while_records_are_waiting(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     await produce_events(kafka_bootstrap, topic_names.inventory, [f"w-{i}" for i in range(10)])
-    async with TopicTail(kafka_bootstrap, [topic_names.inventory], from_beginning=True) as tail:
+    async with TopicTail(kafka_connection, [topic_names.inventory], from_beginning=True) as tail:
         assert not await tail.caught_up()
         assert await tail.lag() == 10
         await drain(tail, 10)
@@ -193,14 +196,15 @@ async def test_caught_up_is_false_while_records_are_waiting(
 
 
 async def test_the_tail_never_joins_a_consumer_group(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
-    client_id = f"tail-probe-{uuid.uuid4().hex[:8]}"
+    client_suffix = f"tail-probe-{uuid.uuid4().hex[:8]}"
+    client_id = f"orderdeck-{client_suffix}"
     await produce_events(kafka_bootstrap, topic_names.orders, ["g-1", "g-2"])
-    async with GroupInspector(kafka_bootstrap) as inspector:
+    async with GroupInspector(kafka_connection) as inspector:
         before = set(await inspector.list_groups())
         async with TopicTail(
-            kafka_bootstrap, topic_names.all(), from_beginning=True, client_id=client_id
+            kafka_connection, topic_names.all(), from_beginning=True, client_suffix=client_suffix
         ) as tail:
             await drain(tail, 2)
             during = set(await inspector.list_groups())
@@ -213,9 +217,11 @@ async def test_the_tail_never_joins_a_consumer_group(
         assert not new_group.startswith(client_id)
 
 
-async def test_unknown_topic_is_a_clear_error_and_is_not_created(kafka_bootstrap: str) -> None:
+async def test_unknown_topic_is_a_clear_error_and_is_not_created(
+    kafka_bootstrap: str, kafka_connection: KafkaConnection
+) -> None:
     missing = f"missing-{uuid.uuid4().hex}"
-    tail = TopicTail(kafka_bootstrap, [missing])
+    tail = TopicTail(kafka_connection, [missing])
     with pytest.raises(UnknownTopicError, match=missing):
         await tail.start()
     await tail.stop()

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.topics import TopicError, describe_topics, ensure_topics
 from tests.conftest import free_port
 
@@ -22,8 +23,8 @@ async def test_ensure_topics_creates_eight_topics_with_three_partitions_once(
 ) -> None:
     names = TopicNames(prefix=f"t{uuid.uuid4().hex[:12]}.")
 
-    first = await ensure_topics(kafka_bootstrap, names)
-    second = await ensure_topics(kafka_bootstrap, names)
+    first = await ensure_topics(KafkaConnection(kafka_bootstrap), names)
+    second = await ensure_topics(KafkaConnection(kafka_bootstrap), names)
 
     assert set(first.created) == set(names.all())
     assert len(first.created) == 8
@@ -43,7 +44,7 @@ async def test_existing_topic_with_too_few_partitions_is_reported(kafka_bootstra
         await admin.close()
 
     with pytest.raises(TopicError, match=rf"{names.payments} has 1"):
-        await ensure_topics(kafka_bootstrap, names)
+        await ensure_topics(KafkaConnection(kafka_bootstrap), names)
 
 
 async def test_describe_topics_gives_partition_counts_and_end_offsets(
@@ -58,7 +59,9 @@ async def test_describe_topics_gives_partition_counts_and_end_offsets(
     finally:
         await producer.stop()
 
-    infos = await describe_topics(kafka_bootstrap, [topic_names.orders, topic_names.payments])
+    infos = await describe_topics(
+        KafkaConnection(kafka_bootstrap), [topic_names.orders, topic_names.payments]
+    )
 
     assert [(i.name, i.partitions, i.end_offsets) for i in infos] == [
         (topic_names.orders, 3, (0, 5, 1)),

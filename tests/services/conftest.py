@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orderdeck.events import LineItem, OrderPlaced, OrderPlacedPayload, TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import Delivery, EventProducer
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
@@ -63,9 +64,9 @@ def store(db_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[EventProducer]:
+async def producer(kafka_connection: KafkaConnection) -> AsyncIterator[EventProducer]:
     """A started producer for placing orders and writing raw records."""
-    p = EventProducer(kafka_bootstrap, client_id="test-services")
+    p = EventProducer(kafka_connection, client_suffix="test-services")
     await p.start()
     yield p
     await p.stop()
@@ -73,10 +74,10 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[EventProducer]:
 
 @pytest.fixture
 async def services(
-    kafka_bootstrap: str, db_path: Path, topic_names: TopicNames, store: Store
+    kafka_connection: KafkaConnection, db_path: Path, topic_names: TopicNames, store: Store
 ) -> AsyncIterator[Supervisor]:
     """All four services running against the test's topics and database."""
-    sup = Supervisor(kafka_bootstrap, db_path, topic_names)
+    sup = Supervisor(kafka_connection, db_path, topic_names)
     await sup.start()
     try:
         async with asyncio.timeout(JOIN_TIMEOUT_S):

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orderdeck.events import ORDER_EVENTS, OrderPlaced, TopicNames, dlq_topic, header_value
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.services.base import Service, ServiceWorker
 from orderdeck.services.order import OrderService
@@ -121,7 +122,7 @@ async def test_handler_failing_three_times_is_dead_lettered_and_the_batch_goes_o
         await place(e)
     service = _FailsForOne(bad.orderId)
     worker = ServiceWorker(
-        service, bootstrap_servers=kafka_bootstrap, store_path=db_path, names=topic_names
+        service, kafka=KafkaConnection(kafka_bootstrap), store_path=db_path, names=topic_names
     )
     task = asyncio.create_task(worker.run())
     try:

@@ -16,6 +16,7 @@ from orderdeck.events import (
     encode,
     headers_for,
 )
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.services.supervisor import Supervisor
@@ -84,7 +85,7 @@ async def test_offset_reset_to_earliest_changes_nothing(
     for topic in topic_names.pipeline():
         await _commit_earliest(kafka_bootstrap, topic)
 
-    again = Supervisor(kafka_bootstrap, store.path, topic_names)
+    again = Supervisor(KafkaConnection(kafka_bootstrap), store.path, topic_names)
     await again.start()
     try:
         await wait_for(
@@ -178,7 +179,7 @@ async def test_unsent_outbox_rows_are_sent_after_restart(
         )
     assert len(store.unsent_outbox("order")) == 1
 
-    sup = Supervisor(kafka_bootstrap, store.path, topic_names)
+    sup = Supervisor(KafkaConnection(kafka_bootstrap), store.path, topic_names)
     await sup.start()
     try:
         await wait_for(lambda: _status(store, placed.orderId) == "confirmed", what="confirmed")

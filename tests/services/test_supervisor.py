@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.services import ServiceStatus
 from orderdeck.services.base import ServiceWorker
 from orderdeck.services.supervisor import Supervisor
@@ -127,11 +128,11 @@ async def test_scaling_adds_consumers_to_the_same_group(
 
 
 async def test_crashing_service_is_restarted_with_backoff(
-    kafka_bootstrap: str, tmp_path: Path, topic_names: TopicNames
+    kafka_connection: KafkaConnection, tmp_path: Path, topic_names: TopicNames
 ) -> None:
     blocker = tmp_path / "state"
     blocker.write_text("a file where the data directory should be")
-    sup = Supervisor(kafka_bootstrap, blocker / "orderdeck.db", topic_names, services=["order"])
+    sup = Supervisor(kafka_connection, blocker / "orderdeck.db", topic_names, services=["order"])
     await sup.start()
     try:
         await wait_for(lambda: _status(sup, "order").restarts >= 2, what="two restarts")
@@ -147,9 +148,12 @@ async def test_crashing_service_is_restarted_with_backoff(
 
 
 async def test_clean_stop_leaves_the_group(
-    kafka_bootstrap: str, db_path: Path, topic_names: TopicNames, admin: AIOKafkaAdminClient
+    kafka_connection: KafkaConnection,
+    db_path: Path,
+    topic_names: TopicNames,
+    admin: AIOKafkaAdminClient,
 ) -> None:
-    sup = Supervisor(kafka_bootstrap, db_path, topic_names, services=["notification"])
+    sup = Supervisor(kafka_connection, db_path, topic_names, services=["notification"])
     await sup.start()
     async with asyncio.timeout(30):
         await sup.wait_joined()
