@@ -13,6 +13,7 @@ import pytest
 from orderdeck.api import create_app
 from orderdeck.api_guard import AccessPolicy, ApiAccessError
 from orderdeck.events import TopicNames
+from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.store import Store
 from tests.api.conftest import read_topic
@@ -93,7 +94,7 @@ async def test_health_answers_without_a_token(guarded: httpx.AsyncClient) -> Non
 )
 async def test_a_wrong_token_is_401_and_a_refused_post_places_nothing(
     guarded: httpx.AsyncClient,
-    kafka_bootstrap: str,
+    kafka_connection: KafkaConnection,
     topic_names: TopicNames,
     authorization: list[tuple[str, str]],
 ) -> None:
@@ -101,7 +102,7 @@ async def test_a_wrong_token_is_401_and_a_refused_post_places_nothing(
     assert_json_error(response, 401)
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
     assert TOKEN not in response.text
-    assert await read_topic(kafka_bootstrap, topic_names.orders) == []
+    assert await read_topic(kafka_connection, topic_names.orders) == []
 
 
 async def test_the_token_opens_every_route(guarded: httpx.AsyncClient) -> None:
