@@ -1,4 +1,4 @@
-"""The order API: a Starlette app built by :func:`create_app` from a store and a producer.
+"""The order API: a Starlette app built by :func:`create_app` around an order desk.
 
 Store calls run on the store's database thread (``Store.run``): SQLite may make a writer wait
 for a service's batch to commit, and the event loop serving the API must not wait with it.
@@ -15,13 +15,13 @@ import functools
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -30,81 +30,38 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orderdeck.api_guard import AccessPolicy, ApiGuard
-from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES, TopicNames
+from orderdeck.api_models import (
+    DEFAULT_PAGE,
+    KNOWN_STATUSES,
+    MAX_BODY_BYTES,
+    MAX_PAGE,
+    ErrorBody,
+    ErrorDetail,
+    ErrorField,
+    HealthReport,
+    KafkaHealth,
+)
+from orderdeck.openapi import openapi_document
 from orderdeck.orders import (
-    DEFAULT_ACK_TIMEOUT_S,
     FieldError,
     IdempotencyConflictError,
     OrderNotAcknowledgedError,
     OrderValidationError,
-    find_order,
     parse_order_body,
-    place_order,
 )
 
 if TYPE_CHECKING:
-    from orderdeck.kafka.producer import EventProducer
-    from orderdeck.store import Store
+    from orderdeck.order_desk import OrderDesk
 
 log = logging.getLogger("orderdeck.api")
 
 #: The collection every order is POSTed to.
 ORDERS_PATH = "/api/v1/orders"
-#: Largest accepted request body; an order is a few hundred bytes.
-MAX_BODY_BYTES = 64 * 1024
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
-#: Statuses an order can be listed by: the in-flight ones (see store.py) and the final ones.
-KNOWN_STATUSES = IN_FLIGHT_STATUSES | FINAL_STATUSES
-
-
-class ErrorField(BaseModel):
-    """One field that made a request unacceptable."""
-
-    field: str
-    reason: str
-
-
-class ErrorDetail(BaseModel):
-    """What went wrong, for people and programs."""
-
-    status: int
-    message: str
-    fields: list[ErrorField] = Field(default_factory=list)
-
-
-class ErrorBody(BaseModel):
-    """Every error answer of the API has this shape."""
-
-    error: ErrorDetail
-
-
-class KafkaHealth(BaseModel):
-    """Whether the API's Kafka cluster answers."""
-
-    bootstrapServers: str
-    reachable: bool | None = None
-
-
-class ServiceHealth(BaseModel):
-    """One pipeline service as the runtime sees it."""
-
-    name: str
-    state: str
-    instances: int = 0
-    lag: int | None = None
-
-
-class HealthReport(BaseModel):
-    """``GET /health``: ``ok`` when Kafka answers and every service runs."""
-
-    status: str
-    kafka: KafkaHealth
-    api: str = "running"
-    services: list[ServiceHealth] = Field(default_factory=list)
-    totalLag: int | None = None
-
-
+#: Request headers that must not be repeated: two Idempotency-Keys leave it open which one
+#: the order is bound to.
+SINGLE_HEADERS = frozenset({"idempotency-key"})
+#: ``limit`` has at most this many digits (MAX_PAGE has three; leading zeros allowed).
+MAX_LIMIT_DIGITS = 6
 HealthProbe = Callable[[], Awaitable[HealthReport]]
 
 
@@ -200,9 +157,9 @@ async def _read_json_body(header: Callable[[str], str | None], chunks: AsyncIter
         )
     declared = header("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _is_ascii_number(declared):
             raise _BadRequest(400, "Content-Length is not a number")
-        if int(declared) > MAX_BODY_BYTES:
+        if len(declared.lstrip("0")) > len(str(MAX_BODY_BYTES)) or int(declared) > MAX_BODY_BYTES:
             raise _BadRequest(413, f"body is larger than {MAX_BODY_BYTES} bytes")
     parts: list[bytes] = []
     size = 0
@@ -221,46 +178,89 @@ async def _read_json_body(header: Callable[[str], str | None], chunks: AsyncIter
     if not raw.strip():
         raise _BadRequest(400, "body is empty; send a JSON object")
     try:
-        return pydantic_core.from_json(raw)
+        data = pydantic_core.from_json(raw)
     except ValueError as exc:
         raise _BadRequest(400, f"body is not valid JSON: {exc}") from None
+    duplicate = _first_duplicate_key(raw)
+    if duplicate is not None:
+        raise _BadRequest(
+            400, "body repeats a key", [FieldError(duplicate, "given more than once")]
+        )
+    return data
+
+
+def _is_ascii_number(text: str) -> bool:
+    """Only 0-9: ``str.isdigit`` also takes "²", "①" and "٣", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as the key/value pairs it was written with (duplicates kept)."""
+
+
+def _first_duplicate_key(raw: bytes) -> str | None:
+    """The path (``items.0.productId``) of the first key an object of ``raw`` repeats.
+
+    JSON parsers keep the last of repeated keys, so ``{"quantity": 1, "quantity": 900}``
+    would be an order for 900 that a proxy or log reader sees as 1; it is refused instead.
+    ``raw`` is known to be valid JSON here (an order is a few hundred bytes).
+    """
+    try:
+        tree = json.loads(raw, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return None  # pydantic_core accepted it; nothing this parser can add
+    stack: list[tuple[str, Any]] = [("", tree)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, _Pairs):
+            seen: set[str] = set()
+            for key, value in node:
+                where = f"{path}.{key}" if path else key
+                if key in seen:
+                    return where
+                seen.add(key)
+                stack.append((where, value))
+        elif isinstance(node, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(node))
+    return None
 
 
 # ----------------------------------------------------------------------------- the app
 
 
 def create_app(
-    store: Store,
-    producer: EventProducer,
-    names: TopicNames,
-    *,
-    health: HealthProbe | None = None,
-    ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
-    access: AccessPolicy | None = None,
+    desk: OrderDesk, *, health: HealthProbe | None = None, access: AccessPolicy | None = None
 ) -> ASGIApp:
-    """Build the order API around an open store and a started producer.
+    """Build the order API around an order desk (and the store and producer it holds).
 
     ``health`` reports Kafka and service state for ``GET /health`` (the runtime passes its
-    own); ``ack_timeout`` bounds the wait for Kafka's acknowledgement of an OrderPlaced;
-    ``access`` (the Host names and token a server accepts, see api_guard.py) is checked
-    before every route, the fast path included. Without it the app serves anyone, as it
-    does inside the tests' ASGI transport.
+    own); the desk's ``ack_timeout`` bounds the wait for Kafka's acknowledgement; ``access``
+    (the Host names and token a server accepts, see api_guard.py) is checked before every
+    route, the fast path included. Without it the app serves anyone, as it does inside the
+    tests' ASGI transport.
     """
-    retry_after = str(max(1, math.ceil(ack_timeout)))
+    store, producer = desk.store, desk.producer
+    retry_after = str(max(1, math.ceil(desk.ack_timeout)))
 
-    async def place(header: Callable[[str], str | None], chunks: AsyncIterator[bytes]) -> Answer:
-        """``POST /api/v1/orders`` whichever way it arrives (see _OrdersFastPath)."""
+    async def place(
+        header: Callable[[str], str | None],
+        chunks: AsyncIterator[bytes],
+        repeated: Collection[str] = (),
+    ) -> Answer:
+        """``POST /api/v1/orders`` whichever way it arrives (see _OrdersFastPath).
+
+        ``repeated`` names the headers of SINGLE_HEADERS the request sent more than once.
+        """
         try:
+            if "idempotency-key" in repeated:
+                raise _BadRequest(
+                    400,
+                    "Idempotency-Key was sent more than once",
+                    [FieldError("Idempotency-Key", "must be sent once")],
+                )
             body = await _read_json_body(header, chunks)
             order = parse_order_body(body)
-            submitted = await place_order(
-                order,
-                store=store,
-                producer=producer,
-                names=names,
-                idempotency_key=header("idempotency-key"),
-                ack_timeout=ack_timeout,
-            )
+            submitted = await desk.place_order(order, idempotency_key=header("idempotency-key"))
         except _BadRequest as exc:
             return Answer(exc.status, error_body(exc.status, exc.message, exc.fields))
         except OrderValidationError as exc:
@@ -277,7 +277,8 @@ def create_app(
         return Answer(201, submitted.response.to_json().encode(), tuple(headers))
 
     async def create_order(request: Request) -> Response:
-        answer = await place(request.headers.get, request.stream())
+        repeated = [n for n in SINGLE_HEADERS if len(request.headers.getlist(n)) > 1]
+        answer = await place(request.headers.get, request.stream(), repeated)
         return Response(
             answer.body,
             status_code=answer.status,
@@ -293,7 +294,7 @@ def create_app(
 
     async def get_order(request: Request) -> Response:
         order_id = request.path_params["order_id"]
-        view = await find_order(store, order_id)
+        view = await desk.find_order(order_id)
         if view is None:
             return error_response(404, f"no order with id {order_id!r}")
         return JSONBody(view)
@@ -301,7 +302,8 @@ def create_app(
     async def list_orders(request: Request) -> Response:
         params = request.query_params
         problems: list[FieldError] = []
-        status = params.get("status") or None
+        # A parameter given empty (``status=``) is refused like any other unknown value.
+        status = params.get("status")
         if status is not None and status not in KNOWN_STATUSES:
             problems.append(
                 FieldError("status", f"must be one of {', '.join(sorted(KNOWN_STATUSES))}")
@@ -309,13 +311,20 @@ def create_app(
         limit = DEFAULT_PAGE
         if "limit" in params:
             text = params["limit"]
-            if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+            # The length bound comes first: int() refuses more than 4,300 digits.
+            if (
+                not _is_ascii_number(text)
+                or len(text) > MAX_LIMIT_DIGITS
+                or not 1 <= int(text) <= MAX_PAGE
+            ):
                 problems.append(FieldError("limit", f"must be an integer in 1..{MAX_PAGE}"))
             else:
                 limit = int(text)
+        cursor = params.get("cursor")
+        if cursor == "":
+            problems.append(FieldError("cursor", "must not be empty; omit it for the first page"))
         if problems:
             return error_response(422, "bad query parameters", problems)
-        cursor = params.get("cursor") or None
         try:
             orders, next_cursor = await store.run(
                 functools.partial(store.list_orders, status=status, limit=limit, cursor=cursor)
@@ -339,8 +348,6 @@ def create_app(
         return JSONBody(report, status_code=200 if report.status == "ok" else 503)
 
     async def get_openapi(request: Request) -> Response:
-        from orderdeck.openapi import openapi_document  # it imports this module
-
         return JSONBody(openapi_document())
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -374,7 +381,9 @@ def create_app(
     return orders_fast_path if access is None else ApiGuard(orders_fast_path, access)
 
 
-Place = Callable[[Callable[[str], "str | None"], AsyncIterator[bytes]], Awaitable[Answer]]
+Place = Callable[
+    [Callable[[str], "str | None"], AsyncIterator[bytes], Collection[str]], Awaitable[Answer]
+]
 
 
 class _OrdersFastPath:
@@ -395,12 +404,19 @@ class _OrdersFastPath:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ORDERS_PATH:
             await self.app(scope, receive, send)
             return
-        # ASGI servers send header names in lower case; the first of repeated ones wins.
+        # ASGI servers send header names in lower case; the first of repeated ones wins,
+        # and a repeat of one that must be unique is refused (see SINGLE_HEADERS).
         headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        repeated: list[str] = []
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1")
+            if name in headers:
+                if name in SINGLE_HEADERS:
+                    repeated.append(name)
+                continue
+            headers[name] = raw_value.decode("latin-1")
         try:
-            answer = await self._place(headers.get, _body_chunks(receive))
+            answer = await self._place(headers.get, _body_chunks(receive), repeated)
         except Exception:
             log.exception("unexpected error on POST %s", ORDERS_PATH)
             answer = Answer(500, error_body(500, "internal error; see the server log"))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import PurePath
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -32,6 +32,11 @@ from textual.worker import Worker, get_current_worker
 from orderdeck.errors import OrderdeckError
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.pipeline import PipelineScreen
+from orderdeck.screens.protocol import (
+    ScaleServiceRequested,
+    ShowOrderRequested,
+    ToggleServiceRequested,
+)
 from orderdeck.screens.startup import StartupScreen
 from orderdeck.widgets.live import LiveModel
 from orderdeck.widgets.runtime_link import RuntimeHooks, RuntimeLike
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     from orderdeck.config import Settings
     from orderdeck.kafka.admin import GroupSnapshot
     from orderdeck.screens.orders import OrdersScreen
+    from orderdeck.screens.protocol import DeckHost
 
 log = logging.getLogger("orderdeck.app")
 
@@ -146,7 +152,7 @@ class OrderDeckApp(App[int]):
     async def on_mount(self) -> None:
         await self.switch_mode("pipeline")
         self._startup = StartupScreen()
-        await self.push_screen(self._startup)
+        await self.push_screen(self._startup, callback=self._startup_closed)
         self.set_interval(self.tick_interval, self._tick, name="tick")
         if self._handle_sigterm:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._on_sigterm)
@@ -186,8 +192,8 @@ class OrderDeckApp(App[int]):
         if self._startup is not None:
             self._startup.failed(message)
 
-    def startup_closed(self) -> None:
-        """The start-up screen was dismissed (called by it)."""
+    def _startup_closed(self, _: None) -> None:
+        """The start-up screen was dismissed (its push_screen callback)."""
         self._startup = None
         self._tick(full=True)
 
@@ -304,6 +310,18 @@ class OrderDeckApp(App[int]):
         if hasattr(screen, "show_order"):
             cast("OrdersScreen", screen).show_order(order_id)
 
+    @on(ShowOrderRequested)
+    def _show_order_requested(self, message: ShowOrderRequested) -> None:
+        self.show_order(message.order_id)
+
+    @on(ToggleServiceRequested)
+    def _toggle_service_requested(self, message: ToggleServiceRequested) -> None:
+        self.toggle_service(message.service)
+
+    @on(ScaleServiceRequested)
+    def _scale_service_requested(self, message: ScaleServiceRequested) -> None:
+        self.scale_service(message.service, message.instances)
+
     async def action_quit(self) -> None:
         """Stop the runtime (services commit, API drains, local Kafka stops), then exit.
 
@@ -390,6 +408,12 @@ class OrderDeckApp(App[int]):
         else:
             self.notify(f"{name}: {instances} instance{'s' if instances > 1 else ''}")
         self._tick(full=True)
+
+
+if TYPE_CHECKING:
+
+    def _screens_can_read(app: OrderDeckApp) -> DeckHost:
+        return app  # mypy proves the app offers everything DeckHost promises the screens
 
 
 def _service_names(app: OrderDeckApp) -> list[str]:

@@ -1,15 +1,31 @@
-"""The API's HTTP server: one uvicorn configuration, and the connection limits it enforces.
+"""The API's HTTP server: one uvicorn configuration, and the protocol it serves connections with.
 
-uvicorn closes a keep-alive connection that stays idle after a response, but it waits forever
-for a request head: a connection that never sends a byte, or one that sends a byte a second
-(slowloris), holds a socket and a protocol object as long as the client likes. Here each
-connection must deliver a complete request head within ``head_timeout_s`` of opening (or of
-the first byte of its next request) and its body within ``body_timeout_s`` of the head, heads
-are capped in size, and the number of open connections is capped, so that a few hundred
-stuck clients cannot starve the ones that send orders. uvicorn's own ``limit_concurrency``
-answers 503 beyond that many connections or requests in flight.
+Every API server orderdeck runs is built by :func:`build_server`. Two things differ from a
+plain ``uvicorn.Server``:
 
-Every API server orderdeck runs is built by :func:`build_server`.
+* :class:`EmbeddedServer` installs no signal handlers: the process that embeds it (``serve``,
+  the TUI, a test) owns SIGINT/SIGTERM.
+* :class:`ApiHttpProtocol`, uvicorn's httptools protocol subclassed, adds two things.
+
+  **Connection limits.** uvicorn closes a keep-alive connection that stays idle after a
+  response, but it waits forever for a request head: a connection that never sends a byte, or
+  one that sends a byte a second (slowloris), holds a socket and a protocol object as long as
+  the client likes. Here each connection must deliver a complete request head within
+  ``head_timeout_s`` of opening (or of the first byte of its next request) and its body within
+  ``body_timeout_s`` of the head, heads are capped in size, and the number of open connections
+  is capped, so that a few hundred stuck clients cannot starve the ones that send orders.
+  uvicorn's own ``limit_concurrency`` answers 503 beyond that many connections or requests in
+  flight.
+
+  **Every complete request is answered before the bad bytes that follow it.** httptools parses
+  everything a ``recv`` brought at once; when a valid request is followed (pipelined) by
+  garbage, the parser fails on the garbage while the valid request's ASGI task is still
+  running, and uvicorn's protocol then writes its 400 and closes the connection at once. The
+  first request still runs — an order is placed — but its 201 is written to a closed
+  transport: the client only sees the 400 and retries an order that exists. (uvicorn's h11
+  protocol does not parse ahead of the request in progress, so it does not have this problem,
+  but it costs more CPU per request.) Here the 400 waits until the requests before it have been
+  answered, and nothing more is read meanwhile.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ from typing import Any, ClassVar
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("orderdeck.http")
 
@@ -53,12 +69,12 @@ class ConnectionLimits:
 
 
 class _HeadTooLargeError(Exception):
-    """Raised from a parser callback: uvicorn answers 400 and closes the connection."""
+    """Raised from a parser callback: the protocol answers 400 and closes the connection."""
 
 
-class LimitedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with deadlines for each request's head and body, and a
-    head size cap.
+class ApiHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with deadlines for each request's head and body, a head
+    size cap, a connection cap, and its 400 held back behind unanswered requests.
 
     The head's deadline is armed when the connection opens and again when the first byte of
     a later request arrives; the body's when the head is complete; both end when the whole
@@ -74,6 +90,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._head_started = False
         self._head_bytes = 0
+        self._running: RequestResponseCycle | None = None
+        self._held_400: str | None = None
+
+    # -------------------------------------------------------------- connection limits
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -144,10 +164,47 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             cls._last_warned = now
             log.warning("%s", message)
 
+    # ------------------------------------------------- the 400 after pipelined requests
 
-def protocol_for(limits: ConnectionLimits) -> type[LimitedHttpProtocol]:
-    """A :class:`LimitedHttpProtocol` bound to ``limits`` (uvicorn instantiates the class)."""
-    return type("LimitedHttpProtocol", (LimitedHttpProtocol,), {"limits": limits})
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def send_400_response(self, msg: str) -> None:
+        broken = self.cycle
+        if broken is not None and broken.more_body:
+            # The bad bytes are inside this request: it gets the 400, not an answer.
+            queued = next((entry for entry in self.pipeline if entry[0] is broken), None)
+            if queued is None:
+                # Its ASGI task runs and waits for the rest of the body: closing tells it so.
+                super().send_400_response(msg)
+                return
+            self.pipeline.remove(queued)
+        if self._all_answered():
+            super().send_400_response(msg)
+            return
+        self._held_400 = msg
+        self.flow.pause_reading()
+        # Nothing more is read, and the requests before the bad bytes are bounded by the
+        # app: a head deadline firing now would only cut off their answers.
+        self._disarm_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._held_400 is None or self.transport.is_closing() or not self._all_answered():
+            return
+        msg, self._held_400 = self._held_400, None
+        self._unset_keepalive_if_required()
+        super().send_400_response(msg)
+
+    def _all_answered(self) -> bool:
+        running = self._running
+        return not self.pipeline and (running is None or running.response_complete)
+
+
+def protocol_for(limits: ConnectionLimits) -> type[ApiHttpProtocol]:
+    """An :class:`ApiHttpProtocol` bound to ``limits`` (uvicorn instantiates the class)."""
+    return type("ApiHttpProtocol", (ApiHttpProtocol,), {"limits": limits})
 
 
 def _timeout_answer() -> bytes:

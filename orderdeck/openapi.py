@@ -1,7 +1,7 @@
 """The order API's OpenAPI 3.1 document, generated from the pydantic models it uses.
 
 The request and response schemas come from ``model_json_schema`` of the very models that
-validate and serialise (``orders.SingleItemOrder``, ``api.ErrorBody``, the store's views), so
+validate and serialise (``orders.SingleItemOrder``, ``api_models.ErrorBody``, the store's views), so
 the document cannot drift from what the API accepts and answers.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from orderdeck.api import KNOWN_STATUSES, MAX_BODY_BYTES, MAX_PAGE, ErrorBody, HealthReport
+from orderdeck.api_models import KNOWN_STATUSES, MAX_BODY_BYTES, MAX_PAGE, ErrorBody, HealthReport
 from orderdeck.orders import MultiItemOrder, OrderCreated, SingleItemOrder
 from orderdeck.store import OrderSummary, OrderView, Product
 
@@ -62,8 +62,9 @@ def openapi_document() -> dict[str, Any]:
                             "name": "Idempotency-Key",
                             "in": "header",
                             "required": False,
-                            "schema": {"type": "string", "maxLength": 255},
-                            "description": "Same key and body: same order, no second event.",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "description": "Same key and body: same order, no second event. "
+                            "Send it at most once (two keys are a 400).",
                         }
                     ],
                     "requestBody": {
@@ -79,7 +80,9 @@ def openapi_document() -> dict[str, Any]:
                             **ok("Order accepted", ref("OrderCreated")),
                             "headers": {"Location": {"schema": {"type": "string"}}},
                         },
-                        "400": error("Body is not JSON"),
+                        "400": error(
+                            "Body is not JSON, repeats a key, or Idempotency-Key was sent twice"
+                        ),
                         "409": error("Idempotency-Key reused with a different body"),
                         "413": error(f"Body larger than {MAX_BODY_BYTES} bytes"),
                         "415": error("Content-Type is not application/json"),
@@ -103,7 +106,12 @@ def openapi_document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
                         },
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string", "minLength": 1},
+                            "description": "nextCursor of the previous page",
+                        },
                     ],
                     "responses": {
                         "200": ok(

@@ -21,20 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from orderdeck.api import HealthReport, KafkaHealth, ServiceHealth, create_app
+from orderdeck.api import create_app
 from orderdeck.api_guard import AccessPolicy, require_token
+from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.http_server import EmbeddedServer, build_server
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import (
-    DEFAULT_ACK_TIMEOUT_S,
-    OrderRequest,
-    SubmittedOrder,
-    flush_placements,
-    place_order,
-)
+from orderdeck.order_desk import OrderDesk
+from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.store import Store
 
@@ -152,6 +148,7 @@ class Runtime:
         self._stop_local = False
         self._store: Store | None = None
         self._producer: EventProducer | None = None
+        self._desk: OrderDesk | None = None
         self._server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
@@ -205,6 +202,13 @@ class Runtime:
         if self._producer is None:
             raise OrderdeckError("the runtime is not started")
         return self._producer
+
+    @property
+    def desk(self) -> OrderDesk:
+        """The order desk the API and submit_order place orders with (once started)."""
+        if self._desk is None:
+            raise OrderdeckError("the runtime is not started")
+        return self._desk
 
     # ------------------------------------------------------------------ start
 
@@ -317,6 +321,7 @@ class Runtime:
         producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
         self._producer = producer
+        self._desk = OrderDesk(self._store, producer, self.names, ack_timeout=self.ack_timeout)
         if not self.with_api:
             self._progress("api", "done", "API disabled")
             return
@@ -325,14 +330,7 @@ class Runtime:
         access = AccessPolicy.for_server(
             self.settings.api_host, self.settings.api_token, self.settings.allowed_hosts
         )
-        app = create_app(
-            self._store,
-            producer,
-            self.names,
-            health=self.health,
-            ack_timeout=self.ack_timeout,
-            access=access,
-        )
+        app = create_app(self._desk, health=self.health, access=access)
         server = build_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
@@ -438,8 +436,10 @@ class Runtime:
         if self._producer is not None:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
+        if self._desk is not None:
+            await self._bounded(self._desk.aclose(), "recording accepted orders")
+            self._desk = None
         if self._store is not None:
-            await self._bounded(flush_placements(self._store), "recording accepted orders")
             self._store.close()
         if self._local is not None and self._stop_local:
             await asyncio.to_thread(self._local.stop)
@@ -543,14 +543,7 @@ class Runtime:
         self, request: OrderRequest, *, idempotency_key: str | None = None
     ) -> SubmittedOrder:
         """Place an order exactly as ``POST /api/v1/orders`` does (same validation and path)."""
-        return await place_order(
-            request,
-            store=self.store,
-            producer=self.producer,
-            names=self.names,
-            idempotency_key=idempotency_key,
-            ack_timeout=self.ack_timeout,
-        )
+        return await self.desk.place_order(request, idempotency_key=idempotency_key)
 
     def service_groups(self) -> list[str]:
         """The consumer groups of the pipeline's services (named after their inbox topics)."""

@@ -838,13 +838,22 @@ def _encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"o:{seq}".encode()).decode().rstrip("=")
 
 
+_MAX_SEQ = 2**63 - 1
+_MAX_SEQ_DIGITS = len(str(_MAX_SEQ))
+
+
 def _decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         tag, _, seq = text.partition(":")
-        if tag != "o":
+        # ASCII digits within SQLite's 64-bit integers: int() alone takes "٣" or " 7", and a
+        # larger number overflows in the query instead of being refused here.
+        if tag != "o" or not (seq.isascii() and seq.isdigit()) or len(seq) > _MAX_SEQ_DIGITS:
             raise ValueError
-        return int(seq)
+        value = int(seq)
+        if value > _MAX_SEQ:
+            raise ValueError
+        return value
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValueError(f"invalid cursor: {cursor!r}") from None
 

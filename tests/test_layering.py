@@ -4,6 +4,8 @@
   Textual, so everything else can run and be tested without a terminal.
 - Services never import screens (or any UI module).
 - The API never imports the services: it produces ``order-events`` and reads the store.
+- Screens and widgets never import ``orderdeck.app`` (they talk to it through
+  ``screens/protocol.py``), and the package has no import cycle at all (checked statically).
 - Only ``orderdeck/kafka/clients.py`` constructs aiokafka clients, so TLS, SASL and client
   ids are set in one place for every client (checked in the source).
 
@@ -163,3 +165,66 @@ def test_the_rules_see_the_package() -> None:
     assert "orderdeck.kafka.local" in NON_UI
     assert "orderdeck.cli" in NON_UI
     assert not any(_is_ui(m) for m in NON_UI)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Package module -> the package modules it imports (anywhere: lazily, for typing too).
+
+    ``from orderdeck.x import y`` is an edge to ``orderdeck.x`` and, when ``y`` is a module,
+    to ``orderdeck.x.y`` as well.
+    """
+    graph: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        targets = set()
+        for name in _imports(path, module):
+            if name not in MODULES:
+                name = name.rpartition(".")[0]  # an attribute: its module
+            if name in MODULES and name != module:
+                targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (depth-first search, three colours)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)) is not None:
+            return cycle
+    return None
+
+
+SCREENS_AND_WIDGETS = sorted(
+    m for m in MODULES if _matches(m, ("orderdeck.screens", "orderdeck.widgets"))
+)
+
+
+@pytest.mark.parametrize("module", SCREENS_AND_WIDGETS)
+def test_screens_and_widgets_never_name_the_app(module: str) -> None:
+    offending = {n for n in _imports(MODULES[module], module) if _matches(n, ("orderdeck.app",))}
+    assert not offending, f"{module} imports {sorted(offending)}"
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    cycle = _find_cycle(_import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _find_cycle(graph) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None

@@ -128,6 +128,26 @@ async def test_submit_order_takes_the_api_path(
     assert refused.value.fields[0].field == "productId"
 
 
+async def test_the_form_and_the_api_share_the_runtimes_order_desk(
+    started: tuple[Runtime, list[StartupStep], Records],
+) -> None:
+    runtime, _, _ = started
+    request = OrderRequest.single("c-3", "sku-cable", 1)
+    first = await runtime.submit_order(request, idempotency_key="desk-key")
+    async with httpx.AsyncClient(base_url=runtime.api_url) as client:
+        again = await client.post(
+            "/api/v1/orders",
+            json={"customerId": "c-3", "productId": "sku-cable", "quantity": 1},
+            headers={"Idempotency-Key": "desk-key"},
+        )
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["event"]["id"] == first.order_id
+    # An order the API accepted without a key is readable at once through the same desk.
+    quick = await runtime.submit_order(OrderRequest.single("c-4", "sku-cable", 1))
+    assert await runtime.desk.find_order(quick.order_id) is not None
+
+
 async def test_status_shows_rate_lag_and_groups(
     started: tuple[Runtime, list[StartupStep], Records],
 ) -> None:

@@ -19,7 +19,7 @@ from orderdeck.widgets.log_panel import LogPanel
 from orderdeck.widgets.status_bar import HeaderInfo, StatusBar
 
 if TYPE_CHECKING:
-    from orderdeck.app import OrderDeckApp
+    from orderdeck.screens.protocol import DeckHost
     from orderdeck.widgets.live import LiveModel
     from orderdeck.widgets.runtime_link import RuntimeLike
 
@@ -30,9 +30,9 @@ class DeckScreen(Screen[None]):
     TITLE_TEXT: ClassVar[str] = ""
 
     @property
-    def deck(self) -> OrderDeckApp:
-        """The app, typed."""
-        return cast("OrderDeckApp", self.app)
+    def deck(self) -> DeckHost:
+        """The app, as far as a screen may see it."""
+        return cast("DeckHost", self.app)
 
     @property
     def runtime(self) -> RuntimeLike:

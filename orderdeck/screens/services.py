@@ -15,6 +15,7 @@ from textual.content import Content
 from textual.widgets import DataTable
 
 from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.protocol import ScaleServiceRequested, ToggleServiceRequested
 from orderdeck.widgets.formatting import count, ellipsize, rate, state_style
 from orderdeck.widgets.live_static import LiveStatic
 
@@ -142,7 +143,7 @@ class ServicesScreen(DeckScreen):
         """Pause the selected service, or resume it."""
         name = self.selected()
         if name is not None:
-            self.deck.toggle_service(name)
+            self.post_message(ToggleServiceRequested(name))
 
     def action_scale(self, delta: int) -> None:
         """Add or remove one consumer of the selected service (1..3)."""
@@ -158,4 +159,4 @@ class ServicesScreen(DeckScreen):
             self.notify(f"{name} already has {current} consumer(s) (1..{MAX_INSTANCES})")
             return
         self._targets[name] = target
-        self.deck.scale_service(name, target)
+        self.post_message(ScaleServiceRequested(name, target))

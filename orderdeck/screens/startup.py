@@ -19,8 +19,8 @@ from orderdeck.widgets.live_static import LiveStatic
 from orderdeck.widgets.log_panel import LogPanel
 
 if TYPE_CHECKING:
-    from orderdeck.app import OrderDeckApp
     from orderdeck.runtime import StartupStep
+    from orderdeck.screens.protocol import DeckHost
 
 STEPS: tuple[tuple[str, str], ...] = (
     ("kafka", "Kafka"),
@@ -47,9 +47,9 @@ class StartupScreen(ModalScreen[None]):
         self._stopping = stopping
 
     @property
-    def deck(self) -> OrderDeckApp:
-        """The app, typed."""
-        return cast("OrderDeckApp", self.app)
+    def deck(self) -> DeckHost:
+        """The app, as far as a screen may see it."""
+        return cast("DeckHost", self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="startup-box"):
@@ -69,10 +69,9 @@ class StartupScreen(ModalScreen[None]):
         self.tick()
 
     def finished(self) -> None:
-        """Everything runs: get out of the way."""
+        """Everything runs: get out of the way (the app hears it through its callback)."""
         if not self._stopping and self.is_attached:
             self.dismiss()
-            self.deck.startup_closed()
 
     def failed(self, message: str) -> None:
         """Start-up failed: keep the screen, show why and how to leave."""

@@ -30,6 +30,7 @@ from orderdeck.events import FINAL_STATUSES
 from orderdeck.orders import OrderRequest, OrderValidationError
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.burst_plan import BurstMix, PlannedOrder, plan_burst
+from orderdeck.screens.protocol import ShowOrderRequested
 from orderdeck.widgets.formatting import money, short_id, state_style
 
 log = logging.getLogger(__name__)
@@ -435,4 +436,4 @@ class SubmitScreen(DeckScreen):
         key = event.row_key.value
         result = next((r for r in self.results if str(r.seq) == key), None)
         if result is not None and result.order_id:
-            self.deck.show_order(result.order_id)
+            self.post_message(ShowOrderRequested(result.order_id))

@@ -17,8 +17,10 @@ from orderdeck.events import TopicNames
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.kafka.tail import TailRecord, TopicTail
+from orderdeck.order_desk import OrderDesk
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
+from tests.api.live_server import live_server
 
 ACK_TIMEOUT_S = 5.0
 
@@ -41,14 +43,29 @@ async def producer(kafka_connection: KafkaConnection) -> AsyncIterator[EventProd
 
 
 @pytest.fixture
-async def client(
+async def desk(
     store: Store, producer: EventProducer, topic_names: TopicNames
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[OrderDesk]:
+    """The order desk the app places orders with (closed before the store)."""
+    d = OrderDesk(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
+    yield d
+    await d.aclose()
+
+
+@pytest.fixture
+async def client(desk: OrderDesk) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app over ASGI (no socket)."""
-    app = create_app(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
+    app = create_app(desk)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://orderdeck.test") as c:
         yield c
+
+
+@pytest.fixture
+async def api_url(desk: OrderDesk) -> AsyncIterator[str]:
+    """The app served over real TCP on a free port, by the server every orderdeck runs."""
+    async with live_server(create_app(desk)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def wait_for(

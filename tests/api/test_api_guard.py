@@ -14,8 +14,7 @@ from orderdeck.api import create_app
 from orderdeck.api_guard import AccessPolicy, ApiAccessError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.connection import KafkaConnection
-from orderdeck.kafka.producer import EventProducer
-from orderdeck.store import Store
+from orderdeck.order_desk import OrderDesk
 from tests.api.conftest import read_topic
 from tests.api.live_server import live_server
 
@@ -36,12 +35,12 @@ Serve = Callable[[AccessPolicy], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-def serve(store: Store, producer: EventProducer, topic_names: TopicNames) -> Serve:
+def serve(desk: OrderDesk) -> Serve:
     """Serve the API with an access policy on a real socket; yields a client for it."""
 
     @contextlib.asynccontextmanager
     async def _serve(policy: AccessPolicy) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(store, producer, topic_names, access=policy)
+        app = create_app(desk, access=policy)
         async with (
             live_server(app) as port,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orderdeck.api import MAX_BODY_BYTES
+from orderdeck.api_models import MAX_BODY_BYTES
 from orderdeck.store import Store
 
 ORDERS = "/api/v1/orders"

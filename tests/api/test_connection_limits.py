@@ -15,10 +15,8 @@ import pytest
 
 from orderdeck.api import create_app
 from orderdeck.api_guard import AccessPolicy
-from orderdeck.events import TopicNames
 from orderdeck.http_server import ConnectionLimits
-from orderdeck.kafka.producer import EventProducer
-from orderdeck.store import Store
+from orderdeck.order_desk import OrderDesk
 from tests.api.live_server import live_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,10 +35,8 @@ SLOW_HEAD = (
 
 
 @pytest.fixture
-async def port(
-    store: Store, producer: EventProducer, topic_names: TopicNames
-) -> AsyncIterator[int]:
-    app = create_app(store, producer, topic_names, access=AccessPolicy.for_server("127.0.0.1"))
+async def port(desk: OrderDesk) -> AsyncIterator[int]:
+    app = create_app(desk, access=AccessPolicy.for_server("127.0.0.1"))
     async with live_server(app, limits=LIMITS) as bound:
         yield bound
 
@@ -134,11 +130,9 @@ async def test_an_idle_keep_alive_connection_is_closed(port: int) -> None:
     assert time.monotonic() - opened >= LIMITS.keep_alive_s - 0.5
 
 
-async def test_a_body_sent_at_1_byte_per_second_is_cut_off(
-    store: Store, producer: EventProducer, topic_names: TopicNames
-) -> None:
+async def test_a_body_sent_at_1_byte_per_second_is_cut_off(desk: OrderDesk) -> None:
     limits = ConnectionLimits(body_timeout_s=2.0)
-    app = create_app(store, producer, topic_names, access=AccessPolicy.for_server("127.0.0.1"))
+    app = create_app(desk, access=AccessPolicy.for_server("127.0.0.1"))
     async with live_server(app, limits=limits) as bound:
         reader, writer = await asyncio.open_connection("127.0.0.1", bound)
         writer.write(SLOW_HEAD)  # the whole head at once, then the body byte by byte
@@ -169,11 +163,9 @@ async def test_a_huge_request_head_is_refused(port: int) -> None:
     assert answer.startswith(b"HTTP/1.1 400 ")
 
 
-async def test_connections_beyond_the_cap_are_closed_at_once(
-    store: Store, producer: EventProducer, topic_names: TopicNames
-) -> None:
+async def test_connections_beyond_the_cap_are_closed_at_once(desk: OrderDesk) -> None:
     limits = ConnectionLimits(max_connections=10)
-    app = create_app(store, producer, topic_names, access=AccessPolicy.for_server("127.0.0.1"))
+    app = create_app(desk, access=AccessPolicy.for_server("127.0.0.1"))
     async with live_server(app, limits=limits) as bound:
         connections = [await asyncio.open_connection("127.0.0.1", bound) for _ in range(15)]
         try:

@@ -13,12 +13,8 @@ from orderdeck.api import create_app
 from orderdeck.events import TopicNames
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
-from orderdeck.orders import (
-    RECORD_DELAY_S,
-    build_order_placed,
-    flush_placements,
-    parse_order_body,
-)
+from orderdeck.order_desk import RECORD_DELAY_S, OrderDesk
+from orderdeck.orders import build_order_placed, parse_order_body
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
 from tests.api.conftest import read_topic, wait_for
@@ -166,11 +162,11 @@ async def test_an_accepted_order_is_readable_at_once_and_recorded_by_the_api_lat
 
 
 async def test_flush_records_accepted_orders_at_once(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, desk: OrderDesk
 ) -> None:
     ids = [(await post(client, ORIGINAL)).json()["event"]["id"] for _ in range(3)]
     assert store.existing_orders(ids) == set()
-    await flush_placements(store)
+    await desk.flush()
     assert store.existing_orders(ids) == set(ids)
 
 
@@ -252,11 +248,9 @@ async def test_crash_between_ack_and_saving_the_key_cannot_create_a_second_order
     assert store.order_payments(lost.orderId) == {"charge": 2 * 8999}
 
 
-async def test_the_starlette_route_answers_posts_like_the_fast_path(
-    store: Store, producer: EventProducer, topic_names: TopicNames
-) -> None:
+async def test_the_starlette_route_answers_posts_like_the_fast_path(desk: OrderDesk) -> None:
     """POSTs skip Starlette's layers (api._OrdersFastPath); its route answers the same way."""
-    app = create_app(store, producer, topic_names)
+    app = create_app(desk)
     inner = app.app  # type: ignore[attr-defined]
     bad = {"customerId": "c", "productId": "sku-mouse", "quantity": 0}
     answers = []
