@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orderdeck.api_guard import AccessPolicy, ApiGuard
 from orderdeck.api_models import (
     DEFAULT_PAGE,
     KNOWN_STATUSES,
@@ -230,14 +231,20 @@ def _first_duplicate_key(raw: bytes) -> str | None:
 
 
 def create_app(
-    desk: OrderDesk, *, health: HealthProbe | None = None, metrics: Metrics | None = None
+    desk: OrderDesk,
+    *,
+    health: HealthProbe | None = None,
+    metrics: Metrics | None = None,
+    access: AccessPolicy | None = None,
 ) -> ASGIApp:
     """Build the order API around an order desk (and the store and producer it holds).
 
     ``health`` reports Kafka and service state for ``GET /health`` (the runtime passes its
     own); the desk's ``ack_timeout`` bounds the wait for Kafka's acknowledgement; ``metrics``
     is what ``GET /metrics`` shows (the runtime's includes the services and Kafka; by default,
-    the store's figures and this app's request durations).
+    the store's figures and this app's request durations); ``access`` (the Host names and
+    token a server accepts, see api_guard.py) is checked before every route, the fast path
+    included. Without it the app serves anyone, as it does inside the tests' ASGI transport.
     """
     store, producer = desk.store, desk.producer
     metrics = metrics or Metrics(store)
@@ -380,7 +387,10 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
-    return metrics.timed(_OrdersFastPath(app, place), fixed_routes=(ORDERS_PATH,))
+    # A redirect to the slash-less path would build its Location from the Host header.
+    app.router.redirect_slashes = False
+    served = metrics.timed(_OrdersFastPath(app, place), fixed_routes=(ORDERS_PATH,))
+    return served if access is None else ApiGuard(served, access)
 
 
 Place = Callable[

@@ -48,6 +48,16 @@ class Settings(BaseModel):
     )
     api_host: str = DEFAULT_API_HOST
     api_port: int = Field(default=DEFAULT_API_PORT, ge=0, le=65535)
+    api_token: str | None = Field(
+        default=None,
+        repr=False,
+        exclude=True,
+        description="Bearer token every API route but GET /health requires; None: no token.",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host header values served besides the loopback names and api_host.",
+    )
     data_dir: Path = DEFAULT_DATA_DIR
     kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
     partitions: int = Field(default=3, ge=1)
@@ -79,5 +89,12 @@ class Settings(BaseModel):
 
     @property
     def api_url(self) -> str:
-        """Base URL of the order API."""
-        return f"http://{self.api_host}:{self.api_port}"
+        """Base URL of the order API (never with the token in it)."""
+        return self.api_url_on(self.api_port)
+
+    def api_url_on(self, port: int) -> str:
+        """Base URL of the order API on ``port`` (the one bound when api_port is 0)."""
+        host = self.api_host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 address
+        return f"http://{host}:{port}"

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from orderdeck.api import create_app
+from orderdeck.api_guard import AccessPolicy, require_token
 from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames
-from orderdeck.http_server import EmbeddedServer, api_server
+from orderdeck.http_server import EmbeddedServer, build_server
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.metrics import (
     Metrics,
@@ -221,6 +222,8 @@ class Runtime:
 
     async def start(self) -> None:
         """Start every part in order; on failure stop what started and raise OrderdeckError."""
+        if self.with_api:  # before anything starts: an exposed API without a token never runs
+            require_token(self.settings.api_host, self.settings.api_token)
         self._route_logs()
         self._started = True
         step: StepName = "kafka"
@@ -320,10 +323,16 @@ class Runtime:
             return
         self._progress("api", "running", f"starting the API on port {self.settings.api_port}")
         self._api_state = "starting"
-        app = create_app(
-            self._desk, health=self.health, metrics=Metrics(self._store, self.metrics_view)
+        access = AccessPolicy.for_server(
+            self.settings.api_host, self.settings.api_token, self.settings.allowed_hosts
         )
-        server = api_server(app, self.settings.api_host, self.settings.api_port)
+        app = create_app(
+            self._desk,
+            health=self.health,
+            metrics=Metrics(self._store, self.metrics_view),
+            access=access,
+        )
+        server = build_server(app, self.settings.api_host, self.settings.api_port)
         self._server = server
         self._server_task = asyncio.create_task(self._serve(server), name="orderdeck-api")
         while not server.started:
@@ -335,9 +344,10 @@ class Runtime:
                 )
             await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
-        self.api_url = f"http://{self.settings.api_host}:{port}"
+        self.api_url = self.settings.api_url_on(port)
         self._api_state = "running"
-        self._progress("api", "done", f"API at {self.api_url}")
+        needs = " (bearer token required)" if self.settings.api_token is not None else ""
+        self._progress("api", "done", f"API at {self.api_url}{needs}")
 
     async def _serve(self, server: EmbeddedServer) -> None:
         try:

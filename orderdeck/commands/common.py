@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orderdeck.commands.api_access import api_access_values
 from orderdeck.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, env_default
 from orderdeck.errors import OrderdeckError
 
@@ -69,12 +70,12 @@ def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_api_port_flag(parser: argparse.ArgumentParser) -> None:
-    """``--port``: the order API's TCP port on 127.0.0.1."""
+    """``--port``: the order API's TCP port (on ``--host``)."""
     parser.add_argument(
         "--port",
         type=int,
         default=int(env_default("PORT", str(DEFAULT_API_PORT)) or DEFAULT_API_PORT),
-        help="order API port on 127.0.0.1 (default: 3000)",
+        help="order API port (env ORDERDECK_PORT; default: 3000)",
     )
 
 
@@ -94,6 +95,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         values["data_dir"] = args.data_dir
     if getattr(args, "port", None) is not None:
         values["api_port"] = args.port
+    values.update(api_access_values(args))
     settings = Settings.model_validate(values)
     settings.kafka_connection()
     return settings

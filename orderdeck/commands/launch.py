@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from orderdeck.commands.api_access import add_api_access_flags
 from orderdeck.commands.common import (
     add_api_port_flag,
     add_data_dir_flag,
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_kafka_flags(parser)
     add_api_port_flag(parser)
+    add_api_access_flags(parser)
     add_data_dir_flag(parser)
     parser.add_argument(
         "--keep-kafka",

@@ -7,6 +7,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from orderdeck.commands.api_access import add_api_token_flags, api_token_from_args
 from orderdeck.errors import OrderdeckError
 
 DEFAULT_API_URL = "http://127.0.0.1:3000"
@@ -20,6 +21,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--api-url", default=DEFAULT_API_URL, help=f"order API base URL (default {DEFAULT_API_URL})"
     )
+    add_api_token_flags(parser)
     sub = parser.add_subparsers(dest="orders_command", metavar="ACTION", required=True)
     submit = sub.add_parser("submit", help="place an order")
     submit.add_argument("--customer", required=True, help="customer id")
@@ -38,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     import httpx
 
     base = args.api_url.rstrip("/")
+    token = api_token_from_args(args)
+    auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
     try:
-        with httpx.Client(base_url=base, timeout=15.0) as client:
+        with httpx.Client(base_url=base, timeout=15.0, headers=auth) as client:
             if args.orders_command == "submit":
                 headers = {}
                 if args.idempotency_key:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from orderdeck.commands.api_access import add_api_access_flags
 from orderdeck.commands.common import (
     add_api_port_flag,
     add_data_dir_flag,
@@ -79,6 +80,7 @@ def register(subparsers: Any) -> None:
         "--topic-prefix", default="", help=argparse.SUPPRESS
     )  # tests share one broker
     add_api_port_flag(parser)
+    add_api_access_flags(parser)
     add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)

@@ -14,13 +14,13 @@ import pytest
 
 from orderdeck.api import create_app
 from orderdeck.events import TopicNames
-from orderdeck.http_server import api_server
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.kafka.tail import TailRecord, TopicTail
 from orderdeck.order_desk import OrderDesk
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import Store
+from tests.api.live_server import live_server
 
 ACK_TIMEOUT_S = 5.0
 
@@ -64,18 +64,8 @@ async def client(desk: OrderDesk) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def api_url(desk: OrderDesk) -> AsyncIterator[str]:
     """The app served over real TCP on a free port, by the server every orderdeck runs."""
-    server = api_server(create_app(desk), "127.0.0.1", 0)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                assert not task.done(), "the API server did not start"
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with live_server(create_app(desk)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def wait_for(

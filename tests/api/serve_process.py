@@ -37,6 +37,7 @@ class ServeProcess:
         no_api: bool = False,
         log_name: str = "serve",
         processes: int = 1,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,6 +54,7 @@ class ServeProcess:
             args.append("--no-api")
         if processes != 1:
             args += ["--processes", str(processes)]
+        args += extra_args
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("ORDERDECK_BOOTSTRAP_SERVERS", None)
         self._log = self.log_path.open("ab")
