@@ -57,31 +57,56 @@ class StatusBar(Static):
             self.info = info
             self._render_info()
 
+    def on_resize(self) -> None:
+        self._render_info()
+
     def _render_info(self) -> None:
+        """The fullest header that fits: addresses go first, then the labels.
+
+        The states, orders/s and lag are what the header is read for, so they stay at any
+        width; the bootstrap servers and the API URL are on the Pipeline screen as well.
+        """
+        width = self.content_size.width or 10_000
+        for level in range(3):
+            content = self._assemble(level)
+            if content.cell_length <= width:
+                break
+        self.update(content, layout=False)
+
+    def _assemble(self, level: int) -> Content:
         sep = (" │ ", "dim")
         parts: list[Content | str | tuple[str, str]] = [(self.screen_title, "bold $accent")]
         info = self.info
-        if info is not None:
-            parts += [
-                sep,
-                ("kafka ", "dim"),
-                (info.bootstrap_servers + " ", ""),
-                _state(info.kafka),
-                sep,
-                ("api ", "dim"),
-                (info.api_url + " ", ""),
-                _state(info.api),
-                sep,
-                ("services ", "dim"),
-                _state(info.services),
-                sep,
-                (f"{info.orders_per_s:.1f}" if info.orders_per_s is not None else "-", "bold"),
-                (" orders/s", "dim"),
-                sep,
-                ("lag ", "dim"),
-                (
-                    f"{info.total_lag:,}" if info.total_lag is not None else "-",
-                    "bold yellow" if info.total_lag else "bold",
-                ),
-            ]
-        self.update(Content.assemble(*parts), layout=False)
+        if info is None:
+            return Content.assemble(*parts)
+        kafka = info.bootstrap_servers + " " if level == 0 else ""
+        api = info.api_url + " " if level == 0 else ""
+        if level == 1:
+            # The port tells local set-ups apart; the scheme and host rarely do.
+            api = info.api_url.removeprefix("http://").removeprefix("https://") + " "
+            kafka = info.bootstrap_servers.split(",")[0] + " "
+            if len(kafka) + len(api) > 28:
+                kafka = ""
+        parts += [
+            sep,
+            ("kafka ", "dim"),
+            (kafka, ""),
+            _state(info.kafka),
+            sep,
+            ("api ", "dim"),
+            (api, ""),
+            _state(info.api),
+            sep,
+            ("services " if level < 2 else "svc ", "dim"),
+            _state(info.services),
+            sep,
+            (f"{info.orders_per_s:.1f}" if info.orders_per_s is not None else "-", "bold"),
+            (" orders/s", "dim"),
+            sep,
+            ("lag ", "dim"),
+            (
+                f"{info.total_lag:,}" if info.total_lag is not None else "-",
+                "bold yellow" if info.total_lag else "bold",
+            ),
+        ]
+        return Content.assemble(*parts)
