@@ -277,7 +277,11 @@ class TopicsScreen(DeckScreen):
                     mode,
                     (f" · {start} · {where} · ", "dim"),
                     (f"{view.shown:,}", "bold"),
-                    (f"/{view.kept:,} · {rate:,.0f}/s", "dim"),
+                    # While reading back, "scrolled" matters more than the rate.
+                    (
+                        f"/{view.kept:,} · {rate:,.0f}/s" if view.follow else f"/{view.kept:,}",
+                        "dim",
+                    ),
                     ("" if view.follow else " · scrolled", "yellow"),
                 )
         self.query_one("#tail-state", LiveStatic).show(state)

@@ -30,6 +30,11 @@ def _state(state: str) -> tuple[str, str]:
     return (text, state_style(word))
 
 
+def _dot(state: str) -> tuple[str, str]:
+    """Only the coloured dot: the narrowest header keeps the colour, not the word."""
+    return ("●", state_style(state.partition(" ")[0]))
+
+
 class StatusBar(Static):
     """One line: screen title, bootstrap servers, API URL, component states, orders/s, lag."""
 
@@ -67,7 +72,7 @@ class StatusBar(Static):
         width; the bootstrap servers and the API URL are on the Pipeline screen as well.
         """
         width = self.content_size.width or 10_000
-        for level in range(3):
+        for level in range(4):
             content = self._assemble(level)
             if content.cell_length <= width:
                 break
@@ -91,11 +96,11 @@ class StatusBar(Static):
             sep,
             ("kafka ", "dim"),
             (kafka, ""),
-            _state(info.kafka),
+            _state(info.kafka) if level < 3 else _dot(info.kafka),
             sep,
             ("api ", "dim"),
             (api, ""),
-            _state(info.api),
+            _state(info.api) if level < 3 else _dot(info.api),
             sep,
             ("services " if level < 2 else "svc ", "dim"),
             _state(info.services),
