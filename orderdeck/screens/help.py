@@ -22,6 +22,7 @@ FOCUS_TITLES = {
     "DeckTable": "In the table",
     "RecordView": "In the records",
     "OptionList": "In the list",
+    "PanelScroll": "In the panels",
     "Input": "In a text field",
     "VerticalScroll": "In the panel",
 }

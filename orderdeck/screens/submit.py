@@ -82,7 +82,7 @@ class SubmitScreen(DeckScreen):
     #: Arriving on the screen must not put the cursor in a field: digits switch screens.
     AUTO_FOCUS = "#results"
     HOME_FOCUS = "#results"
-    FIELD_ACTIONS = frozenset({"leave_field", "submit", "burst"})
+    FIELD_ACTIONS = frozenset({"leave_field", "submit", "burst", "focus_results"})
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", priority=True),

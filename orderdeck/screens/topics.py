@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from orderdeck.events import dlq_topic
 from orderdeck.rates import RateMeter
 from orderdeck.screens.base import DeckScreen
+from orderdeck.widgets.deck_table import DeckList
 from orderdeck.widgets.formatting import WIDE_FROM, clock_ms
 from orderdeck.widgets.live_static import LiveStatic
 from orderdeck.widgets.record_view import RecordView, header_text, matches
@@ -104,7 +105,7 @@ class TopicsScreen(DeckScreen):
 
     def body(self) -> ComposeResult:
         with Horizontal(id="topics-main"):
-            yield OptionList(id="topic-list")
+            yield DeckList(id="topic-list")
             with Vertical(id="tail-pane"):
                 yield Input(placeholder="/ filter: order id or event type", id="filter")
                 yield LiveStatic(id="tail-state")
