@@ -181,7 +181,7 @@ class SubmitScreen(DeckScreen):
         self._wide = wide
         table = self.query_one("#results", DataTable)
         table.clear(columns=True)
-        sizes = (12, 17, 16, 3, 36, 16) if wide else (8, 14, 13, 3, 9, 15)
+        sizes = (12, 17, 16, 3, 36, 16) if wide else (8, 13, 13, 3, 9, 16)
         for (key, title), size in zip(RESULT_COLUMNS, sizes, strict=True):
             table.add_column(title, key=key, width=size)
         self._dirty = True
