@@ -21,6 +21,8 @@ class HeaderInfo:
     services: str
     orders_per_s: float | None = None
     total_lag: int | None = None
+    #: ``KafkaConnection.describe()`` when the connection is not plaintext (no secret in it).
+    kafka_security: str | None = None
 
 
 def _state(state: str) -> tuple[str, str]:
@@ -36,7 +38,7 @@ def _dot(state: str) -> tuple[str, str]:
 
 
 class StatusBar(Static):
-    """One line: screen title, bootstrap servers, API URL, component states, orders/s, lag."""
+    """One line: screen title, Kafka (and its security), API URL, states, orders/s, lag."""
 
     DEFAULT_CSS = """
     StatusBar {
@@ -66,7 +68,7 @@ class StatusBar(Static):
         self._render_info()
 
     def _render_info(self) -> None:
-        """The fullest header that fits: addresses go first, then the labels.
+        """The fullest header that fits: the API URL goes first, then Kafka's, then labels.
 
         The states, orders/s and lag are what the header is read for, so they stay at any
         width; the bootstrap servers and the API URL are on the Pipeline screen as well.
@@ -87,15 +89,17 @@ class StatusBar(Static):
         kafka = info.bootstrap_servers + " " if level == 0 else ""
         api = info.api_url + " " if level == 0 else ""
         if level == 1:
-            # The port tells local set-ups apart; the scheme and host rarely do.
-            api = info.api_url.removeprefix("http://").removeprefix("https://") + " "
-            kafka = info.bootstrap_servers.split(",")[0] + " "
-            if len(kafka) + len(api) > 28:
-                kafka = ""
+            # Which cluster (and how it is secured) matters more than where the API listens.
+            kafka = info.bootstrap_servers + " "
+        security = info.kafka_security
+        if security and level >= 2:
+            security = security.split(" ")[0]  # the protocol: SSL, SASL_SSL
         parts += [
             sep,
             ("kafka ", "dim"),
             (kafka, ""),
+            # TLS and SASL are named at any width: the protocol at least.
+            (security + " ", "") if security else "",
             _state(info.kafka) if level < 3 else _dot(info.kafka),
             sep,
             ("api ", "dim"),
