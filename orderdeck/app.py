@@ -361,6 +361,8 @@ class OrderDeckApp(App[int]):
         # Until the runtime is up, the screens have nothing to show and nothing to act on.
         if action in ("show", "show_from_field") and not self.ready:
             return False
+        if action == "help" and isinstance(self.screen, HelpScreen | StartupScreen):
+            return False  # nothing to list while starting; already open
         typing = self.in_text_field()
         if action in ("show_from_field", "quit_from_field"):
             return typing
