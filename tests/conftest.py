@@ -9,6 +9,11 @@ topics already created (and deletes them afterwards so the broker stays small).
 ``secure_kafka`` is a second broker, started the way ``orderdeck kafka start --secure`` starts
 one (SASL_SSL, SCRAM-SHA-512, its own CA), once per session and only if a test asks for it.
 
+``postgres_url`` is one real PostgreSQL server (``tests/postgres_server.py``: initdb into a temp
+dir, pg_ctl on a free loopback port), started once per session the first time a test asks for
+it and stopped at the end; ``ORDERDECK_TEST_POSTGRES=URL`` uses that server instead.
+``postgres_db_url`` gives a test a database of its own, dropped afterwards.
+
 At the very end the session checks the process table: a JVM started by any test under this
 run's temporary directory and still alive fails the run (and is killed).
 """
@@ -33,8 +38,10 @@ from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import LocalKafka, PortInUseError
 from orderdeck.kafka.probe import wait_until_ready_sync
 from orderdeck.kafka.topics import TopicAdmin
+from tests.postgres_server import PostgresCluster, PostgresServer, wait_until_accepting
 
 BOOTSTRAP_ENV = "ORDERDECK_TEST_BOOTSTRAP"
+POSTGRES_ENV = "ORDERDECK_TEST_POSTGRES"
 T = TypeVar("T")
 
 
@@ -220,3 +227,35 @@ def topic_names(_topic_factory: _TopicFactory) -> Iterator[TopicNames]:
     _topic_factory.create(names)
     yield names
     _topic_factory.delete(names)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """The session's PostgreSQL: our own server, or the one ORDERDECK_TEST_POSTGRES names."""
+    external = os.environ.get(POSTGRES_ENV)
+    if external:
+        wait_until_accepting(external, timeout=60)
+        yield PostgresCluster(admin_url=external, app_url=external, owns_server=False)
+        return
+    server = PostgresServer()
+    try:
+        server.start(timeout=90)
+        yield server.cluster()
+    finally:
+        try:
+            server.stop()
+        finally:
+            server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """``postgresql://`` URL of the session database, as the password-authenticated app role."""
+    return postgres_cluster.app_url
+
+
+@pytest.fixture
+def postgres_db_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A database of this test's own (same role and server), dropped after the test."""
+    with postgres_cluster.fresh_database() as url:
+        yield url
