@@ -12,7 +12,9 @@ import pytest
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import LineItem, OrderPlaced, OrderPlacedPayload, PricedLineItem
-from orderdeck.store import CREDIT_LIMIT_CENTS, DEFAULT_CATALOG, Store, WriteTx, catalog_for
+from orderdeck.services.inventory import reserve
+from orderdeck.services.payment import CREDIT_LIMIT_CENTS, charge, refund
+from orderdeck.store import DEFAULT_CATALOG, Store, WriteTx, catalog_for
 
 
 @pytest.fixture
@@ -209,45 +211,45 @@ def test_status_counts_stay_exact_as_orders_settle(store: Store, tmp_path: Path)
 
 def test_payment_rules_decline_prefix_and_credit_limit(store: Store) -> None:
     with store.write() as tx:
-        assert tx.charge("a", "declined-zed", 100, "e1").outcome == "declined"
-        assert tx.charge("b", "big", CREDIT_LIMIT_CENTS, "e2").outcome == "charged"
-        over = tx.charge("c", "big", 1, "e3")
+        assert charge(tx, "a", "declined-zed", 100, "e1").outcome == "declined"
+        assert charge(tx, "b", "big", CREDIT_LIMIT_CENTS, "e2").outcome == "charged"
+        over = charge(tx, "c", "big", 1, "e3")
         assert over.outcome == "declined"
         assert "credit limit" in over.reason
-        assert tx.refund("b", "big", "e4", "out of stock") == CREDIT_LIMIT_CENTS
-        assert tx.charge("d", "big", 1, "e5").outcome == "charged"  # refunds free the limit
+        assert refund(tx, "b", "big", "e4", "out of stock") == CREDIT_LIMIT_CENTS
+        assert charge(tx, "d", "big", 1, "e5").outcome == "charged"  # refunds free the limit
 
 
 def test_an_order_is_charged_and_refunded_at_most_once(store: Store) -> None:
     with store.write() as tx:
-        assert tx.charge("o1", "c", 500, "e1").outcome == "charged"
+        assert charge(tx, "o1", "c", 500, "e1").outcome == "charged"
         # A second request under another event id cannot move money again.
-        assert tx.charge("o1", "c", 999, "e2").outcome == "duplicate"
-        assert tx.refund("o1", "c", "e3", "x") == 500
-        assert tx.refund("o1", "c", "e4", "x") is None
-        assert tx.refund("never-charged", "c", "e5", "x") == 0
+        assert charge(tx, "o1", "c", 999, "e2").outcome == "duplicate"
+        assert refund(tx, "o1", "c", "e3", "x") == 500
+        assert refund(tx, "o1", "c", "e4", "x") is None
+        assert refund(tx, "never-charged", "c", "e5", "x") == 0
     assert store.order_payments("o1") == {"charge": 500, "refund": 500}
 
 
 def test_reservation_is_all_or_nothing_and_once(store: Store) -> None:
     store.set_stock("sku-dock", 2)
     with store.write() as tx:
-        short = tx.reserve("o1", [LineItem(productId="sku-dock", quantity=3)], "e1")
+        short = reserve(tx, "o1", [LineItem(productId="sku-dock", quantity=3)], "e1")
         assert short.outcome == "out_of_stock"
         assert "sku-dock" in short.reason
         mixed = [
             LineItem(productId="sku-cable", quantity=1),
             LineItem(productId="sku-dock", quantity=3),
         ]
-        assert tx.reserve("o2", mixed, "e2").outcome == "out_of_stock"
+        assert reserve(tx, "o2", mixed, "e2").outcome == "out_of_stock"
         two = [
             LineItem(productId="sku-dock", quantity=1),
             LineItem(productId="sku-dock", quantity=1),
         ]
-        assert tx.reserve("o3", two, "e3").outcome == "reserved"
-        assert tx.reserve("o3", two, "e4").outcome == "duplicate"
+        assert reserve(tx, "o3", two, "e3").outcome == "reserved"
+        assert reserve(tx, "o3", two, "e4").outcome == "duplicate"
         assert (
-            tx.reserve("o4", [LineItem(productId="sku-dock", quantity=1)], "e5").outcome
+            reserve(tx, "o4", [LineItem(productId="sku-dock", quantity=1)], "e5").outcome
             == "out_of_stock"
         )
     stock = {p.id: (p.stock, p.reserved) for p in store.list_products()}
@@ -335,11 +337,12 @@ _WRITER = """
 import sys
 from pathlib import Path
 from orderdeck.events import LineItem
+from orderdeck.services.inventory import reserve
 from orderdeck.store import Store
 store = Store(Path(sys.argv[1]))
 for i in range(int(sys.argv[3])):
     with store.write() as tx:
-        tx.reserve(f"{sys.argv[2]}-{i}", [LineItem(productId="sku-dock", quantity=1)], "e")
+        reserve(tx, f"{sys.argv[2]}-{i}", [LineItem(productId="sku-dock", quantity=1)], "e")
 store.close()
 """
 

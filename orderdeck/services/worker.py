@@ -46,7 +46,9 @@ from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord, Service, ServiceCounters
 from orderdeck.services.acks import Abandoned, AckPipeline
 from orderdeck.services.batch import BatchApplier, StoreCalls
-from orderdeck.store import Store
+from orderdeck.store import open_store
+from orderdeck.store.tx import StoreBackend
+from orderdeck.store.url import StoreURL
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +100,14 @@ class ServiceWorker:
         service: Service,
         *,
         kafka: KafkaConnection,
-        store_path: Path,
+        store_path: Path | StoreURL,
         names: TopicNames,
         counters: ServiceCounters | None = None,
         instance: int = 0,
         paused: bool = False,
         on_failure: Callable[[FailureRecord], None] | None = None,
         on_batch: Callable[[], None] | None = None,
-        store: Store | None = None,
+        store: StoreBackend | None = None,
     ) -> None:
         self.service = service
         self.kafka = kafka
@@ -127,7 +129,7 @@ class ServiceWorker:
         self._pipeline: AckPipeline | None = None
         self._calls: StoreCalls | None = None
         # A shared store (the supervisor's) is used as is; otherwise the worker opens its own.
-        self._store: Store | None = store
+        self._store: StoreBackend | None = store
         self._owns_store = store is None
         self._last_sweep = 0.0
         self._last_prune = 0.0
@@ -168,7 +170,7 @@ class ServiceWorker:
         """Consume until :meth:`request_stop`; raises on a failure the supervisor must handle."""
         try:
             if self._store is None:
-                self._store = await asyncio.to_thread(Store, self.store_path)
+                self._store = await asyncio.to_thread(open_store, self.store_path)
             self._calls = StoreCalls(self._store, self._stopping, self.service.name)
             self._producer = EventProducer(self.kafka, client_suffix=f"{self.service.name}-out")
             await self._producer.start()
