@@ -7,6 +7,7 @@
 * ``url.py`` — ``--store URL`` (``sqlite:///path`` or ``postgresql://…``), password redacted.
 * ``catalog.py`` — the product catalog a new store is seeded from.
 * ``sqlite.py`` — the embedded default; the only module here that speaks SQLite's SQL.
+* ``postgres.py`` — PostgreSQL (psycopg 3, psycopg_pool), for deployments across hosts.
 
 :func:`open_store` is the one way the program opens a store from a URL. ``Store`` remains the
 name of the SQLite backend's class, for the callers and tests that open a file directly.
@@ -106,7 +107,6 @@ def open_store(
         return SQLiteStore(url.path, catalog_path)
     if catalog_path is None and data_dir is not None:
         catalog_path = catalog_for(Path(data_dir) / "orderdeck.db")
-    raise StoreConfigError(
-        f"cannot open {url.redacted()}: this orderdeck has no PostgreSQL backend yet"
-        " (orderdeck.store.postgres); use a sqlite:///path store"
-    )
+    from orderdeck.store.postgres import PostgresStore  # psycopg is loaded only when used
+
+    return PostgresStore(url, catalog_path)
