@@ -178,7 +178,7 @@ class Runtime:
 
     @property
     def store(self) -> StoreBackend:
-        """The shared SQLite store (available once started)."""
+        """The store shared by the API and the services (available once started)."""
         if self._store is None:
             raise OrderdeckError("the runtime is not started")
         return self._store
@@ -312,7 +312,9 @@ class Runtime:
 
     async def _start_store_and_api(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self._store = await asyncio.to_thread(open_store, self.settings.db_path)
+        self._store = await asyncio.to_thread(
+            open_store, self.settings.store_url, data_dir=self.settings.data_dir
+        )
         self._store.run_inline = self.store_on_loop
         producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
@@ -364,7 +366,7 @@ class Runtime:
         self._progress("services", "running", f"starting {', '.join(self.services)}")
         supervisor = Supervisor(
             self.kafka,
-            self.settings.db_path,
+            self.settings.store_url,
             self.names,
             services=self.services,
             on_change=self._changed,

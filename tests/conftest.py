@@ -6,6 +6,9 @@ first time a test asks for ``kafka_bootstrap`` and stops it at the end. With
 themselves by name: ``topic_names`` hands each test its own prefix with the eight pipeline
 topics already created (and deletes them afterwards so the broker stays small).
 
+``store_url`` and ``store`` give a test a fresh, empty store, once per engine of
+:data:`STORE_ENGINES`: a test that takes either runs against every engine.
+
 ``secure_kafka`` is a second broker, started the way ``orderdeck kafka start --secure`` starts
 one (SASL_SSL, SCRAM-SHA-512, its own CA), once per session and only if a test asks for it.
 
@@ -38,6 +41,7 @@ from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import LocalKafka, PortInUseError
 from orderdeck.kafka.probe import wait_until_ready_sync
 from orderdeck.kafka.topics import TopicAdmin
+from orderdeck.store import StoreBackend, StoreURL, open_store, parse_store_url
 from tests.postgres_server import PostgresCluster, PostgresServer, wait_until_accepting
 
 BOOTSTRAP_ENV = "ORDERDECK_TEST_BOOTSTRAP"
@@ -80,6 +84,40 @@ def start_local_kafka(data_dir: Path, attempts: int = 3, *, secure: bool = False
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+#: The engines the store, service and guarantee tests run against. Another engine is one
+#: more name here and its branch in ``store_url`` (a fresh database on the session's server).
+STORE_ENGINES = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=STORE_ENGINES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreURL]:
+    """Where this test's fresh store lives, for each engine (the test id names it).
+
+    ``postgres``: a database of its own on the session's server, dropped afterwards; the
+    server is started only when the first such test runs.
+    """
+    engine = request.param
+    if engine == "sqlite":
+        yield StoreURL.sqlite(tmp_path / "orderdeck.db")
+        return
+    if engine == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        with cluster.fresh_database() as url:
+            yield parse_store_url(url)
+        return
+    raise AssertionError(f"no store_url for the engine {engine!r}")
+
+
+@pytest.fixture
+def store(store_url: StoreURL) -> Iterator[StoreBackend]:
+    """The test's store, opened (schema created, catalog seeded) and closed afterwards."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

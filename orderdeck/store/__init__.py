@@ -15,6 +15,8 @@ name of the SQLite backend's class, for the callers and tests that open a file d
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
 
 from orderdeck.store.catalog import CATALOG_NAME, DEFAULT_CATALOG, catalog_for
@@ -29,6 +31,7 @@ from orderdeck.store.sqlite import (
 )
 from orderdeck.store.tx import ReservationOutcome, StoreBackend, WriteTx
 from orderdeck.store.url import (
+    DB_FILE_NAME,
     StoreConfigError,
     StoreURL,
     default_store_url,
@@ -77,11 +80,27 @@ __all__ = [
     "StoreVersionError",
     "WriteTx",
     "catalog_for",
+    "check_backend",
     "default_store_url",
     "now_iso",
     "open_store",
     "parse_store_url",
 ]
+
+
+#: The module of each server engine's backend, imported only when a store of it is opened.
+SERVER_BACKENDS = {"postgresql": "orderdeck.store.postgres"}
+
+
+def check_backend(url: StoreURL) -> None:
+    """StoreConfigError, at once and without connecting, if ``url``'s engine has no backend
+    in this orderdeck (so a command fails before it starts Kafka, not after)."""
+    module = SERVER_BACKENDS.get(url.scheme)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise StoreConfigError(
+            f"cannot open {url.redacted()}: this orderdeck has no {url.scheme} backend"
+            f" ({module} is missing); use a sqlite:///path store"
+        )
 
 
 def open_store(
@@ -97,6 +116,8 @@ def open_store(
     in ``data_dir`` (see :func:`catalog_for`). Raises StoreConfigError for a URL that cannot
     be used, StoreVersionError for a store written by a newer orderdeck, and the backend's
     OrderdeckError (one clear line) when the database cannot be reached.
+
+    A server engine's backend module provides ``open_backend(url, catalog_path=...)``.
     """
     if isinstance(url, Path):
         url = StoreURL.sqlite(url)
@@ -105,8 +126,9 @@ def open_store(
     if url.scheme == "sqlite":
         assert url.path is not None
         return SQLiteStore(url.path, catalog_path)
+    check_backend(url)
     if catalog_path is None and data_dir is not None:
-        catalog_path = catalog_for(Path(data_dir) / "orderdeck.db")
-    from orderdeck.store.postgres import PostgresStore  # psycopg is loaded only when used
-
-    return PostgresStore(url, catalog_path)
+        catalog_path = catalog_for(Path(data_dir) / DB_FILE_NAME)
+    backend = importlib.import_module(SERVER_BACKENDS[url.scheme])
+    store: StoreBackend = backend.open_backend(url, catalog_path=catalog_path)
+    return store

@@ -1158,9 +1158,15 @@ class PostgresStore:
                 return total
 
 
+def open_backend(url: StoreURL, *, catalog_path: Path | None = None) -> PostgresStore:
+    """What :func:`orderdeck.store.open_store` calls for a ``postgresql://`` URL."""
+    return PostgresStore(url, catalog_path)
+
+
 __all__ = [
     "PostgresStore",
     "PostgresWriteTx",
     "StoreUnavailableError",
     "is_transient_postgres",
+    "open_backend",
 ]
