@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from orderdeck.events import TopicNames
-from orderdeck.store import Store, StoreURL
+from orderdeck.store import Store, StoreURL, open_store, parse_store_url
 from tests.api.conftest import wait_for
 from tests.api.serve_process import ServeProcess
 
@@ -67,3 +67,51 @@ async def test_serve_and_its_children_use_the_named_store(
     finally:
         serve.close()
     assert not (data_dir / "orderdeck.db").exists()
+
+
+async def test_serve_on_postgres_creates_no_sqlite_file_and_never_prints_the_password(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_names: TopicNames,
+    postgres_db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = parse_store_url(postgres_db_url)
+    assert url.password
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    monkeypatch.setenv("ORDERDECK_STORE", postgres_db_url)
+    serve = ServeProcess(
+        data_dir, bootstrap=kafka_bootstrap, prefix=topic_names.prefix, processes=2
+    )
+    try:
+        await asyncio.to_thread(serve.wait_serving, 90, 2)
+        assert f"store {url.redacted()}" in serve.log()
+        async with httpx.AsyncClient(base_url=serve.url) as client:
+            created = await client.post(
+                "/api/v1/orders",
+                json={"customerId": "c-pg", "productId": "sku-mouse", "quantity": 1},
+            )
+            assert created.status_code == 201
+            location = created.headers["location"]
+
+            async def confirmed() -> bool:
+                return bool((await client.get(location)).json()["status"] == "confirmed")
+
+            await wait_for(confirmed, within=30, what="the order to be confirmed")
+        order_id = location.rsplit("/", 1)[-1]
+        store = open_store(url)
+        try:
+            order = store.get_order(order_id)
+            assert order is not None
+            assert order.status == "confirmed"
+            assert {hop.service for hop in order.journey} >= {"payment", "inventory"}
+        finally:
+            store.close()
+        serve.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(serve.wait, 15) == 0, serve.log()
+    finally:
+        serve.close()
+    assert url.password not in serve.log()
+    assert not [p for p in data_dir.rglob("*") if p.name.endswith((".db", ".db-wal", ".db-shm"))]
+    assert not list(data_dir.rglob("*writer-lock*"))
