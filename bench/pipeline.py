@@ -286,18 +286,22 @@ class Connection:
     speaks just enough HTTP itself: one request at a time, Content-Length bodies.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+    ) -> None:
         self.reader, self.writer = reader, writer
+        # The API answers only for the Host names it serves (DNS-rebinding guard).
+        self.host = b"127.0.0.1:%d" % port
 
     @classmethod
     async def open(cls, port: int) -> Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
+        return cls(reader, writer, port)
 
     async def post_json(self, path: str, body: bytes) -> tuple[int, bytes]:
         self.writer.write(
-            b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host, len(body), body)
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])

@@ -267,6 +267,7 @@ class OrderDeckApp(App[int]):
         starting = not self.ready and not self.stopping and not self.start_error
         return HeaderInfo(
             bootstrap_servers=status.bootstrap_servers,
+            kafka_security=status.kafka_security,
             api_url=status.api_url or "API off",
             kafka="starting" if starting and status.kafka == "stopped" else status.kafka,
             api="starting" if starting and status.api == "stopped" else status.api,

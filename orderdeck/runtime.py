@@ -94,6 +94,9 @@ class RuntimeStatus:
     bootstrap_servers: str
     api_url: str | None
     steps: tuple[StartupStep, ...] = ()
+    #: How the connection is secured (``KafkaConnection.describe()``: protocol, mechanism and
+    #: user, never a secret); None for plaintext, which the header leaves unsaid.
+    kafka_security: str | None = None
 
 
 class Runtime:
@@ -515,6 +518,7 @@ class Runtime:
             bootstrap_servers=self.bootstrap_servers,
             api_url=self.api_url if self.with_api else None,
             steps=tuple(self._steps[n] for n in STEP_NAMES),
+            kafka_security=None if self.kafka.is_plaintext else self.kafka.describe(),
         )
 
     async def health(self) -> HealthReport:

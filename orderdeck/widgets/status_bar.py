@@ -21,6 +21,8 @@ class HeaderInfo:
     services: str
     orders_per_s: float | None = None
     total_lag: int | None = None
+    #: ``KafkaConnection.describe()`` when the connection is not plaintext (no secret in it).
+    kafka_security: str | None = None
 
 
 def _state(state: str) -> tuple[str, str]:
@@ -31,7 +33,7 @@ def _state(state: str) -> tuple[str, str]:
 
 
 class StatusBar(Static):
-    """One line: screen title, bootstrap servers, API URL, component states, orders/s, lag."""
+    """One line: screen title, Kafka (and its security), API URL, states, orders/s, lag."""
 
     DEFAULT_CSS = """
     StatusBar {
@@ -66,6 +68,7 @@ class StatusBar(Static):
                 sep,
                 ("kafka ", "dim"),
                 (info.bootstrap_servers + " ", ""),
+                (info.kafka_security + " ", "") if info.kafka_security else "",
                 _state(info.kafka),
                 sep,
                 ("api ", "dim"),

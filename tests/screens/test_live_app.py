@@ -8,16 +8,11 @@ so each one also exercises the real shutdown path.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select
 
-from orderdeck.app import OrderDeckApp
-from orderdeck.config import Settings
 from orderdeck.events import FINAL_STATUSES, TopicNames
 from orderdeck.orders import OrderRequest
 from orderdeck.runtime import Runtime
@@ -29,44 +24,7 @@ from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.journey import JourneyView
 from orderdeck.widgets.live_static import LiveStatic
 from orderdeck.widgets.record_view import RecordView
-from orderdeck.widgets.runtime_link import RuntimeHooks
-from tests.conftest import free_port
-from tests.screens.helpers import until, until_ready
-
-SIZE = (120, 36)
-
-
-@asynccontextmanager
-async def running_app(
-    kafka_bootstrap: str, names: TopicNames, data_dir: Path
-) -> AsyncIterator[tuple[OrderDeckApp, Pilot[int], Runtime]]:
-    """The app with a real runtime, started; quits it with ``q`` at the end."""
-    hooks = RuntimeHooks()
-    settings = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        topic_prefix=names.prefix,
-        data_dir=data_dir,
-        api_port=free_port(),
-    )
-    runtime = Runtime(
-        settings,
-        log_handler=hooks.log_buffer,
-        on_progress=hooks.on_progress,
-        on_change=hooks.on_change,
-    )
-    app = OrderDeckApp(runtime, hooks=hooks)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await until_ready(pilot, within=90)
-            yield app, pilot, runtime
-            await pilot.press("q")
-            await until(pilot, lambda: app.return_code is not None, "the app to quit", 30)
-    except BaseException:
-        # What the log panel showed: the first thing to read when a test here fails.
-        print("\n".join(line.text for line in hooks.log_buffer.since(0)))
-        raise
-    finally:
-        await runtime.stop()  # a no-op after a clean quit; cleans up after a failure
+from tests.screens.helpers import running_app, until
 
 
 async def place(runtime: Runtime, count: int, customer: str = "load") -> list[str]:
