@@ -1,4 +1,4 @@
-"""The loop every service runs: consume a batch -> one SQLite transaction -> produce -> commit.
+"""The loop every service runs: consume a batch -> one store transaction -> produce -> commit.
 
 Guarantees, and why the steps are in this order:
 
@@ -18,13 +18,13 @@ event ids are derived from the incoming one, so a resent row is a harmless dupli
 
 Under load batches are paced (:data:`PACE_CYCLE_S`): like the commit interval of the
 acknowledgement pipeline, this trades a few milliseconds for fewer broker requests, which on a
-small machine is what latency depends on. Transient failures (SQLite busy, retriable Kafka
+small machine is what latency depends on. Transient failures (the store busy, retriable Kafka
 errors) are retried with backoff; anything else ends :meth:`ServiceWorker.run` with the
 exception so the supervisor restarts the worker.
 
-SQLite work runs on the store's own thread (see ``Store.run``; the workers of a process share
-one store), so the event loop, which may also serve the API, never waits on the database; in a
-process that only runs services it runs on the loop itself (``Store.run_inline``).
+Store work runs on the store's own thread (see ``StoreBackend.run``; the workers of a process
+share one store), so the event loop, which may also serve the API, never waits on the database; in a
+process that only runs services it runs on the loop itself (``StoreBackend.run_inline``).
 """
 
 from __future__ import annotations
