@@ -61,7 +61,8 @@ def find_binaries() -> Path:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -235,7 +236,7 @@ class PostgresServer:
         if not (self.data_dir / "PG_VERSION").exists():
             self.init()
         for attempt in range(attempts):
-            self.port = _free_port()
+            self.port = free_port()
             options = " ".join(
                 [
                     "-c listen_addresses=127.0.0.1",

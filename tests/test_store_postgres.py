@@ -27,7 +27,7 @@ from orderdeck.store import SCHEMA_VERSION, StoreConfigError, StoreVersionError,
 from orderdeck.store.catalog import DEFAULT_CATALOG, load_catalog
 from orderdeck.store.postgres import PostgresStore, StoreUnavailableError
 from orderdeck.store.url import parse_store_url
-from tests.postgres_server import PostgresCluster, with_database, with_password
+from tests.postgres_server import PostgresCluster, free_port, with_database, with_password
 
 STORE_ENV = "ORDERDECK_TEST_STORE_URL"
 
@@ -145,8 +145,6 @@ def test_an_unknown_database_is_a_config_error(postgres_url: str) -> None:
 
 
 def test_no_server_is_unavailable_naming_host_and_port() -> None:
-    from tests.conftest import free_port
-
     port = free_port()
     url = parse_store_url(f"postgresql://someone:hidden-pw@127.0.0.1:{port}/orderdeck")
     with pytest.raises(StoreUnavailableError) as caught:
@@ -333,3 +331,25 @@ def test_a_replayed_charge_in_a_concurrent_transaction_moves_no_money(pg: Postgr
     thread.join(timeout=30)
     assert results == ["charged", "duplicate"]
     assert pg.order_payments("o-1") == {"charge": 500}
+
+
+def test_serve_with_a_wrong_password_exits_with_one_line_before_starting_anything(
+    postgres_url: str, postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    if not postgres_cluster.owns_server:
+        pytest.skip("an external server's authentication rules are not the suite's")
+    wrong = with_password(postgres_url, "not-the-secret")
+    done = subprocess.run(
+        [sys.executable, "-m", "orderdeck.cli", "serve", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ORDERDECK_STORE": wrong},
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("orderdeck: error: ")
+    assert "refused the credentials" in done.stderr
+    assert "not-the-secret" not in done.stderr + done.stdout
+    assert not (tmp_path / "data").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orderdeck.config import Settings
+from orderdeck.errors import OrderdeckError
 from orderdeck.store import StoreConfigError, StoreURL, open_store, parse_store_url
 
 SECRET = "s3cr:t@/pw"
@@ -85,11 +87,21 @@ def test_settings_default_to_the_data_dirs_sqlite_file(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, store=other).store_url == other
 
 
-def test_open_store_without_a_postgresql_backend_names_what_is_missing() -> None:
-    with pytest.raises(StoreConfigError, match=r"no postgresql backend") as raised:
-        open_store(PG)
-    assert "***" in str(raised.value)
+def _unreachable_pg() -> str:
+    """A postgresql URL with the secret password on a loopback port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"postgresql://orders:s3cr%3At%40%2Fpw@127.0.0.1:{port}/orderdeck"
+
+
+def test_open_store_with_no_postgresql_server_is_one_line_without_the_password() -> None:
+    url = _unreachable_pg()
+    with pytest.raises(OrderdeckError, match=r"cannot reach PostgreSQL at 127\.0\.0\.1:") as raised:
+        open_store(url)
+    assert "'orders'" in str(raised.value)
     assert "s3cr" not in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_open_store_takes_a_path_a_url_or_a_string(tmp_path: Path) -> None:
@@ -121,9 +133,10 @@ def _orderdeck(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 @pytest.mark.parametrize("command", ["serve", "launch"])
 def test_the_cli_refuses_an_unusable_store_in_one_line(command: str, tmp_path: Path) -> None:
     # Before anything starts: no broker, no data dir, no traceback, no password.
+    unreachable = _unreachable_pg()
     for args, env in (
-        (["--store", PG], None),
-        ([], {"ORDERDECK_STORE": PG}),
+        (["--store", unreachable], None),
+        ([], {"ORDERDECK_STORE": unreachable}),
         (["--store", "mysql://u:s3cr@h/db"], None),
     ):
         done = _orderdeck(command, "--data-dir", str(tmp_path / "data"), *args, env=env)

@@ -115,4 +115,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     values.update(api_access_values(args))
     settings = Settings.model_validate(values)
     settings.kafka_connection()
+    if hasattr(args, "store"):
+        from orderdeck.store import check_reachable
+
+        check_reachable(settings.store_url)  # no server or a wrong password: one line, first
     return settings

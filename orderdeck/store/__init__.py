@@ -81,6 +81,7 @@ __all__ = [
     "WriteTx",
     "catalog_for",
     "check_backend",
+    "check_reachable",
     "default_store_url",
     "now_iso",
     "open_store",
@@ -101,6 +102,14 @@ def check_backend(url: StoreURL) -> None:
             f"cannot open {url.redacted()}: this orderdeck has no {url.scheme} backend"
             f" ({module} is missing); use a sqlite:///path store"
         )
+
+
+def check_reachable(url: StoreURL) -> None:
+    """For a server engine, connect once now: a wrong password or no server is one line
+    (the backend's OrderdeckError) before a command starts anything else. SQLite: nothing."""
+    if url.scheme in SERVER_BACKENDS:
+        check_backend(url)
+        importlib.import_module(SERVER_BACKENDS[url.scheme]).check_reachable(url)
 
 
 def open_store(

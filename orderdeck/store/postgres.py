@@ -247,6 +247,16 @@ def _explain_connect_failure(url: StoreURL, exc: psycopg.Error) -> OrderdeckErro
     return StoreUnavailableError(f"cannot reach {_where(url)}: {text}")
 
 
+def check_reachable(url: StoreURL) -> None:
+    """Connect once and disconnect: StoreConfigError (credentials, unknown database) or
+    StoreUnavailableError (no server), as one line naming host:port and the user."""
+    try:
+        with psycopg.connect(url.connection_url(), connect_timeout=CONNECT_TIMEOUT_S):
+            pass
+    except psycopg.Error as exc:
+        raise _explain_connect_failure(url, exc) from None
+
+
 class PostgresWriteTx:
     """:class:`orderdeck.store.tx.WriteTx` on one PostgreSQL transaction.
 
@@ -754,13 +764,7 @@ class PostgresStore:
     def _check_reachable(self) -> None:
         """One plain connection first, so a wrong password or host fails with its reason
         (the pool would only time out, and log the reason)."""
-        try:
-            with psycopg.connect(
-                self._url.connection_url(), connect_timeout=CONNECT_TIMEOUT_S, autocommit=True
-            ):
-                pass
-        except psycopg.Error as exc:
-            raise _explain_connect_failure(self._url, exc) from None
+        check_reachable(self._url)
 
     def _migrate_and_seed(self, catalog_path: Path) -> None:
         """Bring the schema to this version's (or refuse a newer one), and seed an empty
@@ -1167,6 +1171,7 @@ __all__ = [
     "PostgresStore",
     "PostgresWriteTx",
     "StoreUnavailableError",
+    "check_reachable",
     "is_transient_postgres",
     "open_backend",
 ]
