@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from orderdeck.events import (
     HEADER_CORRELATION_ID,
@@ -98,6 +99,9 @@ def _products() -> list[Product]:
     ]
 
 
+T = TypeVar("T")
+
+
 class FakeStore:
     """The store's read side over fixed data."""
 
@@ -150,8 +154,15 @@ class FakeStore:
         """Insert or replace an order."""
         self.orders[order.id] = order
 
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like the real stores' ``run``, on a thread: the app must not care which."""
+        return await asyncio.to_thread(fn, *args)
+
     def get_order(self, order_id: str) -> OrderView | None:
         return self.orders.get(order_id)
+
+    def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]:
+        return {oid: self.orders[oid].status for oid in order_ids if oid in self.orders}
 
     def list_orders(
         self, status: str | None = None, limit: int = 50, cursor: str | None = None
