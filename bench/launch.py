@@ -828,8 +828,10 @@ def bench_bigstore(
                         env={**os.environ, "ORDERDECK_BENCH_ROOT": str(root)},
                         capture_output=True,
                         text=True,
-                        check=True,
                     )
+                    if child.returncode:
+                        print(child.stderr[-4000:], file=sys.stderr, flush=True)
+                        child.check_returncode()
                     measured = json.loads(child.stdout.strip().splitlines()[-1])
                     got.setdefault("ready", []).append(measured["ready_s"])
                     for group, values in measured["latencies"].items():
