@@ -321,6 +321,9 @@ class FakeRuntime:
         self.tails: list[FakeTail] = []
         self.submitted: list[OrderRequest] = []
         self._tail_records = tail_records
+        #: Counts to report instead of asking the store on every status() (the real runtime
+        #: keeps a cached copy too); set when ``store`` is a real store.
+        self.cached_counts: dict[str, int] | None = None
 
     async def start(self) -> None:
         self.started = True
@@ -335,7 +338,9 @@ class FakeRuntime:
             services=tuple(self.supervisor.statuses()) if self.started else (),
             orders_per_s=12.5,
             total_lag=sum(s.total_lag for s in self.snapshots_for(self.polls)),
-            status_counts=self.store.status_counts(),
+            status_counts=(
+                self.cached_counts if self.cached_counts is not None else self.store.status_counts()
+            ),
             bootstrap_servers=self.bootstrap_servers,
             api_url=self.api_url,
             steps=tuple(StartupStep(n, "done") for n in ("kafka", "topics", "api", "services")),
