@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pipeline.py [--runs 3] [--orders 5000] [--rate 500,200] [--seconds 10]
         [--variant before=../before/.venv/bin/python --variant after=.venv/bin/python]
-        [--kafka plaintext,sasl_ssl]
+        [--kafka plaintext,sasl_ssl] [--broker-opts sasl_ssl:c2='-XX:+UseSerialGC']
 
 Figures (medians of ``--runs`` runs), printed as a markdown table and saved to
 bench/results/pipeline.md:
@@ -32,7 +32,9 @@ Variants are measured interleaved, run by run, and reported side by side with th
 the first: ``--variant LABEL=PYTHON`` serves with another checkout's interpreter (the same
 script, broker and load, different code: before and after a change), and ``--kafka
 plaintext,sasl_ssl`` runs each variant against a plaintext local broker and against a second,
-``--secure`` one (SASL_SSL with SCRAM-SHA-512), both started here and both running throughout.
+``--secure`` one (SASL_SSL with SCRAM-SHA-512), both started here and both running throughout;
+``--broker-opts KIND:LABEL=OPTS`` adds one more broker of that kind whose JVM runs with other
+JIT/GC options (a variant ``KIND:LABEL``), so broker settings are compared in one run too.
 
 The order mix: 10% declined customers, the rest confirmed. Each run's store is given
 :data:`BENCH_STOCK` of every product the mix orders before serve starts, so no order takes the
@@ -578,14 +580,29 @@ def report(args: argparse.Namespace, results: dict[str, Results], rates: list[fl
     return "\n".join(lines) + "\n"
 
 
-async def start_broker(workdir: Path, secure: bool) -> tuple[Any, tuple[str, ...], int]:
-    """A local broker on free ports: (the LocalKafka, serve's Kafka arguments, its pid)."""
+async def start_broker(
+    workdir: Path, secure: bool, jvm_opts: str | None = None
+) -> tuple[Any, tuple[str, ...], int]:
+    """A local broker on free ports: (the LocalKafka, serve's Kafka arguments, its pid).
+
+    ``jvm_opts`` replaces the broker's JIT/GC options (KAFKA_JVM_PERFORMANCE_OPTS, read when
+    the JVM is launched) for this broker only.
+    """
     from orderdeck.kafka.clients import wait_until_ready
     from orderdeck.kafka.local import LocalKafka
 
-    name = "kafka-secure" if secure else "kafka"
+    name = f"kafka-{uuid.uuid4().hex[:6]}"
     broker = LocalKafka(workdir / name, port=free_port(), secure=secure)
-    started = await asyncio.to_thread(broker.start)
+    saved = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
+    if jvm_opts is not None:
+        os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] = jvm_opts
+    try:
+        started = await asyncio.to_thread(broker.start)
+    finally:
+        if saved is None:
+            os.environ.pop("KAFKA_JVM_PERFORMANCE_OPTS", None)
+        else:
+            os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] = saved
     kafka = broker.connection()
     await wait_until_ready(kafka, 60)
     kafka_args: tuple[str, ...] = ("--bootstrap-servers", kafka.bootstrap_servers)
@@ -594,18 +611,37 @@ async def start_broker(workdir: Path, secure: bool) -> tuple[Any, tuple[str, ...
     return broker, kafka_args, started.pid
 
 
-def parse_variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    """(label, python, kafka kind) for every combination of --variant and --kafka."""
-    pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
-    kinds = [k.strip() for k in args.kafka.split(",") if k.strip()]
-    for kind in kinds:
-        if kind not in ("plaintext", "sasl_ssl"):
+def parse_brokers(args: argparse.Namespace) -> dict[str, tuple[bool, str | None]]:
+    """Broker name -> (secure, JVM options or None for the default) of --kafka and
+    --broker-opts: ``plaintext``, ``sasl_ssl``, and ``KIND:LABEL`` for every
+    ``--broker-opts KIND:LABEL=OPTS`` (one more broker of that kind, started with OPTS)."""
+    brokers: dict[str, tuple[bool, str | None]] = {}
+    for kind in (k.strip() for k in args.kafka.split(",")):
+        if kind and kind not in ("plaintext", "sasl_ssl"):
             raise SystemExit(f"--kafka {kind}: use plaintext or sasl_ssl")
+        if kind:
+            brokers[kind] = (kind == "sasl_ssl", None)
+    for spec in args.broker_opts:
+        name, sep, opts = spec.partition("=")
+        kind, colon, label = name.partition(":")
+        if not sep or not colon or not label or kind not in ("plaintext", "sasl_ssl"):
+            raise SystemExit(
+                f"--broker-opts {spec}: use KIND:LABEL=OPTS, KIND plaintext or sasl_ssl"
+            )
+        brokers[name] = (kind == "sasl_ssl", opts)
+    return brokers
+
+
+def parse_variants(args: argparse.Namespace, brokers: list[str]) -> list[tuple[str, str, str]]:
+    """(label, python, broker name) for every combination of --variant and broker."""
+    pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
     combos = []
     for label, python in pythons:
-        for kind in kinds:
+        for kind in brokers:
             parts = [
-                p for p in (label if len(pythons) > 1 else "", kind if len(kinds) > 1 else "") if p
+                p
+                for p in (label if len(pythons) > 1 else "", kind if len(brokers) > 1 else "")
+                if p
             ]
             combos.append(("/".join(parts) or label, python, kind))
     return combos
@@ -617,12 +653,13 @@ async def main_async(args: argparse.Namespace) -> None:
     rates = [float(r) for r in args.rate.split(",") if r.strip()]
     try:
         kafka_for: dict[str, tuple[tuple[str, ...], int | None]] = {}
-        combos = parse_variants(args)
-        for kind in dict.fromkeys(kind for _, _, kind in combos):
+        kinds = parse_brokers(args)
+        combos = parse_variants(args, list(kinds))
+        for kind, (secure, jvm_opts) in kinds.items():
             if args.bootstrap_servers and kind == "plaintext":
                 kafka_for[kind] = (("--bootstrap-servers", args.bootstrap_servers), None)
                 continue
-            broker, kafka_args, pid = await start_broker(workdir, secure=kind == "sasl_ssl")
+            broker, kafka_args, pid = await start_broker(workdir, secure, jvm_opts)
             brokers.append(broker)
             kafka_for[kind] = (kafka_args, pid)
         variants = [Variant(label, python, *kafka_for[kind]) for label, python, kind in combos]
@@ -715,6 +752,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--bootstrap-servers", help="use this (plaintext) Kafka instead of starting one"
+    )
+    parser.add_argument(
+        "--broker-opts",
+        action="append",
+        default=[],
+        metavar="KIND:LABEL=OPTS",
+        help="one more local broker of KIND (plaintext or sasl_ssl) whose JVM runs with OPTS "
+        "instead of its JIT/GC defaults (KAFKA_JVM_PERFORMANCE_OPTS), measured as variant "
+        "KIND:LABEL; repeat to compare several",
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
