@@ -11,7 +11,7 @@ bench/results/pipeline.md:
   orders/s from the first POST until the last order reached a final state (through all four
   services), plus the CPU per order of serve, the broker and this process over that window.
   An uncounted run of ``--warmup-orders`` comes first: a fresh broker runs much slower
-  until its JIT has compiled the hot paths.
+  until its JIT has compiled the hot paths (the secure broker's C2 takes some 10,000 orders).
 - **latency at a steady rate**: ``--rate`` orders/s (a comma list runs each rate) for
   ``--seconds`` seconds, open loop (each request is sent at its scheduled time, whatever the
   previous ones did): the API's latency (POST to 201) p50/p99, and accepted→final-state
@@ -721,8 +721,9 @@ def main() -> None:
     parser.add_argument(
         "--warmup-orders",
         type=int,
-        default=3000,
-        help="orders of an uncounted throughput run first (warms the broker's JIT)",
+        default=20000,
+        help="orders of an uncounted throughput run first (warms the brokers' JIT; C2, which "
+        "the secure broker runs, takes some 10,000)",
     )
     parser.add_argument(
         "--warmup",
