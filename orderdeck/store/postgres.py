@@ -19,6 +19,11 @@ lock: PostgreSQL's own locking keeps the guarantees.
   serialization failure aborts one transaction with SQLSTATE 40P01/40001: :meth:`is_transient`
   says so and the services apply the batch again; the store's own one-statement writes retry
   up to :data:`TRANSIENT_ATTEMPTS` times themselves.
+* ``status_counts`` does not count the orders table: a trigger on ``orders`` appends a
+  ``(status, ±1)`` row to ``order_status_deltas`` in the writing transaction, and the counts
+  are the sums of that small table, folded into one row per status now and then. Appending
+  rather than updating one counter row per status keeps concurrent batches from queueing on
+  the counters' row locks (which would serialise every commit, like SQLite's writer lock).
 * Outbox ids come from a sequence that hands out blocks of :data:`OUTBOX_BLOCK` ids, so the
   rows of one transaction have consecutive ids although many transactions write at once.
 
@@ -179,8 +184,36 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 )
 """
 
-#: One step per schema version (the same numbers as the SQLite backend's), in this dialect.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# Step 2: the status counts (see the module docstring). The trigger exists before the fill,
+# and CREATE TRIGGER locks out writers of ``orders`` until this transaction commits, so no
+# status change is missed or counted twice.
+_SCHEMA_V2 = (
+    "CREATE TABLE IF NOT EXISTS order_status_deltas (status text NOT NULL, delta bigint NOT NULL)",
+    """CREATE OR REPLACE FUNCTION orderdeck_count_status() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO order_status_deltas VALUES (NEW.status, 1);
+        ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO order_status_deltas VALUES (OLD.status, -1);
+        ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+            INSERT INTO order_status_deltas VALUES (OLD.status, -1), (NEW.status, 1);
+        END IF;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER orders_count_status AFTER INSERT OR DELETE OR UPDATE OF status ON orders"
+    " FOR EACH ROW EXECUTE FUNCTION orderdeck_count_status()",
+    "INSERT INTO order_status_deltas SELECT status, COUNT(*) FROM orders GROUP BY status",
+)
+
+#: One step per schema version (the same numbers as the SQLite backend's), in this dialect:
+#: its statements, in order.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: tuple(s for s in _SCHEMA_V1.split(";") if s.strip()),
+    2: _SCHEMA_V2,
+}
+#: Rows of order_status_deltas above which status_counts folds them into one per status.
+STATUS_DELTAS_FOLD_AT = 2048
 
 
 class StoreUnavailableError(OrderdeckError):
@@ -779,9 +812,8 @@ class PostgresStore:
             row = conn.execute("SELECT version FROM orderdeck_schema").fetchone()
             found = int(row[0]) if row else 0
             for version in migration_steps(found, self._url.redacted()):
-                for statement in _MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
                 conn.execute(
                     "INSERT INTO orderdeck_schema (one, version) VALUES (true, %s)"
                     " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
@@ -1004,15 +1036,24 @@ class PostgresStore:
         return [Product(id=a, name=b, priceCents=c, stock=d, reserved=e) for a, b, c, d, e in rows]
 
     def status_counts(self) -> dict[str, int]:
-        """How many orders are in each status.
+        """How many orders are in each status: the sums of ``order_status_deltas``.
 
-        Counted whole every time: the SQLite backend's cache of settled orders relies on
-        ``seq`` becoming visible in order, which concurrent PostgreSQL transactions do not
-        promise (a lower ``seq`` can commit after a higher one).
+        The deltas are written by a trigger in each writing transaction, so a committed
+        status change is counted at once, and the read stays small however many orders there
+        are. Past :data:`STATUS_DELTAS_FOLD_AT` rows the read folds them (one statement:
+        another process folding at the same time skips the rows already folded).
         """
         with self._conn() as conn:
-            rows = conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status").fetchall()
-        return {status: int(n) for status, n in rows}
+            rows = conn.execute(
+                "SELECT status, SUM(delta), COUNT(*) FROM order_status_deltas GROUP BY status"
+            ).fetchall()
+            if sum(int(r[2]) for r in rows) > STATUS_DELTAS_FOLD_AT:
+                conn.execute(
+                    "WITH folded AS (DELETE FROM order_status_deltas RETURNING status, delta)"
+                    " INSERT INTO order_status_deltas"
+                    " SELECT status, SUM(delta) FROM folded GROUP BY status"
+                )
+        return {status: int(n) for status, n, _ in rows if n}
 
     def payment_totals(self) -> dict[str, int]:
         """Sum of cents per payment kind (charge, refund, decline)."""

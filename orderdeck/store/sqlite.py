@@ -179,7 +179,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 
 
 #: One step per schema version, applied in order in the transaction that checks the version.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+#: Step 2 is PostgreSQL's status-count table; SQLite counts with its cache of settled orders.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: ""}
 
 _FINAL_LIST = sorted(FINAL_STATUSES)
 _FINAL_MARKS = ",".join("?" * len(_FINAL_LIST))
