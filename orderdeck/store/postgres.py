@@ -55,7 +55,7 @@ from orderdeck.errors import OrderdeckError
 from orderdeck.events import FINAL_STATUSES, LineItem, OrderPlaced, PricedLineItem, iso_utc
 from orderdeck.store.catalog import DEFAULT_CATALOG, load_catalog
 from orderdeck.store.schema import migration_steps
-from orderdeck.store.tx import ReservationOutcome
+from orderdeck.store.tx import Hop, ReservationOutcome
 from orderdeck.store.url import StoreConfigError, StoreURL
 from orderdeck.store.views import (
     IdempotencyRecord,
@@ -385,6 +385,33 @@ class PostgresWriteTx:
             ),
         )
         return cur.rowcount == 1
+
+    def consume_all(self, service: str, hops: Sequence[Hop]) -> set[str]:
+        """:meth:`consume` for a batch in one statement: one round trip instead of one each."""
+        if not hops:
+            return set()
+        cur = self._execute(
+            'INSERT INTO journey (event_id, order_id, type, topic, partition, "offset",'
+            " timestamp_ms, service, processed_at)"
+            " SELECT e, o, t, tp, p, f, ts, %s, %s FROM unnest(%s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::integer[], %s::bigint[], %s::bigint[])"
+            " AS h(e, o, t, tp, p, f, ts)"
+            " ON CONFLICT (event_id) DO UPDATE SET"
+            " service = excluded.service, processed_at = excluded.processed_at"
+            " WHERE journey.service IS NULL RETURNING event_id",
+            (
+                service,
+                self.now,
+                [h.event_id for h in hops],
+                [h.order_id for h in hops],
+                [h.event_type for h in hops],
+                [h.topic for h in hops],
+                [h.partition for h in hops],
+                [h.offset for h in hops],
+                [h.timestamp_ms for h in hops],
+            ),
+        )
+        return {str(row[0]) for row in cur.fetchall()}
 
     def add_outbox(
         self,
