@@ -21,7 +21,8 @@ lock: PostgreSQL's own locking keeps the guarantees.
   up to :data:`TRANSIENT_ATTEMPTS` times themselves.
 * ``status_counts`` does not count the orders table: a trigger on ``orders`` appends a
   ``(status, ±1)`` row to ``order_status_deltas`` in the writing transaction, and the counts
-  are the sums of that small table, folded into one row per status now and then. Appending
+  are ``order_status_totals`` (one row per status) plus the sums of those deltas, which are
+  folded into the totals now and then. Appending
   rather than updating one counter row per status keeps concurrent batches from queueing on
   the counters' row locks (which would serialise every commit, like SQLite's writer lock).
 * Outbox ids come from a sequence that hands out blocks of :data:`OUTBOX_BLOCK` ids, so the
@@ -203,7 +204,8 @@ _SCHEMA_V2 = (
     END $$""",
     "CREATE TRIGGER orders_count_status AFTER INSERT OR DELETE OR UPDATE OF status ON orders"
     " FOR EACH ROW EXECUTE FUNCTION orderdeck_count_status()",
-    "INSERT INTO order_status_deltas SELECT status, COUNT(*) FROM orders GROUP BY status",
+    "CREATE TABLE IF NOT EXISTS order_status_totals (status text PRIMARY KEY, n bigint NOT NULL)",
+    "INSERT INTO order_status_totals SELECT status, COUNT(*) FROM orders GROUP BY status",
 )
 
 #: One step per schema version (the same numbers as the SQLite backend's), in this dialect:
@@ -1075,15 +1077,19 @@ class PostgresStore:
         """
         with self._conn() as conn:
             rows = conn.execute(
-                "SELECT status, SUM(delta), COUNT(*) FROM order_status_deltas GROUP BY status"
+                "SELECT status, SUM(n), COUNT(*) FILTER (WHERE delta) FROM ("
+                " SELECT status, n, false AS delta FROM order_status_totals UNION ALL"
+                " SELECT status, delta, true FROM order_status_deltas) AS c GROUP BY status"
             ).fetchall()
             if sum(int(r[2]) for r in rows) > STATUS_DELTAS_FOLD_AT:
+                # In status order, so two folding processes lock the totals' rows alike.
                 conn.execute(
                     "WITH folded AS (DELETE FROM order_status_deltas RETURNING status, delta)"
-                    " INSERT INTO order_status_deltas"
-                    " SELECT status, SUM(delta) FROM folded GROUP BY status"
+                    " INSERT INTO order_status_totals AS t"
+                    " SELECT status, SUM(delta) FROM folded GROUP BY status ORDER BY status"
+                    " ON CONFLICT (status) DO UPDATE SET n = t.n + excluded.n"
                 )
-                # The folded rows stay as dead tuples every read scans until a vacuum.
+                # Emptied, the table's pages go back at the vacuum; until then reads scan them.
                 conn.execute("VACUUM order_status_deltas")
         return {status: int(n) for status, n, _ in rows if n}
 
