@@ -24,7 +24,9 @@ answers as soon as the order service committed the order, tens of milliseconds. 
 old, random or not a UUIDv7 answers 404 at once, and at most :data:`MAX_WAITING_READS` GETs
 wait at a time, so a flood of made-up fresh ids cannot pile up store reads. The bound reads
 the id's clock against this host's: hosts keep their clocks in step (NTP), and an id up to
-:data:`CLOCK_SKEW_S` in the future is still waited for.
+:data:`CLOCK_SKEW_S` in the future is still waited for. An accepting process that dies
+takes its write-behind with it, never the order: Kafka holds it, and it appears once an order
+service consumes it.
 
 The state this needs (the Idempotency-Key locks, the write-behind writer, the cached catalog)
 belongs to one :class:`OrderDesk`, which the runtime creates beside its store and producer and
