@@ -39,6 +39,7 @@ from orderdeck.order_desk import OrderDesk
 from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
 from orderdeck.rates import RateMeter
 from orderdeck.services import SERVICE_NAMES
+from orderdeck.startup_checks import check_port_free
 from orderdeck.store import Store
 
 if TYPE_CHECKING:
@@ -227,6 +228,8 @@ class Runtime:
         """Start every part in order; on failure stop what started and raise OrderdeckError."""
         if self.with_api:  # before anything starts: an exposed API without a token never runs
             require_token(self.settings.api_host, self.settings.api_token)
+            # and a port somebody else holds is found before Kafka is started, not after
+            check_port_free(self.settings.api_host, self.settings.api_port)
         self._route_logs()
         self._started = True
         step: StepName = "kafka"
