@@ -212,6 +212,7 @@ class OrderDeckApp(App[int]):
                 raise
             except Exception as exc:
                 failures += 1
+                self.live.forget()  # the screens show lag as unknown, not the last figure
                 # Once, then every 30th: a broker outage must not flood the log panel.
                 if failures == 1 or failures % 30 == 0:
                     log.warning("consumer group snapshot failed: %s", exc or type(exc).__name__)
