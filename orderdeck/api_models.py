@@ -14,7 +14,7 @@ from orderdeck.events import FINAL_STATUSES, IN_FLIGHT_STATUSES
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-#: Statuses an order can be listed by: the in-flight ones (see store.py) and the final ones.
+#: Statuses an order can be listed by: the in-flight ones (see store/sqlite.py) and the final ones.
 KNOWN_STATUSES = IN_FLIGHT_STATUSES | FINAL_STATUSES
 
 

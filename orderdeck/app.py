@@ -21,17 +21,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.help import HelpScreen, help_sections
 from orderdeck.screens.pipeline import PipelineScreen
 from orderdeck.screens.protocol import (
     ScaleServiceRequested,
@@ -39,6 +41,7 @@ from orderdeck.screens.protocol import (
     ToggleServiceRequested,
 )
 from orderdeck.screens.startup import StartupScreen
+from orderdeck.widgets.formatting import WIDE_FROM
 from orderdeck.widgets.live import LiveModel
 from orderdeck.widgets.runtime_link import RuntimeHooks, RuntimeLike
 from orderdeck.widgets.status_bar import HeaderInfo
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("orderdeck.app")
 
 #: (mode, key, footer label) in the order the keys run along the footer.
+DIGIT_KEYS = Binding.Group("Screens", compact=True)
+F_KEYS = Binding.Group("Screens")
 SCREENS: tuple[tuple[str, str, str], ...] = (
     ("pipeline", "1", "Pipeline"),
     ("submit", "2", "Submit"),
@@ -96,14 +101,38 @@ class OrderDeckApp(App[int]):
         "orders": _lazy_screen("orders", "OrdersScreen"),
     }
 
+    #: Narrow terminals get the ``-narrow`` class on every screen, and their CSS the compact
+    #: layouts; 120 columns and more are ``-wide``.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]
+
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", key_display="?"),
         *(
-            Binding(key, f"show('{mode}')", label, key_display=key, tooltip=f"{label} screen")
+            Binding(
+                key,
+                f"show('{mode}')",
+                label,
+                key_display=key,
+                tooltip=f"{label} screen",
+                group=DIGIT_KEYS,
+            )
             for mode, key, label in SCREENS
         ),
-        # F-keys reach the screens even while a text field has the focus.
+        # F-keys reach the screens even while a text field has the focus, where the digits
+        # type digits: the footer shows them there (and only there) in the digits' place.
+        *(
+            Binding(
+                f"f{key}",
+                f"show_from_field('{mode}')",
+                label,
+                key_display=f"F{key}",
+                group=F_KEYS,
+            )
+            for mode, key, label in SCREENS
+        ),
         *(Binding(f"f{key}", f"show('{mode}')", label, show=False) for mode, key, label in SCREENS),
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit_key", "Quit"),
+        Binding("ctrl+q", "quit_from_field", "Quit", priority=True),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("ctrl+l", "toggle_logs", "Logs", show=False),
@@ -119,6 +148,7 @@ class OrderDeckApp(App[int]):
         tick_interval: float = TICK_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         handle_sigterm: bool = False,
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__()
         # A factory defers importing and building the runtime (uvicorn, aiokafka, the store)
@@ -128,6 +158,8 @@ class OrderDeckApp(App[int]):
         self._runtime = runtime
         self._runtime_factory = runtime_factory
         self.hooks = hooks
+        #: Where copied records and screenshots go (the launch's --data-dir).
+        self.data_dir = data_dir if data_dir is not None else Path("data")
         self.live = LiveModel()
         self.clock = clock
         self.poll_interval = poll_interval
@@ -290,6 +322,27 @@ class OrderDeckApp(App[int]):
         svg = super().export_screenshot(title=title, simplify=simplify)
         return svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
 
+    def deliver_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str | None:
+        """Save an SVG of the screen under ``<data dir>/screenshots`` and say where.
+
+        Textual's default directory is ``~/Downloads``, which a server or a container often
+        lacks; the data dir exists (the launch is using it) and belongs to this run.
+        """
+        directory = Path(path) if path else self.data_dir / "screenshots"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            saved = self.save_screenshot(filename, str(directory))
+        except OSError as exc:
+            self.notify(f"screenshot not saved: {exc}", title="Screenshot", severity="error")
+            return None
+        self.notify(f"saved to {saved}", title="Screenshot")
+        return None
+
     # ------------------------------------------------------------------ actions
 
     def action_show(self, mode: str) -> None:
@@ -302,9 +355,43 @@ class OrderDeckApp(App[int]):
         self.show_logs = not self.show_logs
         self._tick()
 
+    def in_text_field(self) -> bool:
+        """True while a text field has the focus (printable keys type, they do not act)."""
+        return isinstance(self.focused, Input)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Until the runtime is up, the screens have nothing to show and nothing to act on.
-        return not (action == "show" and not self.ready)
+        if action in ("show", "show_from_field") and not self.ready:
+            return False
+        if action == "help" and isinstance(self.screen, HelpScreen | StartupScreen):
+            return False  # nothing to list while starting; already open
+        typing = self.in_text_field()
+        if action in ("show_from_field", "quit_from_field"):
+            return typing
+        if action in ("show", "quit_key", "help"):
+            # Hidden (and not needed) while typing: the field takes these keys as text.
+            return not typing
+        return True
+
+    def action_show_from_field(self, mode: str) -> None:
+        """An F-key pressed in a text field: switch screens all the same."""
+        self.action_show(mode)
+
+    async def action_quit_key(self) -> None:
+        """``q``: the same as ``ctrl+q``."""
+        await self.action_quit()
+
+    async def action_quit_from_field(self) -> None:
+        """``ctrl+q`` shown in the footer while a text field has the focus."""
+        await self.action_quit()
+
+    def action_help(self) -> None:
+        """``?``: the keys of the screen on display."""
+        screen = self.screen
+        if isinstance(screen, HelpScreen | StartupScreen):
+            return
+        title = getattr(screen, "TITLE_TEXT", "") or type(screen).__name__
+        self.push_screen(HelpScreen(title, help_sections(screen)))
 
     def show_order(self, order_id: str) -> None:
         """Open the Orders screen on one order's journey (from the submit results)."""
@@ -457,7 +544,12 @@ def run_app(settings: Settings, *, keep_kafka: bool = False) -> int:
     root.addHandler(hooks.log_buffer)
     saved_last_resort = logging.lastResort
     logging.lastResort = None
-    app = OrderDeckApp(runtime_factory=build_runtime, hooks=hooks, handle_sigterm=True)
+    app = OrderDeckApp(
+        runtime_factory=build_runtime,
+        hooks=hooks,
+        handle_sigterm=True,
+        data_dir=settings.data_dir,
+    )
 
     async def main() -> None:
         try:

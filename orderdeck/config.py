@@ -19,6 +19,7 @@ from orderdeck.defaults import (
     env_default,
 )
 from orderdeck.kafka.connection import KafkaConnection, load_properties
+from orderdeck.store.url import StoreURL, default_store_url
 
 __all__ = [
     "DEFAULT_API_HOST",
@@ -59,6 +60,11 @@ class Settings(BaseModel):
         description="Host header values served besides the loopback names and api_host.",
     )
     data_dir: Path = DEFAULT_DATA_DIR
+    store: StoreURL | None = Field(
+        default=None,
+        exclude=True,  # may carry a password: never part of a dump
+        description="Where the state lives (--store); None means <data_dir>/orderdeck.db.",
+    )
     kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
@@ -83,8 +89,14 @@ class Settings(BaseModel):
         return KafkaConnection(self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}")
 
     @property
+    def store_url(self) -> StoreURL:
+        """The store shared by the API and the services: ``--store``, else the data dir's
+        SQLite file."""
+        return self.store if self.store is not None else default_store_url(self.data_dir)
+
+    @property
     def db_path(self) -> Path:
-        """The SQLite file shared by the API and the services."""
+        """The data dir's default SQLite file (whether or not ``--store`` names another)."""
         return self.data_dir / "orderdeck.db"
 
     @property

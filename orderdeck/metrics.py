@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from orderdeck.kafka.admin import GroupSnapshot
-    from orderdeck.store import Store
+    from orderdeck.store import StoreBackend
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,9 @@ class Metrics:
     figures and the HTTP durations are shown).
     """
 
-    def __init__(self, store: Store, pipeline: Callable[[], PipelineView] | None = None) -> None:
+    def __init__(
+        self, store: StoreBackend, pipeline: Callable[[], PipelineView] | None = None
+    ) -> None:
         self._store = store
         self._pipeline = pipeline
         self.registry = CollectorRegistry(auto_describe=True)
@@ -247,7 +249,7 @@ class _LatencyFollower:
         self._seen_upto = 0
         self._waiting: set[int] = set()
 
-    def follow(self, store: Store) -> None:
+    def follow(self, store: StoreBackend) -> None:
         with self._lock:
             timings = store.order_timings(self._seen_upto, sorted(self._waiting), LATENCY_CATCH_UP)
             for timing in timings:

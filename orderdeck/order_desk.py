@@ -57,7 +57,7 @@ from orderdeck.orders import (
 
 if TYPE_CHECKING:
     from orderdeck.kafka.producer import Delivery, EventProducer
-    from orderdeck.store import OrderView, Store, WriteTx
+    from orderdeck.store import OrderView, StoreBackend, WriteTx
 
 log = logging.getLogger("orderdeck.orders")
 
@@ -79,7 +79,7 @@ class OrderDesk:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreBackend,
         producer: EventProducer,
         names: TopicNames,
         *,
@@ -212,7 +212,7 @@ class OrderDesk:
         check_products(request, prices.keys())
 
 
-def _replay(key: str, fingerprint: str, store: Store) -> SubmittedOrder | None:
+def _replay(key: str, fingerprint: str, store: StoreBackend) -> SubmittedOrder | None:
     record = store.idempotency_get(key)
     if record is None:
         return None
@@ -256,7 +256,7 @@ def _record(tx: WriteTx, placed: _Placed) -> str:
     return record.response_json
 
 
-def _record_all(store: Store, batch: list[_Placed]) -> list[Exception | str]:
+def _record_all(store: StoreBackend, batch: list[_Placed]) -> list[Exception | str]:
     """Record a batch of placements in ONE transaction (the commit is most of the cost).
 
     A conflicting Idempotency-Key is an answer, not a failure, so it keeps the transaction.
@@ -301,7 +301,7 @@ class _PlacedWriter:
     A crash loses nothing either way: the order service records the order from Kafka.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreBackend) -> None:
         self._store = store
         self._waiting: list[tuple[_Placed, asyncio.Future[str]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -394,7 +394,7 @@ class _PlacedWriter:
             self.unrecorded.pop(placed.event.orderId, None)
 
 
-def _record_missing(store: Store, batch: list[_Placed]) -> int:
+def _record_missing(store: StoreBackend, batch: list[_Placed]) -> int:
     """Record the placements the store does not know yet; returns how many that was.
 
     The check is a read, so while the order service keeps up this takes no write lock.
@@ -442,7 +442,7 @@ def _unrecorded_view(event: OrderPlaced, delivery: Delivery, prices: dict[str, i
     )
 
 
-def fence_event(store: Store, event: OrderPlaced) -> bool:
+def fence_event(store: StoreBackend, event: OrderPlaced) -> bool:
     """Make sure an unacknowledged OrderPlaced can never become an order.
 
     Marks the event processed for the order service, exactly as the order service itself does

@@ -42,7 +42,7 @@ from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
 from orderdeck.rates import RateMeter
 from orderdeck.services import SERVICE_NAMES, ServiceStatus
 from orderdeck.startup_checks import check_port_free
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend, open_store
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
@@ -142,7 +142,7 @@ class Runtime:
         }
         self._local: LocalKafka | None = None
         self._stop_local = False
-        self._store: Store | None = None
+        self._store: StoreBackend | None = None
         self._producer: EventProducer | None = None
         self._desk: OrderDesk | None = None
         self._server: EmbeddedServer | None = None
@@ -188,8 +188,8 @@ class Runtime:
         return self.kafka.bootstrap_servers
 
     @property
-    def store(self) -> Store:
-        """The shared SQLite store (available once started)."""
+    def store(self) -> StoreBackend:
+        """The store shared by the API and the services (available once started)."""
         if self._store is None:
             raise OrderdeckError("the runtime is not started")
         return self._store
@@ -332,7 +332,9 @@ class Runtime:
 
     async def _start_store_and_api(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self._store = await asyncio.to_thread(Store, self.settings.db_path)
+        self._store = await asyncio.to_thread(
+            open_store, self.settings.store_url, data_dir=self.settings.data_dir
+        )
         self._store.run_inline = self.store_on_loop
         producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
@@ -384,7 +386,7 @@ class Runtime:
         self._progress("services", "running", f"starting {', '.join(self.services)}")
         supervisor = Supervisor(
             self.kafka,
-            self.settings.db_path,
+            self.settings.store_url,
             self.names,
             services=self.services,
             on_change=self._changed,

@@ -33,8 +33,10 @@ from pathlib import Path
 import psutil
 
 from orderdeck.backoff import Backoff
+from orderdeck.defaults import ENV_PREFIX
 from orderdeck.kafka.connection import DEFAULT_CLIENT_ID, KafkaConfigError, KafkaConnection
 from orderdeck.metrics import ChildEventTotals
+from orderdeck.store.url import StoreURL
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +100,16 @@ class ServiceProcesses:
         *,
         kafka: KafkaConnection,
         data_dir: Path,
+        store: StoreURL | None = None,
         topic_prefix: str = "",
     ) -> None:
+        """``store``: the parent's ``--store`` (None: the data dir's SQLite file). Children
+        get it in their environment (ORDERDECK_STORE), never on their command line, where
+        ``ps`` would show its password."""
         self._children = [_Child(tuple(share)) for share in shares if share]
         self._kafka_arguments = kafka_arguments(kafka)
         self._data_dir = data_dir
+        self._store = store
         self._prefix = topic_prefix
         self._stopping = False
         #: The children's service events (each reports its totals over a pipe; see metrics.py).
@@ -126,6 +133,15 @@ class ServiceProcesses:
         if self._prefix:
             command += ["--topic-prefix", self._prefix]
         return command
+
+    def environment(self) -> dict[str, str]:
+        """The children's environment: this one's, with ORDERDECK_STORE set to our store."""
+        env = dict(os.environ)
+        if self._store is not None:
+            env[ENV_PREFIX + "STORE"] = self._store.connection_url()
+        else:
+            env.pop(ENV_PREFIX + "STORE", None)  # the children use --data-dir's, as we do
+        return env
 
     def states(self) -> list[tuple[str, str]]:
         """(service, state) for every service run by a child.
@@ -173,6 +189,7 @@ class ServiceProcesses:
                 str(write_fd),
                 stdin=asyncio.subprocess.PIPE,
                 pass_fds=(write_fd,),
+                env=self.environment(),
             )
         except BaseException:
             os.close(read_fd)

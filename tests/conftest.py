@@ -6,8 +6,16 @@ first time a test asks for ``kafka_bootstrap`` and stops it at the end. With
 themselves by name: ``topic_names`` hands each test its own prefix with the eight pipeline
 topics already created (and deletes them afterwards so the broker stays small).
 
+``store_url`` and ``store`` give a test a fresh, empty store, once per engine of
+:data:`STORE_ENGINES`: a test that takes either runs against every engine.
+
 ``secure_kafka`` is a second broker, started the way ``orderdeck kafka start --secure`` starts
 one (SASL_SSL, SCRAM-SHA-512, its own CA), once per session and only if a test asks for it.
+
+``postgres_url`` is one real PostgreSQL server (``tests/postgres_server.py``: initdb into a temp
+dir, pg_ctl on a free loopback port), started once per session the first time a test asks for
+it and stopped at the end; ``ORDERDECK_TEST_POSTGRES=URL`` uses that server instead.
+``postgres_db_url`` gives a test a database of its own, dropped afterwards.
 
 At the very end the session checks the process table: a JVM started by any test under this
 run's temporary directory and still alive fails the run (and is killed).
@@ -33,8 +41,11 @@ from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import LocalKafka, PortInUseError
 from orderdeck.kafka.probe import wait_until_ready_sync
 from orderdeck.kafka.topics import TopicAdmin
+from orderdeck.store import StoreBackend, StoreURL, open_store, parse_store_url
+from tests.postgres_server import PostgresCluster, PostgresServer, wait_until_accepting
 
 BOOTSTRAP_ENV = "ORDERDECK_TEST_BOOTSTRAP"
+POSTGRES_ENV = "ORDERDECK_TEST_POSTGRES"
 T = TypeVar("T")
 
 
@@ -73,6 +84,40 @@ def start_local_kafka(data_dir: Path, attempts: int = 3, *, secure: bool = False
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+#: The engines the store, service and guarantee tests run against. Another engine is one
+#: more name here and its branch in ``store_url`` (a fresh database on the session's server).
+STORE_ENGINES = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=STORE_ENGINES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreURL]:
+    """Where this test's fresh store lives, for each engine (the test id names it).
+
+    ``postgres``: a database of its own on the session's server, dropped afterwards; the
+    server is started only when the first such test runs.
+    """
+    engine = request.param
+    if engine == "sqlite":
+        yield StoreURL.sqlite(tmp_path / "orderdeck.db")
+        return
+    if engine == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        with cluster.fresh_database() as url:
+            yield parse_store_url(url)
+        return
+    raise AssertionError(f"no store_url for the engine {engine!r}")
+
+
+@pytest.fixture
+def store(store_url: StoreURL) -> Iterator[StoreBackend]:
+    """The test's store, opened (schema created, catalog seeded) and closed afterwards."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -220,3 +265,35 @@ def topic_names(_topic_factory: _TopicFactory) -> Iterator[TopicNames]:
     _topic_factory.create(names)
     yield names
     _topic_factory.delete(names)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """The session's PostgreSQL: our own server, or the one ORDERDECK_TEST_POSTGRES names."""
+    external = os.environ.get(POSTGRES_ENV)
+    if external:
+        wait_until_accepting(external, timeout=60)
+        yield PostgresCluster(admin_url=external, app_url=external, owns_server=False)
+        return
+    server = PostgresServer()
+    try:
+        server.start(timeout=90)
+        yield server.cluster()
+    finally:
+        try:
+            server.stop()
+        finally:
+            server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """``postgresql://`` URL of the session database, as the password-authenticated app role."""
+    return postgres_cluster.app_url
+
+
+@pytest.fixture
+def postgres_db_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A database of this test's own (same role and server), dropped after the test."""
+    with postgres_cluster.fresh_database() as url:
+        yield url

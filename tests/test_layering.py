@@ -10,6 +10,9 @@
   ids are set in one place for every client (checked in the source).
 - Applying a batch (``services/batch.py``) knows no Kafka: sending and committing are the
   acknowledgement pipeline's (``services/acks.py``).
+- Only the store's backends speak to a database driver: ``orderdeck/store/sqlite.py`` alone
+  imports ``sqlite3``, ``orderdeck/store/postgres.py`` alone ``psycopg``/``psycopg_pool``; the
+  services (and the API) use the transaction API of ``store/tx.py`` and never name a backend.
 
 Each rule is checked twice: statically (every ``import`` in the source, including lazy ones
 inside functions) and at run time (importing the modules in a fresh interpreter and looking
@@ -250,3 +253,38 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _find_cycle(graph) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+#: Each database driver, and the one module allowed to import it.
+DRIVERS = {
+    "sqlite3": "orderdeck.store.sqlite",
+    "psycopg": "orderdeck.store.postgres",
+    "psycopg_pool": "orderdeck.store.postgres",
+}
+BACKENDS = ("orderdeck.store.sqlite", "orderdeck.store.postgres")
+#: What ``orderdeck.store`` re-exports from a backend: not for the services or the API.
+BACKEND_NAMES = frozenset({"Store", "SQLiteStore", "SQLiteWriteTx", "PostgresStore"})
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_store_backends_import_a_database_driver(module: str) -> None:
+    imported = _imports(MODULES[module], module)
+    offending = {
+        driver
+        for driver, owner in DRIVERS.items()
+        if module != owner and any(_matches(n, (driver,)) for n in imported)
+    }
+    assert not offending, f"{module} imports {sorted(offending)}: only the store backends may"
+
+
+@pytest.mark.parametrize("module", sorted({*SERVICES, *API, "orderdeck.order_desk"}))
+def test_services_and_the_api_use_the_transaction_api_not_a_backend(module: str) -> None:
+    imported = _imports(MODULES[module], module)
+    offending = {n for n in imported if _matches(n, BACKENDS)}
+    offending |= {f"orderdeck.store.{name}" for name in BACKEND_NAMES} & imported
+    assert not offending, f"{module} imports {sorted(offending)}; use orderdeck.store.tx"
+
+
+def test_the_driver_rule_sees_the_sqlite_backend() -> None:
+    module = "orderdeck.store.sqlite"
+    assert "sqlite3" in _imports(MODULES[module], module)

@@ -8,6 +8,7 @@ import pytest
 
 from orderdeck.kafka.connection import KafkaConfigError, KafkaConnection, load_properties
 from orderdeck.service_processes import ServiceProcesses, kafka_arguments, split_services
+from orderdeck.store import parse_store_url
 
 PIPELINE = ("order", "payment", "inventory", "notification")
 
@@ -59,3 +60,18 @@ def test_credentials_without_a_file_are_not_put_on_a_command_line() -> None:
     with pytest.raises(KafkaConfigError, match="needs a client properties file") as raised:
         kafka_arguments(kafka)
     assert "hunter2-secret" not in str(raised.value)
+
+
+def test_children_get_the_store_in_their_environment_never_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = parse_store_url("postgresql://orders:hunter2-secret@db.example:5432/orderdeck")
+    kafka = KafkaConnection("127.0.0.1:9092")
+    children = ServiceProcesses([("order",)], kafka=kafka, data_dir=tmp_path, store=url)
+    assert "hunter2-secret" not in " ".join(children.command(("order",)))
+    assert "--store" not in children.command(("order",))
+    assert parse_store_url(children.environment()["ORDERDECK_STORE"]).password == "hunter2-secret"
+    # Without a --store of its own the parent's children use the data dir's, as it does.
+    monkeypatch.setenv("ORDERDECK_STORE", "sqlite:///somewhere/else.db")
+    default = ServiceProcesses([("order",)], kafka=kafka, data_dir=tmp_path)
+    assert "ORDERDECK_STORE" not in default.environment()

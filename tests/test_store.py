@@ -1,25 +1,31 @@
-"""The SQLite store: catalog, read models, once-only effects, outbox, multi-process writes."""
+"""The store: catalog, read models, once-only effects, outbox, multi-process writes.
+
+Tests that take the ``store`` or ``store_url`` fixture (tests/conftest.py) run on every
+engine; the ones that open ``Store(path)`` are about the SQLite file itself (its catalog
+beside it, reopening it).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import LineItem, OrderPlaced, OrderPlacedPayload, PricedLineItem
-from orderdeck.store import CREDIT_LIMIT_CENTS, DEFAULT_CATALOG, Store, WriteTx, catalog_for
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "orderdeck.db")
-    yield s
-    s.close()
+from orderdeck.store import (
+    DEFAULT_CATALOG,
+    Store,
+    StoreBackend,
+    StoreURL,
+    WriteTx,
+    catalog_for,
+    open_store,
+)
 
 
 def _placed(
@@ -52,7 +58,7 @@ def _consume(tx: WriteTx, event: OrderPlaced, offset: int) -> bool:
     )
 
 
-def test_catalog_is_seeded_from_inventory_json(store: Store) -> None:
+def test_catalog_is_seeded_from_inventory_json(store: StoreBackend) -> None:
     catalog = json.loads((Path(__file__).parent.parent / "data" / "inventory.json").read_text())
     products = store.list_products()
     assert {p.id for p in products} == {p["id"] for p in catalog["products"]}
@@ -100,7 +106,7 @@ def test_custom_catalog_and_reopen_keeps_state(tmp_path: Path) -> None:
     again.close()
 
 
-def test_record_placed_is_idempotent_and_readable_at_once(store: Store) -> None:
+def test_record_placed_is_idempotent_and_readable_at_once(store: StoreBackend) -> None:
     event = _placed("o1", items=[("sku-mouse", 2), ("sku-cable", 1)])
     store.record_placed(event, "order-events", 1, 42, 1_700_000_000_000)
     store.record_placed(event, "order-events", 1, 42, 1_700_000_000_000)
@@ -118,7 +124,7 @@ def test_record_placed_is_idempotent_and_readable_at_once(store: Store) -> None:
     assert store.get_order("missing") is None
 
 
-def test_service_first_then_api_keeps_one_hop_with_the_service(store: Store) -> None:
+def test_service_first_then_api_keeps_one_hop_with_the_service(store: StoreBackend) -> None:
     event = _placed("o1")
     with store.write() as tx:
         assert _consume(tx, event, offset=3)
@@ -133,7 +139,7 @@ def test_service_first_then_api_keeps_one_hop_with_the_service(store: Store) -> 
     assert [(h.service, h.offset) for h in order.journey] == [("order", 3)]
 
 
-def test_list_orders_pages_newest_first_and_filters(store: Store) -> None:
+def test_list_orders_pages_newest_first_and_filters(store: StoreBackend) -> None:
     for i in range(5):
         store.record_placed(_placed(f"o{i}"), "order-events", 0, i, i)
     page, cursor = store.list_orders(limit=2)
@@ -150,10 +156,10 @@ def test_list_orders_pages_newest_first_and_filters(store: Store) -> None:
         store.list_orders(cursor="garbage!")
 
 
-def test_status_counts_stay_exact_as_orders_settle(store: Store, tmp_path: Path) -> None:
+def test_status_counts_stay_exact_as_orders_settle(store: StoreBackend) -> None:
     # status_counts keeps a tally of the orders before the oldest one in flight; each call
     # must still agree with a full count, whatever moved (here or in another connection).
-    other = Store(tmp_path / "orderdeck.db")  # another process's writes, as far as SQLite knows
+    other = open_store(store.url)  # another connection: another process's writes
 
     def full_count() -> dict[str, int]:
         return {
@@ -200,62 +206,14 @@ def test_status_counts_stay_exact_as_orders_settle(store: Store, tmp_path: Path)
     finally:
         other.close()
     # A new Store (a restarted process) counts the same from scratch.
-    fresh = Store(tmp_path / "orderdeck.db")
+    fresh = open_store(store.url)
     try:
         assert fresh.status_counts() == store.status_counts()
     finally:
         fresh.close()
 
 
-def test_payment_rules_decline_prefix_and_credit_limit(store: Store) -> None:
-    with store.write() as tx:
-        assert tx.charge("a", "declined-zed", 100, "e1").outcome == "declined"
-        assert tx.charge("b", "big", CREDIT_LIMIT_CENTS, "e2").outcome == "charged"
-        over = tx.charge("c", "big", 1, "e3")
-        assert over.outcome == "declined"
-        assert "credit limit" in over.reason
-        assert tx.refund("b", "big", "e4", "out of stock") == CREDIT_LIMIT_CENTS
-        assert tx.charge("d", "big", 1, "e5").outcome == "charged"  # refunds free the limit
-
-
-def test_an_order_is_charged_and_refunded_at_most_once(store: Store) -> None:
-    with store.write() as tx:
-        assert tx.charge("o1", "c", 500, "e1").outcome == "charged"
-        # A second request under another event id cannot move money again.
-        assert tx.charge("o1", "c", 999, "e2").outcome == "duplicate"
-        assert tx.refund("o1", "c", "e3", "x") == 500
-        assert tx.refund("o1", "c", "e4", "x") is None
-        assert tx.refund("never-charged", "c", "e5", "x") == 0
-    assert store.order_payments("o1") == {"charge": 500, "refund": 500}
-
-
-def test_reservation_is_all_or_nothing_and_once(store: Store) -> None:
-    store.set_stock("sku-dock", 2)
-    with store.write() as tx:
-        short = tx.reserve("o1", [LineItem(productId="sku-dock", quantity=3)], "e1")
-        assert short.outcome == "out_of_stock"
-        assert "sku-dock" in short.reason
-        mixed = [
-            LineItem(productId="sku-cable", quantity=1),
-            LineItem(productId="sku-dock", quantity=3),
-        ]
-        assert tx.reserve("o2", mixed, "e2").outcome == "out_of_stock"
-        two = [
-            LineItem(productId="sku-dock", quantity=1),
-            LineItem(productId="sku-dock", quantity=1),
-        ]
-        assert tx.reserve("o3", two, "e3").outcome == "reserved"
-        assert tx.reserve("o3", two, "e4").outcome == "duplicate"
-        assert (
-            tx.reserve("o4", [LineItem(productId="sku-dock", quantity=1)], "e5").outcome
-            == "out_of_stock"
-        )
-    stock = {p.id: (p.stock, p.reserved) for p in store.list_products()}
-    assert stock["sku-dock"] == (0, 2)
-    assert stock["sku-cable"][1] == 0
-
-
-def test_notification_once_and_final_status_is_never_overwritten(store: Store) -> None:
+def test_notification_once_and_final_status_is_never_overwritten(store: StoreBackend) -> None:
     store.record_placed(_placed("o1"), "order-events", 0, 0, 0)
     with store.write() as tx:
         assert tx.notify("o1", "PaymentDeclined", "c", "declined", "e1")
@@ -276,7 +234,7 @@ def _failing_handler(tx: WriteTx) -> None:
         raise RuntimeError("handler failed")
 
 
-def test_api_first_then_service_claims_the_hop_once(store: Store) -> None:
+def test_api_first_then_service_claims_the_hop_once(store: StoreBackend) -> None:
     event = _placed("o1")
     store.record_placed(event, "order-events", 2, 9, 5)
     with store.write() as tx:
@@ -289,14 +247,14 @@ def test_api_first_then_service_claims_the_hop_once(store: Store) -> None:
     assert only.processedAt is not None
 
 
-def test_mark_sent_handles_ranges_and_gaps(store: Store) -> None:
+def test_mark_sent_handles_ranges_and_gaps(store: StoreBackend) -> None:
     with store.write() as tx:
         rows = [tx.add_outbox("order", "t", None, str(i).encode(), []) for i in range(6)]
     store.mark_sent([rows[0].id, rows[1].id, rows[2].id, rows[4].id])
     assert [r.value for r in store.unsent_outbox("order")] == [b"3", b"5"]
 
 
-def test_processed_marks_and_savepoint_rollback(store: Store) -> None:
+def test_processed_marks_and_savepoint_rollback(store: StoreBackend) -> None:
     with store.write() as tx:
         assert tx.mark_processed("payment", "e1")
         assert not tx.mark_processed("payment", "e1")
@@ -308,7 +266,7 @@ def test_processed_marks_and_savepoint_rollback(store: Store) -> None:
     assert store.unsent_outbox("payment") == []
 
 
-def test_outbox_unsent_sent_and_pruned(store: Store) -> None:
+def test_outbox_unsent_sent_and_pruned(store: StoreBackend) -> None:
     with store.write() as tx:
         a = tx.add_outbox("order", "t1", b"k", b"v1", [("h", b"\x00\xff")])
         tx.add_outbox("order", "t1", None, None, [])
@@ -322,7 +280,7 @@ def test_outbox_unsent_sent_and_pruned(store: Store) -> None:
     assert store.prune_outbox(older_than_s=0) == 1
 
 
-def test_idempotency_keys(store: Store) -> None:
+def test_idempotency_keys(store: StoreBackend) -> None:
     assert store.idempotency_get("k") is None
     first = store.idempotency_put("k", "h1", "o1", '{"a":1}')
     second = store.idempotency_put("k", "h2", "o2", '{"a":2}')
@@ -332,27 +290,30 @@ def test_idempotency_keys(store: Store) -> None:
 
 
 _WRITER = """
-import sys
-from pathlib import Path
+import os, sys
 from orderdeck.events import LineItem
-from orderdeck.store import Store
-store = Store(Path(sys.argv[1]))
-for i in range(int(sys.argv[3])):
+from orderdeck.services.inventory import reserve
+from orderdeck.store import open_store
+store = open_store(os.environ["ORDERDECK_STORE"])
+for i in range(int(sys.argv[2])):
     with store.write() as tx:
-        tx.reserve(f"{sys.argv[2]}-{i}", [LineItem(productId="sku-dock", quantity=1)], "e")
+        reserve(tx, f"{sys.argv[1]}-{i}", [LineItem(productId="sku-dock", quantity=1)], "e")
 store.close()
 """
 
 
-def test_two_processes_reserving_concurrently_never_oversell(tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
-    store = Store(db)
+def test_two_processes_reserving_concurrently_never_oversell(
+    store: StoreBackend, store_url: StoreURL
+) -> None:
+    # The all-or-none rule of services/inventory.py, raced by two processes for 300 units.
     store.set_stock("sku-dock", 300)
+    env = {**os.environ, "ORDERDECK_STORE": store_url.connection_url()}
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(db), name, "200"])
+        subprocess.Popen([sys.executable, "-c", _WRITER, name, "200"], env=env)
         for name in ("a", "b")
     ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     dock = next(p for p in store.list_products() if p.id == "sku-dock")
     assert (dock.stock, dock.reserved) == (0, 300)
-    store.close()
+    reserved = store.effect_counts()["reservations"]
+    assert reserved == 400  # every request decided once: 300 reserved, 100 out of stock

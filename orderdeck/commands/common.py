@@ -60,12 +60,23 @@ def kafka_to_inspect(args: argparse.Namespace) -> KafkaConnection:
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir``: where the local broker, its logs and the SQLite store live."""
+    """``--data-dir``: where the local broker, its logs and (by default) the SQLite store live."""
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=Path(env_default("DATA_DIR", str(DEFAULT_DATA_DIR)) or DEFAULT_DATA_DIR),
         help="directory for local state (env ORDERDECK_DATA_DIR; default: data)",
+    )
+
+
+def add_store_flag(parser: argparse.ArgumentParser) -> None:
+    """``--store URL``: where the state lives (default: the data dir's SQLite file)."""
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=env_default("STORE"),
+        help="the store: sqlite:///path or postgresql://user:password@host:port/db "
+        "(env ORDERDECK_STORE, the place for a password; default: <data-dir>/orderdeck.db)",
     )
 
 
@@ -95,7 +106,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         values["data_dir"] = args.data_dir
     if getattr(args, "port", None) is not None:
         values["api_port"] = args.port
+    if getattr(args, "store", None):
+        from orderdeck.store import check_backend, parse_store_url
+
+        store = parse_store_url(args.store)
+        check_backend(store)  # a missing backend is one line now, not after Kafka started
+        values["store"] = store
     values.update(api_access_values(args))
     settings = Settings.model_validate(values)
     settings.kafka_connection()
+    if hasattr(args, "store"):
+        from orderdeck.store import check_reachable
+
+        check_reachable(settings.store_url)  # no server or a wrong password: one line, first
     return settings

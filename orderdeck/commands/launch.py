@@ -14,6 +14,7 @@ from orderdeck.commands.common import (
     add_api_port_flag,
     add_data_dir_flag,
     add_kafka_flags,
+    add_store_flag,
     settings_from_args,
 )
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_api_port_flag(parser)
     add_api_access_flags(parser)
     add_data_dir_flag(parser)
+    add_store_flag(parser)
     parser.add_argument(
         "--keep-kafka",
         action="store_true",

@@ -23,6 +23,7 @@ from orderdeck.commands.common import (
     add_api_port_flag,
     add_data_dir_flag,
     add_kafka_flags,
+    add_store_flag,
     settings_from_args,
 )
 from orderdeck.errors import OrderdeckError
@@ -83,6 +84,7 @@ def register(subparsers: Any) -> None:
     add_api_access_flags(parser)
     add_kafka_flags(parser)
     add_data_dir_flag(parser)
+    add_store_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -240,6 +242,7 @@ async def _serve(
                     shares,
                     kafka=runtime.kafka,
                     data_dir=settings.data_dir,
+                    store=settings.store,
                     topic_prefix=settings.topic_prefix,
                 )
                 runtime.external_services = children.states
@@ -247,9 +250,10 @@ async def _serve(
                 await children.start()
             api = f", API {runtime.api_url}" if with_api else ""
             log.info(
-                "serving: Kafka %s (%s), services %s%s",
+                "serving: Kafka %s (%s), store %s, services %s%s",
                 runtime.bootstrap_servers,
                 runtime.kafka.describe(),
+                runtime.store.url,  # redacted: the password never shows
                 ",".join(services) or "none",
                 api,
             )

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.events import Mount
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Input
 
+from orderdeck.widgets.key_bar import KeyBar
 from orderdeck.widgets.log_panel import LogPanel
 from orderdeck.widgets.status_bar import HeaderInfo, StatusBar
 
@@ -28,6 +30,15 @@ class DeckScreen(Screen[None]):
     """Base of the mode screens: subclasses provide ``body()`` and ``refresh_live()``."""
 
     TITLE_TEXT: ClassVar[str] = ""
+    #: Where ``esc`` from a text field (and arriving on the screen) puts the focus.
+    HOME_FOCUS: ClassVar[str | None] = None
+    #: Actions whose keys still act while a text field has the focus (ctrl keys, esc);
+    #: the screen's letter keys type into the field, so they leave the footer meanwhile.
+    FIELD_ACTIONS: ClassVar[frozenset[str]] = frozenset({"leave_field"})
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "leave_field", "Leave field", key_display="esc"),
+    ]
 
     @property
     def deck(self) -> DeckHost:
@@ -50,7 +61,7 @@ class DeckScreen(Screen[None]):
         panel = LogPanel(self.deck.hooks.log_buffer if self.deck.hooks else None)
         panel.display = self.deck.show_logs
         yield panel
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def body(self) -> ComposeResult:
         """The screen's own widgets, between the header and the log panel."""
@@ -65,7 +76,22 @@ class DeckScreen(Screen[None]):
         self.tick(full=True)
 
     def on_screen_resume(self) -> None:
+        # Coming back must not land in a text field: the digits would type instead of act.
+        if isinstance(self.focused, Input):
+            self.action_leave_field()
         self.tick(full=True)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if isinstance(self.focused, Input):
+            return action in self.FIELD_ACTIONS
+        return action != "leave_field"
+
+    def action_leave_field(self) -> None:
+        """``esc``: out of the text field, back to the screen's list or table."""
+        if self.HOME_FOCUS is not None:
+            self.query_one(self.HOME_FOCUS).focus()
+        else:
+            self.set_focus(None)
 
     def tick(self, *, full: bool = False) -> None:
         """Called by the app on every refresh tick while this screen is active."""

@@ -1,6 +1,6 @@
 """What a burst sends: N orders with a chosen mix of good, declined and out-of-stock ones.
 
-The payment and inventory rules are deterministic (see ``orderdeck.store``), so each kind
+The payment and inventory rules are deterministic (see ``orderdeck.services.payment``), so each kind
 of order can be built to end where it is meant to:
 
 * **good**: one unit of an in-stock product for a fresh customer (never near the credit
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orderdeck.events import MAX_QUANTITY
-from orderdeck.store import CREDIT_LIMIT_CENTS, DECLINED_PREFIX, Product
+from orderdeck.services.payment import CREDIT_LIMIT_CENTS, DECLINED_PREFIX
+from orderdeck.store import Product
 
 OrderKind = Literal["good", "declined", "out-of-stock"]
 KINDS: tuple[OrderKind, ...] = ("good", "declined", "out-of-stock")

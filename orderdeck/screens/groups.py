@@ -27,7 +27,7 @@ class GroupsScreen(DeckScreen):
             for index, (topic, service) in enumerate(
                 zip(PIPELINE_TOPICS, SERVICE_NAMES, strict=True)
             ):
-                yield GroupPanel(topic, f"{topic}  ·  {service} service", id=f"group-{index}")
+                yield GroupPanel(topic, f"{topic} · {service}", id=f"group-{index}")
 
     def refresh_live(self, *, full: bool) -> None:
         if not full:

@@ -8,11 +8,12 @@ orders by final status, dead letters per topic, and the latest failures with the
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.content import Content
 
 from orderdeck.screens.base import DeckScreen
 from orderdeck.services import SERVICE_NAMES
+from orderdeck.widgets.deck_table import PanelScroll
 from orderdeck.widgets.formatting import clock, ellipsize, state_style
 from orderdeck.widgets.live_static import LiveStatic
 from orderdeck.widgets.pipeline_chain import PipelineChain
@@ -26,13 +27,18 @@ class PipelineScreen(DeckScreen):
 
     TITLE_TEXT = "Pipeline"
 
+    HOME_FOCUS = "#pipeline-body"
+
     def body(self) -> ComposeResult:
-        with Horizontal(id="pipeline-main"):
-            yield PipelineChain(SERVICE_NAMES, id="chain")
-            with Vertical(id="pipeline-side"):
-                yield LiveStatic(id="status-counts", classes="panel")
-                yield LiveStatic(id="dead-letters", classes="panel")
-        yield LiveStatic(id="failures", classes="panel")
+        # Side by side from 120 columns; below, stacked in a scroll (j/k, pgup/pgdn) with
+        # the two small panels next to each other under the chain.
+        with PanelScroll(id="pipeline-body"):
+            with Horizontal(id="pipeline-main"):
+                yield PipelineChain(SERVICE_NAMES, id="chain")
+                with Horizontal(id="pipeline-side"):
+                    yield LiveStatic(id="status-counts", classes="panel")
+                    yield LiveStatic(id="dead-letters", classes="panel")
+            yield LiveStatic(id="failures", classes="panel")
 
     def on_mount(self) -> None:
         self.query_one("#status-counts").border_title = "Orders by status"

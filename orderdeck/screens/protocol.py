@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from orderdeck.widgets.live import LiveModel
     from orderdeck.widgets.runtime_link import RuntimeHooks, RuntimeLike
     from orderdeck.widgets.status_bar import HeaderInfo
@@ -39,6 +41,9 @@ class DeckHost(Protocol):
 
     @property
     def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def data_dir(self) -> Path: ...
 
     def header_info(self) -> HeaderInfo | None: ...
 

@@ -16,7 +16,8 @@ from textual.widgets import DataTable
 
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.protocol import ScaleServiceRequested, ToggleServiceRequested
-from orderdeck.widgets.formatting import count, ellipsize, rate, state_style
+from orderdeck.widgets.deck_table import DeckTable
+from orderdeck.widgets.formatting import WIDE_FROM, count, ellipsize, rate, state_style
 from orderdeck.widgets.live_static import LiveStatic
 
 if TYPE_CHECKING:
@@ -37,6 +38,25 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+#: Below 120 columns: the same ten columns, abbreviated where the word is not the point, and
+#: no cell padding (the widths include the gap), so REPLAYED, RESTARTS and LAG stay.
+NARROW_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("name", "SERVICE", 13),
+    ("state", "STATE", 12),
+    ("instances", "CONS", 5),
+    ("processed", "EVENTS", 8),
+    ("rate", "RATE", 7),
+    ("errors", "ERR", 4),
+    ("dead", "DLQ", 4),
+    ("duplicates", "REPLAYED", 9),
+    ("restarts", "RESTARTS", 9),
+    ("lag", "LAG", 6),
+)
+NUMERIC = frozenset(
+    {"instances", "processed", "rate", "errors", "dead", "duplicates", "restarts", "lag"}
+)
+
+
 def _differs(old: Content | str, new: Content | str) -> bool:
     if isinstance(old, Content) and isinstance(new, Content):
         return old.plain != new.plain or old.spans != new.spans
@@ -48,8 +68,12 @@ class ServicesScreen(DeckScreen):
 
     TITLE_TEXT = "Services"
 
+    HOME_FOCUS = "#services-table"
+
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("p", "toggle_pause", "Pause/resume"),
+        # One key, two labels: the footer says what ``p`` does to the selected service.
+        Binding("p", "pause", "Pause"),
+        Binding("p", "resume", "Resume"),
         Binding("plus,equals_sign", "scale(1)", "Scale +1", key_display="+"),
         Binding("minus", "scale(-1)", "Scale -1", key_display="-"),
     ]
@@ -60,14 +84,35 @@ class ServicesScreen(DeckScreen):
         self._targets: dict[str, int] = {}
 
     def body(self) -> ComposeResult:
-        yield DataTable(id="services-table", cursor_type="row", zebra_stripes=True)
+        yield DeckTable(id="services-table", cursor_type="row", zebra_stripes=True)
         yield LiveStatic(id="service-detail")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, title, width in COLUMNS:
-            table.add_column(title, key=key, width=width)
+        self._columns_for(self.app.size.width)
         self.query_one("#service-detail").border_title = "Details"
+
+    _columns: tuple[tuple[str, str, int], ...] = COLUMNS
+    _wide: bool | None = None
+
+    def on_resize(self) -> None:
+        self._columns_for(self.size.width)
+
+    def _columns_for(self, width: int) -> None:
+        wide = width >= WIDE_FROM
+        if wide == self._wide:
+            return
+        self._wide = wide
+        self._columns = COLUMNS if wide else NARROW_COLUMNS
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        table.cell_padding = 1 if wide else 0
+        for key, title, size in self._columns:
+            # Unpadded numbers are right-aligned: so are their titles, a space before the next.
+            shown = title.rjust(size - 1) + " " if not wide and key in NUMERIC else title
+            table.add_column(shown, key=key, width=size)
+        self._shown.clear()
+        if self._mounted_once and self.deck.ready:
+            self.refresh_live(full=True)
 
     def refresh_live(self, *, full: bool) -> None:
         table = self.query_one(DataTable)
@@ -78,27 +123,35 @@ class ServicesScreen(DeckScreen):
                 table.add_row(*cells, key=status.name)
                 continue
             old = self._shown.get(status.name, [])
-            for index, ((key, _, _), value) in enumerate(zip(COLUMNS, cells, strict=True)):
+            for index, ((key, _, _), value) in enumerate(zip(self._columns, cells, strict=True)):
                 if index >= len(old) or _differs(old[index], value):
                     table.update_cell(status.name, key, value)
         for status in statuses:
             self._shown[status.name] = self._cells(status)
         self._show_detail(statuses)
+        state = self._selected_state()
+        if state != self._bound_state:
+            self._bound_state = state
+            self.refresh_bindings()
 
     def _cells(self, status: ServiceStatus) -> list[Content | str]:
         snapshot = self.live.snapshots.get(status.group)
         lag = snapshot.total_lag if snapshot is not None else None
+        # Each width is its column's less one: a gap before the next column when unpadded.
+        w = {key: size - (0 if self._wide else 1) for key, _, size in self._columns}
         return [
-            Content.styled(status.name, "bold"),
-            Content.styled(f"● {status.state}", state_style(status.state)),
-            f"{status.instances:>9}",
-            f"{status.processed:>10,}",
-            f"{rate(status.rate):>9}",
-            Content.styled(f"{status.errors:>7,}", "red" if status.errors else ""),
-            Content.styled(f"{status.dead_letters:>6,}", "red" if status.dead_letters else ""),
-            f"{status.duplicates:>8,}",
-            f"{status.restarts:>8,}",
-            Content.styled(f"{count(lag):>7}", "bold yellow" if lag else ""),
+            Content.styled(ellipsize(status.name, w["name"]), "bold"),
+            Content.styled(ellipsize(f"● {status.state}", w["state"]), state_style(status.state)),
+            f"{status.instances:>{w['instances']}}",
+            f"{status.processed:>{w['processed']},}",
+            f"{rate(status.rate):>{w['rate']}}",
+            Content.styled(f"{status.errors:>{w['errors']},}", "red" if status.errors else ""),
+            Content.styled(
+                f"{status.dead_letters:>{w['dead']},}", "red" if status.dead_letters else ""
+            ),
+            f"{status.duplicates:>{w['duplicates']},}",
+            f"{status.restarts:>{w['restarts']},}",
+            Content.styled(f"{count(lag):>{w['lag']}}", "bold yellow" if lag else ""),
         ]
 
     def selected(self) -> str | None:
@@ -136,8 +189,32 @@ class ServicesScreen(DeckScreen):
             )
         )
 
+    _bound_state: str | None = None
+
     def on_data_table_row_highlighted(self) -> None:
         self._show_detail(self.runtime.status().services)
+        self._bound_state = self._selected_state()
+        self.refresh_bindings()
+
+    def _selected_state(self) -> str | None:
+        name = self.selected()
+        return next((s.state for s in self.runtime.status().services if s.name == name), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("pause", "resume"):
+            if not super().check_action(action, parameters):
+                return False
+            paused = self._selected_state() == "paused"
+            return paused if action == "resume" else not paused
+        return super().check_action(action, parameters)
+
+    def action_pause(self) -> None:
+        """Pause the selected service (its consumers stay in the group)."""
+        self.action_toggle_pause()
+
+    def action_resume(self) -> None:
+        """Resume the selected paused service."""
+        self.action_toggle_pause()
 
     def action_toggle_pause(self) -> None:
         """Pause the selected service, or resume it."""

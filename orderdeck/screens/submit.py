@@ -31,10 +31,21 @@ from orderdeck.orders import OrderRequest, OrderValidationError
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.burst_plan import BurstMix, PlannedOrder, plan_burst
 from orderdeck.screens.protocol import ShowOrderRequested
-from orderdeck.widgets.formatting import money, short_id, state_style
+from orderdeck.widgets.deck_table import DeckTable
+from orderdeck.widgets.formatting import WIDE_FROM, money, short_id, state_style
 
 log = logging.getLogger(__name__)
 
+RESULT_COLUMNS = (
+    ("kind", "KIND"),
+    ("customer", "CUSTOMER"),
+    ("product", "PRODUCT"),
+    ("qty", "QTY"),
+    ("order", "ORDER ID"),
+    ("status", "STATUS"),
+)
+#: The burst kinds in the narrow layout's 8 columns.
+KIND_SHORT = {"out-of-stock": "no stock"}
 RESULTS_KEPT = 200
 BURST_CONCURRENCY = 32
 MAX_BURST = 100_000
@@ -70,10 +81,11 @@ class SubmitScreen(DeckScreen):
 
     #: Arriving on the screen must not put the cursor in a field: digits switch screens.
     AUTO_FOCUS = "#results"
+    HOME_FOCUS = "#results"
+    FIELD_ACTIONS = frozenset({"leave_field", "submit", "burst", "focus_results"})
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", priority=True),
-        Binding("escape", "focus_results", "Leave field", show=False),
         Binding("ctrl+b", "burst", "Burst", priority=True),
         Binding("ctrl+r", "focus_results", "Results"),
     ]
@@ -126,19 +138,14 @@ class SubmitScreen(DeckScreen):
                 with Horizontal(classes="buttons"):
                     yield Button("Burst  ctrl+b", id="burst", variant="warning", compact=True)
                     yield Static(id="burst-status")
-        yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
+        yield DeckTable(id="results", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.query_one("#order-form").border_title = "New order"
         self.query_one("#burst-form").border_title = "Burst generator"
         table = self.query_one("#results", DataTable)
         table.border_title = "Results  (enter: journey)"
-        table.add_column("KIND", key="kind", width=12)
-        table.add_column("CUSTOMER", key="customer", width=17)
-        table.add_column("PRODUCT", key="product", width=16)
-        table.add_column("QTY", key="qty", width=3)
-        table.add_column("ORDER ID", key="order", width=36)
-        table.add_column("STATUS", key="status", width=16)
+        self._columns_for(self.app.size.width)
         self._show_burst_status()
         self.query_one("#submit-status", Static).update(
             Content.styled("tab: next field · enter: send", "dim")
@@ -160,6 +167,26 @@ class SubmitScreen(DeckScreen):
         if self.deck.ready:
             self.load_products()
         super().on_screen_resume()
+
+    _wide: bool | None = None
+
+    def on_resize(self) -> None:
+        self._columns_for(self.size.width)
+
+    def _columns_for(self, width: int) -> None:
+        """Full order ids from 120 columns; below, the id's tail and tighter columns."""
+        wide = width >= WIDE_FROM
+        if wide == self._wide:
+            return
+        self._wide = wide
+        table = self.query_one("#results", DataTable)
+        table.clear(columns=True)
+        sizes = (12, 17, 16, 3, 36, 16) if wide else (8, 13, 13, 3, 9, 16)
+        for (key, title), size in zip(RESULT_COLUMNS, sizes, strict=True):
+            table.add_column(title, key=key, width=size)
+        self._dirty = True
+        if self.is_mounted:
+            self._render_results()
 
     def load_products(self) -> None:
         """Fill the product list from the live catalog (stock included), keeping the choice."""
@@ -212,11 +239,11 @@ class SubmitScreen(DeckScreen):
                     else Content.styled(result.status, state_style(result.status))
                 )
                 table.add_row(
-                    result.kind,
+                    result.kind if self._wide else KIND_SHORT.get(result.kind, result.kind),
                     result.customer_id,
-                    result.product_id,
+                    result.product_id.removeprefix("sku-") if not self._wide else result.product_id,
                     str(result.quantity),
-                    result.order_id or "-",
+                    (result.order_id or "-") if self._wide else short_id(result.order_id),
                     status,
                     key=str(result.seq),
                 )
@@ -309,7 +336,7 @@ class SubmitScreen(DeckScreen):
             )
             return
         status.update(
-            Content.assemble(("✔ sent ", "green"), (short_id(submitted.order_id, 13), "bold"))
+            Content.assemble(("✔ sent ", "green"), (short_id(submitted.order_id), "bold"))
         )
         self._add_result(
             SubmitResult(

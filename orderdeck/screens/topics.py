@@ -26,7 +26,8 @@ from textual.worker import get_current_worker
 from orderdeck.events import dlq_topic
 from orderdeck.rates import RateMeter
 from orderdeck.screens.base import DeckScreen
-from orderdeck.widgets.formatting import clock_ms
+from orderdeck.widgets.deck_table import DeckList
+from orderdeck.widgets.formatting import WIDE_FROM, clock_ms
 from orderdeck.widgets.live_static import LiveStatic
 from orderdeck.widgets.record_view import RecordView, header_text, matches
 
@@ -38,6 +39,8 @@ BATCH_TIMEOUT_MS = 200
 #: Batches posted but not yet shown; beyond this the worker waits (backpressure).
 MAX_PENDING_BATCHES = 4
 HISTORY = 10_000
+#: The pipeline's topics have 3 partitions; more are picked up from the records seen.
+DEFAULT_PARTITIONS = 3
 #: The tail's records/s is measured over the last second, so a burst shows at once.
 TAIL_RATE_WINDOW_S = 1.0
 
@@ -65,15 +68,19 @@ class TopicsScreen(DeckScreen):
 
     TITLE_TEXT = "Topics"
     AUTO_FOCUS = "#records"
+    HOME_FOCUS = "#records"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("p", "toggle_pause", "Pause"),
+        # One key, two labels: the footer says what ``p`` will do.
+        Binding("p", "pause", "Pause"),
+        Binding("p", "resume", "Resume"),
         Binding("e", "restart(True)", "Earliest"),
         Binding("l", "restart(False)", "Latest"),
         Binding("slash", "focus_filter", "Filter", key_display="/"),
-        Binding("f", "follow", "Follow", show=False),
-        Binding("t", "focus_topics", "Topics", show=False),
-        Binding("escape", "focus_records", "Records", show=False),
+        Binding("P", "cycle_partition", "Partition"),
+        Binding("f", "follow", "Follow"),
+        Binding("t", "focus_topics", "Topics"),
+        Binding("c", "copy_record", "Copy"),
     ]
 
     def __init__(self) -> None:
@@ -81,6 +88,10 @@ class TopicsScreen(DeckScreen):
         self.topic: str | None = None
         self.from_beginning = False
         self.paused = False
+        #: Only this partition's records are shown (None: all of them).
+        self.partition: int | None = None
+        self.filter_text = ""
+        self._partitions: set[int] = set()
         self.error: str | None = None
         #: True once the current tail is assigned and positioned (tests wait for it).
         self.tail_ready = False
@@ -94,11 +105,10 @@ class TopicsScreen(DeckScreen):
 
     def body(self) -> ComposeResult:
         with Horizontal(id="topics-main"):
-            yield OptionList(id="topic-list")
+            yield DeckList(id="topic-list")
             with Vertical(id="tail-pane"):
-                with Horizontal(id="tail-bar"):
-                    yield Input(placeholder="filter: order id or event type", id="filter")
-                    yield LiveStatic(id="tail-state")
+                yield Input(placeholder="/ filter: order id or event type", id="filter")
+                yield LiveStatic(id="tail-state")
                 yield LiveStatic(id="tail-header")
                 yield RecordView(HISTORY, id="records")
                 yield Static(id="record-json")
@@ -137,6 +147,7 @@ class TopicsScreen(DeckScreen):
         self.tail_ready = False
         self._generation += 1
         self._pending = 0
+        self._partitions.clear()
         self._rate.clear()
         self.query_one(RecordView).clear()
         self._run_tail(self._generation, topic, self.from_beginning)
@@ -170,6 +181,7 @@ class TopicsScreen(DeckScreen):
         if message.generation != self._generation:
             return
         self._pending = max(0, self._pending - 1)
+        self._partitions.update(r.partition for r in message.records)
         self.query_one(RecordView).add_batch(message.records)
 
     def on_tail_failed(self, message: TailFailed) -> None:
@@ -187,7 +199,20 @@ class TopicsScreen(DeckScreen):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_one(RecordView).set_filter(matches(event.value))
+        self.filter_text = event.value
+        self._apply_filter()
+
+    def _apply_filter(self) -> None:
+        text = matches(self.filter_text)
+        partition = self.partition
+        if partition is None:
+            check = text
+        else:
+
+            def check(record: TailRecord) -> bool:
+                return record.partition == partition and (text is None or text(record))
+
+        self.query_one(RecordView).set_filter(check)
         self._show_state()
 
     @on(Input.Submitted, "#filter")
@@ -205,7 +230,7 @@ class TopicsScreen(DeckScreen):
 
     def on_resize(self) -> None:
         view = self.query_one(RecordView)
-        self.query_one("#tail-header", LiveStatic).show(header_text(view.size.width or 96))
+        self.query_one("#tail-header", LiveStatic).show(header_text(view.line_width or 96))
 
     def _show_record(self, record: TailRecord | None) -> None:
         panel = self.query_one("#record-json", Static)
@@ -224,21 +249,90 @@ class TopicsScreen(DeckScreen):
         now = self.deck.clock()
         self._rate.add(now, view.received)
         rate = self._rate.rate() or 0.0
+        topic = (self.topic or "-").removeprefix(self.runtime.names.prefix)
         if self.error:
-            state = Content.styled(f"✘ {self.error}", "bold red")
+            state = Content.assemble(
+                (topic, "bold $accent"), (" · ", "dim"), (f"✘ {self.error}", "bold red")
+            )
         else:
             mode = ("⏸ paused", "bold yellow") if self.paused else ("● live", "bold green")
             start = "earliest" if self.from_beginning else "latest"
-            follow = "following" if view.follow else "scrolled"
-            state = Content.assemble(
-                mode,
-                (f" from {start} · ", "dim"),
-                (f"{view.shown:,}", "bold"),
-                (f"/{view.kept:,} kept · {rate:,.0f}/s · {follow}", "dim"),
-            )
+            if self.size.width >= WIDE_FROM:
+                follow = "following" if view.follow else "scrolled"
+                where = (
+                    "all partitions" if self.partition is None else f"partition {self.partition}"
+                )
+                state = Content.assemble(
+                    (topic, "bold $accent"),
+                    (" · ", "dim"),
+                    mode,
+                    (f" from {start} · {where} · ", "dim"),
+                    (f"{view.shown:,}", "bold"),
+                    (f"/{view.kept:,} kept · {rate:,.0f}/s · {follow}", "dim"),
+                )
+            else:
+                where = "p*" if self.partition is None else f"p{self.partition}"
+                state = Content.assemble(
+                    (topic, "bold $accent"),
+                    (" · ", "dim"),
+                    mode,
+                    (f" · {start} · {where} · ", "dim"),
+                    (f"{view.shown:,}", "bold"),
+                    # While reading back, "scrolled" matters more than the rate.
+                    (
+                        f"/{view.kept:,} · {rate:,.0f}/s" if view.follow else f"/{view.kept:,}",
+                        "dim",
+                    ),
+                    ("" if view.follow else " · scrolled", "yellow"),
+                )
         self.query_one("#tail-state", LiveStatic).show(state)
 
     # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if allowed and action in ("pause", "resume"):
+            return self.paused == (action == "resume")
+        return allowed
+
+    def action_pause(self) -> None:
+        """Stop pulling records; the tail keeps its position."""
+        if not self.paused:
+            self.action_toggle_pause()
+
+    def action_resume(self) -> None:
+        """Carry on from where the tail stopped."""
+        if self.paused:
+            self.action_toggle_pause()
+
+    def action_cycle_partition(self) -> None:
+        """Show one partition after the other, then all of them again."""
+        known = sorted(self._partitions | set(range(DEFAULT_PARTITIONS)))
+        if self.partition is None:
+            self.partition = known[0]
+        else:
+            later = [p for p in known if p > self.partition]
+            self.partition = later[0] if later else None
+        self._apply_filter()
+
+    def action_copy_record(self) -> None:
+        """Write the selected record's JSON to a file in the data dir, and the clipboard."""
+        record = self.query_one(RecordView).selected
+        if record is None:
+            self.notify("no record selected", severity="warning")
+            return
+        text = record.pretty_json()
+        directory = self.deck.data_dir / "records"
+        path = directory / f"{record.topic}-p{record.partition}-{record.offset}.json"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"could not write {path}: {exc}", severity="error")
+            return
+        # OSC 52: terminals that allow it put the text on the system clipboard.
+        self.app.copy_to_clipboard(text)
+        self.notify(f"record JSON written to {path} (and offered to the clipboard)")
 
     def action_toggle_pause(self) -> None:
         """Stop pulling records (the tail keeps its position) or carry on."""
@@ -248,6 +342,7 @@ class TopicsScreen(DeckScreen):
         else:
             self._tail_go.set()
         self._show_state()
+        self.refresh_bindings()
 
     def action_restart(self, from_beginning: bool) -> None:
         """Start the tail again from the earliest or the latest offset."""
@@ -261,10 +356,6 @@ class TopicsScreen(DeckScreen):
     def action_focus_topics(self) -> None:
         """Move to the topic list."""
         self.query_one("#topic-list", OptionList).focus()
-
-    def action_focus_records(self) -> None:
-        """Back to the records."""
-        self.query_one(RecordView).focus()
 
     def action_follow(self) -> None:
         """Jump to the newest record and keep following."""

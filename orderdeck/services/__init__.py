@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orderdeck.store import WriteTx
+    from orderdeck.store.tx import WriteTx
 
 SERVICE_NAMES: tuple[str, ...] = ("order", "payment", "inventory", "notification")
 

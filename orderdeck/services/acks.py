@@ -39,7 +39,7 @@ from orderdeck.backoff import Backoff
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord, ServiceCounters
 from orderdeck.services.batch import BatchResult, StoreCalls
-from orderdeck.store import OutboxRow
+from orderdeck.store.views import OutboxRow
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Applying one batch of records to the store: decode, claim, handle, emit, dead-letter.
 
-A batch is applied in ONE ``BEGIN IMMEDIATE`` transaction; one transaction per batch, not per
+A batch is applied in ONE write transaction (``store.write()``); one per batch, not per
 record, is what makes the pipeline fast. For each record: decode it (before the write lock is
 taken: every process's writers queue on that lock, so what needs no database stays outside);
 claim its ``eventId`` for this service by recording the journey hop (where the record sat in
@@ -17,15 +17,14 @@ of the batch commits.
 
 Nothing here talks to Kafka: records come in as the consumer returned them (only their fields
 are read) and what is to be sent leaves as outbox rows in a :class:`BatchResult`, which
-``services/acks.py`` sends. SQLite's transient failures (busy, locked) are retried by
-:class:`StoreCalls`, the whole batch at once.
+``services/acks.py`` sends. The store's transient failures (what its ``is_transient`` says:
+SQLite busy or locked, say) are retried by :class:`StoreCalls`, the whole batch at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +41,8 @@ from orderdeck.events import (
     headers_for,
 )
 from orderdeck.services import FailureRecord, Service
-from orderdeck.store import OutboxRow, Store, WriteTx
+from orderdeck.store.tx import StoreBackend, WriteTx
+from orderdeck.store.views import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ class BatchApplier:
         self.names = names
         self.topic = names.resolve(service.inbox)
 
-    def apply(self, store: Store, records: Sequence[Any], sent: Sequence[int]) -> BatchResult:
+    def apply(
+        self, store: StoreBackend, records: Sequence[Any], sent: Sequence[int]
+    ) -> BatchResult:
         """Runs on the database thread: the whole batch in one write transaction.
 
         The batch is applied without savepoints first; if any handler raises, that
@@ -89,7 +91,7 @@ class BatchApplier:
 
     def _apply_all(
         self,
-        store: Store,
+        store: StoreBackend,
         decoded: Sequence[tuple[Any, Event | str]],
         sent: Sequence[int],
         isolate: bool,
@@ -103,7 +105,9 @@ class BatchApplier:
                 tried = 1 if index == failed_once else 0
                 result.errors += tried
                 try:
-                    self._apply_record(tx, record, event, result, isolate, tried)
+                    self._apply_record(
+                        tx, record, event, result, isolate, store.is_transient, tried
+                    )
                 except _HandlerFailed as failed:
                     failed.index = index
                     raise
@@ -117,6 +121,7 @@ class BatchApplier:
         event: Event | str,
         result: BatchResult,
         isolate: bool,
+        transient: Callable[[BaseException], bool],
         tried: int = 0,
     ) -> None:
         """Apply one decoded record (``event`` is the reason when it did not decode)."""
@@ -131,11 +136,9 @@ class BatchApplier:
         if not isolate:
             try:
                 self._handle(tx, record, event, result)
-            except sqlite3.OperationalError as exc:
-                if is_transient_sqlite(exc):
-                    raise
-                raise _HandlerFailed from exc
             except Exception as exc:
+                if transient(exc):
+                    raise  # the whole batch is retried
                 raise _HandlerFailed from exc
             return
         error: BaseException | None = None
@@ -144,11 +147,9 @@ class BatchApplier:
                 with tx.savepoint():
                     self._handle(tx, record, event, result)
                 return
-            except sqlite3.OperationalError as exc:
-                if is_transient_sqlite(exc):
-                    raise  # the whole batch is retried
-                error = exc
             except Exception as exc:
+                if transient(exc):
+                    raise  # the whole batch is retried
                 error = exc
             result.errors += 1
             result.failures.append(self._failure(record, f"{type(error).__name__}: {error}", False))
@@ -233,14 +234,15 @@ class BatchApplier:
 
 
 class StoreCalls:
-    """Runs functions on the store's thread (``Store.run``), retrying while SQLite is busy.
+    """Runs functions on the store's thread (``store.run``), retrying while it is busy.
 
-    A busy or locked database is transient (another writer held it longer than SQLite
-    waits), so the call is made again after a backoff. Once the worker is stopping it gives
-    up after the delay passed a second, so a stop is not held up by a locked database.
+    A busy or locked database is transient (another writer held it longer than the store
+    waits; the backend's ``is_transient`` says which errors are), so the call is made again
+    after a backoff. Once the worker is stopping it gives up after the delay passed a
+    second, so a stop is not held up by a locked database.
     """
 
-    def __init__(self, store: Store, stopping: asyncio.Event, name: str) -> None:
+    def __init__(self, store: StoreBackend, stopping: asyncio.Event, name: str) -> None:
         self.store = store
         self._stopping = stopping
         self._name = name
@@ -250,17 +252,13 @@ class StoreCalls:
         while True:
             try:
                 return await self.store.run(fn, *args)
-            except sqlite3.OperationalError as exc:
-                if not is_transient_sqlite(exc) or (self._stopping.is_set() and backoff.delay > 1):
+            except Exception as exc:
+                if not self.store.is_transient(exc) or (
+                    self._stopping.is_set() and backoff.delay > 1
+                ):
                     raise
                 log.warning("%s: database busy (%s); retrying", self._name, exc)
                 await backoff.sleep()
-
-
-def is_transient_sqlite(exc: BaseException) -> bool:
-    """Whether ``exc`` is SQLite saying busy or locked (worth retrying as it was)."""
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 class _HandlerFailed(Exception):

@@ -18,7 +18,7 @@ from orderdeck.events import (
     PaymentDeclined,
 )
 from orderdeck.services import Service
-from orderdeck.store import WriteTx
+from orderdeck.store.tx import WriteTx
 
 FINAL_STATUS = {
     "OrderConfirmed": "confirmed",

@@ -24,7 +24,7 @@ from orderdeck.events import (
     reply_to,
 )
 from orderdeck.services import Service
-from orderdeck.store import WriteTx
+from orderdeck.store.tx import WriteTx
 
 
 class OrderService(Service):

@@ -1,17 +1,27 @@
 """The payment service: charges orders and refunds them when they cannot be fulfilled.
 
-Inbox ``payment-events``. PaymentRequested is charged under the deterministic rules in
-``orderdeck.store`` (``declined-`` customers, a per-customer credit limit); a charged order asks
-the inventory for its items, a declined one ends as PaymentDeclined. RefundRequested (the
-saga's compensation after an out-of-stock) refunds exactly what was charged and ends the order
-as OrderCancelled. The store allows one charge, one decline and one refund per order, so a
-request seen twice under different event ids still cannot move money twice.
+Inbox ``payment-events``. PaymentRequested is decided by the payment rules below (simulated,
+deterministic), written once against the store's transaction API so that every backend
+applies the same ones:
+
+1. a customer id starting with :data:`DECLINED_PREFIX` (``declined-``) is always declined;
+2. a customer whose outstanding charges (charges minus refunds) plus this order would exceed
+   :data:`CREDIT_LIMIT_CENTS` (5,000.00) is declined;
+3. otherwise the order is charged its full amount.
+
+A charged order asks the inventory for its items, a declined one ends as PaymentDeclined.
+RefundRequested (the saga's compensation after an out-of-stock) refunds exactly what was
+charged and ends the order as OrderCancelled. The database's constraints allow one charge or
+decline and one refund per order, so a request seen twice under different event ids still
+cannot move money twice; the outstanding total is read "for update", so two charges of one
+customer in concurrent transactions cannot both slip under the limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from orderdeck.events import (
     PAYMENT_EVENTS,
@@ -26,7 +36,57 @@ from orderdeck.events import (
     reply_to,
 )
 from orderdeck.services import Service
-from orderdeck.store import WriteTx
+from orderdeck.store.tx import WriteTx
+
+CREDIT_LIMIT_CENTS = 500_000
+DECLINED_PREFIX = "declined-"
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """What the payment rules decided for one order."""
+
+    outcome: Literal["charged", "declined", "duplicate"]
+    amount_cents: int
+    reason: str = ""
+
+
+def charge(
+    tx: WriteTx, order_id: str, customer_id: str, amount_cents: int, event_id: str
+) -> ChargeResult:
+    """Apply the payment rules (see the module docstring) to one order, once.
+
+    ``duplicate``: the order was decided before (under any event id); nothing changed.
+    """
+    reason = ""
+    if customer_id.startswith(DECLINED_PREFIX):
+        reason = "card declined"
+    else:
+        outstanding = tx.outstanding_cents_for_update(customer_id)
+        if outstanding + amount_cents > CREDIT_LIMIT_CENTS:
+            reason = (
+                f"credit limit exceeded: {outstanding + amount_cents} > {CREDIT_LIMIT_CENTS} cents"
+            )
+    if reason:
+        if not tx.record_decline(order_id, customer_id, amount_cents, event_id, reason):
+            return ChargeResult("duplicate", amount_cents)
+        return ChargeResult("declined", amount_cents, reason)
+    if not tx.record_charge(order_id, customer_id, amount_cents, event_id):
+        return ChargeResult("duplicate", amount_cents)
+    tx.set_status(order_id, "paid")
+    return ChargeResult("charged", amount_cents)
+
+
+def refund(tx: WriteTx, order_id: str, customer_id: str, event_id: str, reason: str) -> int | None:
+    """Refund exactly the order's charge (0 if it was never charged), once.
+
+    Returns the refunded cents, or None if the order was refunded before (nothing changed).
+    """
+    amount = tx.charged_cents(order_id) or 0
+    if not tx.record_refund(order_id, customer_id, amount, event_id, reason):
+        return None
+    tx.set_status(order_id, "refunded")
+    return amount
 
 
 class PaymentService(Service):
@@ -44,7 +104,7 @@ class PaymentService(Service):
 
     def _charge(self, tx: WriteTx, event: PaymentRequested) -> Sequence[Any]:
         p = event.payload
-        result = tx.charge(event.orderId, p.customerId, p.amountCents, event.eventId)
+        result = charge(tx, event.orderId, p.customerId, p.amountCents, event.eventId)
         if result.outcome == "duplicate":
             return []
         if result.outcome == "declined":
@@ -69,7 +129,7 @@ class PaymentService(Service):
 
     def _refund(self, tx: WriteTx, event: RefundRequested) -> Sequence[Any]:
         p = event.payload
-        refunded = tx.refund(event.orderId, p.customerId, event.eventId, p.reason)
+        refunded = refund(tx, event.orderId, p.customerId, event.eventId, p.reason)
         if refunded is None:
             return []
         return [

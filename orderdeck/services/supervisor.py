@@ -33,7 +33,9 @@ from orderdeck.services.notification import NotificationService
 from orderdeck.services.order import OrderService
 from orderdeck.services.payment import PaymentService
 from orderdeck.services.worker import ServiceWorker
-from orderdeck.store import Store
+from orderdeck.store import open_store
+from orderdeck.store.tx import StoreBackend
+from orderdeck.store.url import StoreURL
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +99,16 @@ class Supervisor:
     def __init__(
         self,
         kafka: KafkaConnection,
-        store_path: Path,
+        store_path: Path | StoreURL,
         names: TopicNames = DEFAULT_NAMES,
         services: Sequence[str] = SERVICE_NAMES,
         on_change: Callable[[], None] | None = None,
-        store: Store | None = None,
+        store: StoreBackend | None = None,
     ) -> None:
         """``store`` lets the caller share its Store (and so its database thread) with the
         services; without it the supervisor opens one on first use and closes it on stop."""
         self.kafka = kafka
-        self.store_path = Path(store_path)
+        self.store_path = store_path if isinstance(store_path, StoreURL) else Path(store_path)
         self.names = names
         self._on_change = on_change
         self._groups: dict[str, _Group] = {}
@@ -287,11 +289,11 @@ class Supervisor:
         self._failures.append(failure)
         self._changed()
 
-    async def _shared_store(self) -> Store:
+    async def _shared_store(self) -> StoreBackend:
         """The one Store every worker of this process writes through (opened on first use)."""
         async with self._store_lock:
             if self._store is None:
-                self._store = await asyncio.to_thread(Store, self.store_path)
+                self._store = await asyncio.to_thread(open_store, self.store_path)
             return self._store
 
     async def _run_slot(self, group: _Group, slot: _Slot) -> None:

@@ -1,4 +1,4 @@
-"""The loop every service runs: consume a batch -> one SQLite transaction -> produce -> commit.
+"""The loop every service runs: consume a batch -> one store transaction -> produce -> commit.
 
 Guarantees, and why the steps are in this order:
 
@@ -18,13 +18,13 @@ event ids are derived from the incoming one, so a resent row is a harmless dupli
 
 Under load batches are paced (:data:`PACE_CYCLE_S`): like the commit interval of the
 acknowledgement pipeline, this trades a few milliseconds for fewer broker requests, which on a
-small machine is what latency depends on. Transient failures (SQLite busy, retriable Kafka
+small machine is what latency depends on. Transient failures (the store busy, retriable Kafka
 errors) are retried with backoff; anything else ends :meth:`ServiceWorker.run` with the
 exception so the supervisor restarts the worker.
 
-SQLite work runs on the store's own thread (see ``Store.run``; the workers of a process share
-one store), so the event loop, which may also serve the API, never waits on the database; in a
-process that only runs services it runs on the loop itself (``Store.run_inline``).
+Store work runs on the store's own thread (see ``StoreBackend.run``; the workers of a process
+share one store), so the event loop, which may also serve the API, never waits on the database; in a
+process that only runs services it runs on the loop itself (``StoreBackend.run_inline``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord, Service, ServiceCounters
 from orderdeck.services.acks import Abandoned, AckPipeline
 from orderdeck.services.batch import BatchApplier, StoreCalls
-from orderdeck.store import Store
+from orderdeck.store import open_store
+from orderdeck.store.tx import StoreBackend
+from orderdeck.store.url import StoreURL
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +100,14 @@ class ServiceWorker:
         service: Service,
         *,
         kafka: KafkaConnection,
-        store_path: Path,
+        store_path: Path | StoreURL,
         names: TopicNames,
         counters: ServiceCounters | None = None,
         instance: int = 0,
         paused: bool = False,
         on_failure: Callable[[FailureRecord], None] | None = None,
         on_batch: Callable[[], None] | None = None,
-        store: Store | None = None,
+        store: StoreBackend | None = None,
     ) -> None:
         self.service = service
         self.kafka = kafka
@@ -127,7 +129,7 @@ class ServiceWorker:
         self._pipeline: AckPipeline | None = None
         self._calls: StoreCalls | None = None
         # A shared store (the supervisor's) is used as is; otherwise the worker opens its own.
-        self._store: Store | None = store
+        self._store: StoreBackend | None = store
         self._owns_store = store is None
         self._last_sweep = 0.0
         self._last_prune = 0.0
@@ -168,7 +170,7 @@ class ServiceWorker:
         """Consume until :meth:`request_stop`; raises on a failure the supervisor must handle."""
         try:
             if self._store is None:
-                self._store = await asyncio.to_thread(Store, self.store_path)
+                self._store = await asyncio.to_thread(open_store, self.store_path)
             self._calls = StoreCalls(self._store, self._stopping, self.service.name)
             self._producer = EventProducer(self.kafka, client_suffix=f"{self.service.name}-out")
             await self._producer.start()

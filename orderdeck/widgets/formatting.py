@@ -84,11 +84,21 @@ def money(cents: int | None) -> str:
     return "-" if cents is None else f"${cents / 100:,.2f}"
 
 
-def short_id(value: str | None, width: int = 8) -> str:
-    """The first ``width`` characters of an id: enough to tell orders apart on screen."""
+def short_id(value: str | None, width: int = 9) -> str:
+    """An id cut to ``width`` characters keeping its *end*: ``…3f9a1c2e``.
+
+    Order and event ids are UUIDv7: ids made in the same second share their first eight
+    or more characters (a millisecond timestamp), so only the tail tells them apart.
+    """
     if not value:
         return "-"
-    return value if len(value) <= width else value[:width] + "…"
+    if len(value) <= width:
+        return value
+    return "…" + value[-max(1, width - 1) :]
+
+
+#: Terminals narrower than this get the compact layouts (the -narrow screen class).
+WIDE_FROM = 120
 
 
 def ellipsize(text: str, width: int) -> str:

@@ -48,38 +48,22 @@ def lag_bars(history: Sequence[int], width: int) -> Content:
 
 
 def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
-    """The members table, then one row per partition, as ``kafka-consumer-groups`` shows.
+    """One row per partition, then the members, as ``kafka-consumer-groups`` shows them.
 
-    The columns are sized so that a whole client id ("orderdeck-notification-0", 24
-    characters) fits a panel half a 120-column terminal wide: member ids are cut to their
-    last 6 characters (enough to tell a group's members apart), hosts to 10.
+    The partitions come first: they are what a panel is watched for (lag, and who owns
+    it), and at 80x24 a panel has room for about eight lines. Every line fits ``width``:
+    the owner column gives way first, then the members' host and member id, so a header
+    never wraps. Member ids are cut to their last 6 characters (the distinguishing part).
     """
-    client_width = max(12, min(26, width - 30))
+    numbers = f"{'P':>2} {'COMMITTED':>9} {'LOG-END':>8} {'LAG':>6}"
+    owner_width = width - len(numbers) - 2
+    show_owner = owner_width >= 8
     lines: list[Content] = [
         Content.styled(
-            f"{'MEMBER':<7} {'CLIENT ID':<{client_width}} {'HOST':<10} PARTITIONS",
+            numbers + ("  OWNER (CLIENT ID)"[: owner_width + 2] if show_owner else ""),
             "bold $text-muted",
         )
     ]
-    for member in snapshot.members:
-        owned = ",".join(str(p) for _, p in sorted(member.assignments)) or "none"
-        lines.append(
-            Content.assemble(
-                (f"…{member.member_id[-6:]:<6} ", "dim"),
-                (f"{ellipsize(member.client_id, client_width):<{client_width}} ", "bold"),
-                (f"{ellipsize(member.host, 10):<10} ", ""),
-                (owned, "$accent"),
-            )
-        )
-    if not snapshot.members:
-        lines.append(Content.styled("no active members", "dim"))
-    owner_width = max(8, width - 30)
-    lines.append(
-        Content.styled(
-            f"{'P':>2} {'COMMITTED':>9} {'LOG-END':>8} {'LAG':>6}  OWNER (CLIENT ID)",
-            "bold $text-muted",
-        )
-    )
     for part in sorted(snapshot.partitions, key=lambda p: (p.topic, p.partition)):
         lines.append(
             Content.assemble(
@@ -87,9 +71,39 @@ def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
                 (f"{count(part.committed):>9} ", ""),
                 (f"{count(part.log_end):>8} ", ""),
                 (f"{count(part.lag):>6}", "bold yellow" if part.lag else ""),
-                ("  " + ellipsize(part.client_id or "-", owner_width), "dim"),
+                (
+                    "  " + ellipsize(part.client_id or "-", owner_width) if show_owner else "",
+                    "dim",
+                ),
             )
         )
+    # Members: CLIENT ID and PARTITIONS always; MEMBER and HOST only when the whole client
+    # id still fits beside them (the client id is what the partition rows name).
+    natural = max((len(m.client_id) for m in snapshot.members), default=9)
+    client_width = max(9, min(26, natural))
+    show_member = width >= 8 + client_width + 1 + 10
+    show_host = show_member and width >= 8 + client_width + 1 + 11 + 10
+    if not show_member:
+        client_width = max(8, min(client_width, width - 11))
+    header = (
+        ("MEMBER  " if show_member else "")
+        + f"{'CLIENT ID':<{client_width}} "
+        + (f"{'HOST':<10} " if show_host else "")
+        + "PARTITIONS"
+    )
+    lines.append(Content.styled(ellipsize(header, width), "bold $text-muted"))
+    for member in snapshot.members:
+        owned = ",".join(str(p) for _, p in sorted(member.assignments)) or "none"
+        lines.append(
+            Content.assemble(
+                (f"…{member.member_id[-6:]:<6} " if show_member else "", "dim"),
+                (f"{ellipsize(member.client_id, client_width):<{client_width}} ", "bold"),
+                (f"{ellipsize(member.host, 10):<10} " if show_host else "", ""),
+                (ellipsize(owned, 10), "$accent"),
+            )
+        )
+    if not snapshot.members:
+        lines.append(Content.styled("no active members", "dim"))
     return Content("\n").join(lines)
 
 

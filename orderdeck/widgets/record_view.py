@@ -11,6 +11,7 @@ so a record can be read while the stream goes on, and ``end`` resumes following.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar
@@ -25,45 +26,98 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from orderdeck.widgets.formatting import clock_ms, ellipsize
+from orderdeck.widgets.formatting import clock_ms, ellipsize, short_id
 
 if TYPE_CHECKING:
     from orderdeck.kafka.tail import TailRecord
 
 RecordFilter = Callable[["TailRecord"], bool]
 
-#: (title, width) of each fixed column; the order id takes the rest of the line.
+#: (title, width) of each fixed column from 100 columns; the order id takes the rest.
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("TIME (UTC)", 12),
     ("P", 2),
     ("OFFSET", 7),
-    ("KEY", 8),
+    ("KEY", 9),
     ("TYPE", 25),
 )
+#: Below 100 columns the key (the order id again, in this pipeline) gives way, and the
+#: order id shows its distinguishing tail.
+NARROW_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("TIME (UTC)", 12),
+    ("P", 2),
+    ("OFFSET", 7),
+)
+FULL_ID = 36
+NARROW_ORDER_WIDTH = 13
+MIN_TYPE_WIDTH = 12
 MIN_ORDER_WIDTH = 10
+
+
+def _layout(width: int) -> tuple[tuple[tuple[str, int], ...], int, int]:
+    """(fixed columns, type width, order id width) for a view ``width`` columns wide.
+
+    The whole order id when it fits, the key column too when there is room for both;
+    otherwise the id's tail and a type column that gives way down to 12 characters.
+    """
+    fixed = sum(size for _, size in COLUMNS) + len(COLUMNS)
+    if width >= fixed + FULL_ID:
+        return COLUMNS[:-1], COLUMNS[-1][1], max(MIN_ORDER_WIDTH, width - fixed)
+    fixed = sum(size for _, size in NARROW_COLUMNS) + len(NARROW_COLUMNS)
+    if width >= fixed + 26 + FULL_ID:
+        return NARROW_COLUMNS, 25, width - fixed - 26
+    type_width = max(MIN_TYPE_WIDTH, min(25, width - fixed - NARROW_ORDER_WIDTH - 1))
+    return NARROW_COLUMNS, type_width, NARROW_ORDER_WIDTH
 
 
 def header_text(width: int) -> str:
     """The column titles laid out exactly like the rows."""
+    columns, type_width, _ = _layout(width)
     cells = [
-        title.rjust(size) if title == "OFFSET" else title.ljust(size) for title, size in COLUMNS
+        title.rjust(size) if title == "OFFSET" else title.ljust(size) for title, size in columns
     ]
-    return ellipsize(" ".join([*cells, "ORDER ID"]), width)
+    return ellipsize(" ".join([*cells, "TYPE".ljust(type_width), "ORDER ID"]), width)
 
 
 def row_text(record: TailRecord, width: int) -> str:
     """One record as a line of ``width`` columns."""
-    fixed = sum(size for _, size in COLUMNS) + len(COLUMNS)
-    order_width = max(MIN_ORDER_WIDTH, width - fixed)
-    cells = (
+    columns, type_width, order_width = _layout(width)
+    cells = [
         clock_ms(record.timestamp_ms).ljust(12),
         str(record.partition).rjust(2),
         str(record.offset).rjust(7),
-        ellipsize(record.key or "-", 8).ljust(8),
-        ellipsize(record.event_type or "?", 25).ljust(25),
-        ellipsize(record.order_id or "-", order_width),
-    )
+    ]
+    if len(columns) > len(NARROW_COLUMNS):
+        cells.append(short_id(record.key, 9).ljust(9))
+    cells.append(ellipsize(record.event_type or "?", type_width).ljust(type_width))
+    order = record.order_id or "-"
+    cells.append(order if len(order) <= order_width else short_id(order, order_width))
     return " ".join(cells)
+
+
+def _order_key(record: TailRecord) -> tuple[int, int, int]:
+    return (record.timestamp_ms, record.partition, record.offset)
+
+
+def merge_in_time(ring: deque[TailRecord], record: TailRecord) -> int | None:
+    """Put ``record`` into ``ring`` (oldest first) by timestamp; its index, or None.
+
+    A tail from the earliest offsets hands over one partition's records after another, so
+    appending would show TIME jumping backwards at every partition boundary. Records that
+    arrive in time order (the live case) take the fast path, an append. A full ring drops
+    its oldest record first, and a record older than everything kept is not kept.
+    """
+    if not ring or _order_key(ring[-1]) <= _order_key(record):
+        ring.append(record)
+        return len(ring) - 1
+    index = bisect.bisect_right(ring, _order_key(record), key=_order_key)
+    if ring.maxlen is not None and len(ring) == ring.maxlen:
+        if index == 0:
+            return None
+        ring.popleft()
+        index -= 1
+    ring.insert(index, record)
+    return index
 
 
 def matches(text: str) -> RecordFilter | None:
@@ -106,6 +160,10 @@ class RecordView(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "first", "First", show=False),
         Binding("end", "follow", "Follow", show=False),
+        Binding("j", "cursor(1)", "Down", show=False),
+        Binding("k", "cursor(-1)", "Up", show=False),
+        Binding("g", "first", "First", show=False),
+        Binding("G", "follow", "Follow", show=False),
     ]
 
     follow: reactive[bool] = reactive(True)
@@ -156,23 +214,31 @@ class RecordView(ScrollView, can_focus=True):
         return list(self._shown)
 
     def add_batch(self, records: Iterable[TailRecord]) -> None:
-        """Append a batch; drops the oldest records beyond capacity."""
-        before = len(self._shown)
+        """Merge a batch in by timestamp; drops the oldest records beyond capacity."""
         added = 0
+        moved_before_cursor = 0
         check = self._filter
         for record in records:
-            self._all.append(record)
+            merge_in_time(self._all, record)
             self.received += 1
             if check is None or check(record):
-                self._shown.append(record)
+                full = len(self._shown) == self.capacity
+                index = merge_in_time(self._shown, record)
+                if index is None:
+                    continue
                 added += 1
+                # The cursor stays on its record: one dropped at the front shifts it down,
+                # one inserted before it shifts it up.
+                if full:
+                    moved_before_cursor -= 1
+                if index <= self._cursor + moved_before_cursor:
+                    moved_before_cursor += 1
         if not added:
             return
-        dropped = before + added - len(self._shown)
         if self.follow:
             self._cursor = len(self._shown) - 1
         elif self._cursor >= 0:
-            self._cursor = max(0, self._cursor - dropped)
+            self._cursor = max(0, min(len(self._shown) - 1, self._cursor + moved_before_cursor))
         self._resize()
         if self.follow:
             self.scroll_end(animate=False, immediate=False, x_axis=False)
@@ -264,9 +330,14 @@ class RecordView(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._resize()
 
+    @property
+    def line_width(self) -> int:
+        """The columns a line has (the scrollbar's are not the view's)."""
+        return self.scrollable_content_region.width or self.size.width
+
     def render_line(self, y: int) -> Strip:
         """Render the record at screen line ``y`` (Line API)."""
-        width = self.size.width
+        width = self.line_width
         index = int(self.scroll_offset.y) + y
         base = self.rich_style
         if index >= len(self._shown):

@@ -1,9 +1,10 @@
-"""Pictures of every screen at 120x36, drawn from a deterministic fake runtime.
+"""Pictures of every screen at 80x24, 120x36 and 200x50, from a deterministic fake runtime.
 
-The fake serves fixed orders, services, group snapshots and tail records with a fixed
-clock, and the app polls once (the history before it is primed), so each picture is the
-same on every run. Update them with ``pytest tests/screens --snapshot-update`` after an
-intended change and look at the report.
+80x24 is the default size of most terminals and gets the compact (``-narrow``) layouts;
+120x36 and 200x50 the wide ones. The fake serves fixed orders, services, group snapshots
+and tail records with a fixed clock, and the app polls once (the history before it is
+primed), so each picture is the same on every run. Update them with
+``pytest tests/screens --snapshot-update`` after an intended change and look at the report.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -24,8 +26,9 @@ from orderdeck.widgets.runtime_link import RuntimeHooks
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
 
-SIZE = (120, 36)
+SIZES = {"80x24": (80, 24), "120x36": (120, 36), "200x50": (200, 50)}
 PRIMED_POLLS = 60
+sizes = pytest.mark.parametrize("size", list(SIZES.values()), ids=list(SIZES))
 
 SnapCompare = Callable[..., bool]
 
@@ -60,11 +63,13 @@ def on_screen(key: str, extra: Callable[[Pilot[Any]], Awaitable[None]] | None = 
     return run_before
 
 
-def test_pipeline_screen(snap_compare: SnapCompare) -> None:
-    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen(""))
+@sizes
+def test_pipeline_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen(""))
 
 
-def test_submit_screen(snap_compare: SnapCompare) -> None:
+@sizes
+def test_submit_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def submit_two(pilot: Pilot[Any]) -> None:
         await pilot.press("ctrl+s")
         app = pilot.app
@@ -74,10 +79,11 @@ def test_submit_screen(snap_compare: SnapCompare) -> None:
         await until(pilot, lambda: len(getattr(screen, "results", ())) == 2, "the second result")
         await pilot.pause()
 
-    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("2", submit_two))
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("2", submit_two))
 
 
-def test_topics_screen(snap_compare: SnapCompare) -> None:
+@sizes
+def test_topics_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def records_arrived(pilot: Pilot[Any]) -> None:
         screen = pilot.app.screen
         assert isinstance(screen, TopicsScreen)
@@ -85,10 +91,11 @@ def test_topics_screen(snap_compare: SnapCompare) -> None:
         await until(pilot, lambda: view.shown == 30, "the fake tail's 30 records")
         await pilot.press("up", "up", "up")
 
-    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("3", records_arrived))
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("3", records_arrived))
 
 
-def test_groups_screen(snap_compare: SnapCompare) -> None:
+@sizes
+def test_groups_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def drawn(pilot: Pilot[Any]) -> None:
         await until(
             pilot,
@@ -96,10 +103,11 @@ def test_groups_screen(snap_compare: SnapCompare) -> None:
             "every group panel to show a snapshot",
         )
 
-    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("4", drawn))
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("4", drawn))
 
 
-def test_services_screen(snap_compare: SnapCompare) -> None:
+@sizes
+def test_services_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def pause_payment(pilot: Pilot[Any]) -> None:
         await pilot.press("down", "p")
         app = pilot.app
@@ -123,15 +131,16 @@ def test_services_screen(snap_compare: SnapCompare) -> None:
         pilot.app.clear_notifications()
         await pilot.pause()
 
-    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("5", pause_payment))
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("5", pause_payment))
 
 
-def test_orders_screen(snap_compare: SnapCompare) -> None:
+@sizes
+def test_orders_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def pick_cancelled(pilot: Pilot[Any]) -> None:
         await pilot.press("down", "down", "down", "down", "down", "down", "down")
         await pilot.pause(0.3)
 
-    assert snap_compare(deck(), terminal_size=SIZE, run_before=on_screen("6", pick_cancelled))
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("6", pick_cancelled))
 
 
 class SlowStart(FakeRuntime):
@@ -148,7 +157,8 @@ class SlowStart(FakeRuntime):
         await self.release.wait()
 
 
-def test_startup_screen(snap_compare: SnapCompare) -> None:
+@sizes
+def test_startup_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     hooks = RuntimeHooks()
     runtime = SlowStart(hooks)
     app = deck(runtime, hooks)
@@ -161,4 +171,24 @@ def test_startup_screen(snap_compare: SnapCompare) -> None:
         )
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=started_half)
+    assert snap_compare(app, terminal_size=size, run_before=started_half)
+
+
+@sizes
+def test_help_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def press_help(pilot: Pilot[Any]) -> None:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", "help")
+        await pilot.pause()
+
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("3", press_help))
+
+
+def test_topics_filter_focused(snap_compare: SnapCompare) -> None:
+    """In the filter box the footer offers esc and the F-keys, not the letters it types."""
+
+    async def into_filter(pilot: Pilot[Any]) -> None:
+        await pilot.press("slash", "2", "5")
+        await pilot.pause()
+
+    assert snap_compare(deck(), terminal_size=(80, 24), run_before=on_screen("3", into_filter))

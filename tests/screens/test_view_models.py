@@ -16,7 +16,8 @@ from orderdeck.screens.burst_plan import (
     plan_burst,
     scarce_product,
 )
-from orderdeck.store import CREDIT_LIMIT_CENTS, DECLINED_PREFIX, Product
+from orderdeck.services.payment import CREDIT_LIMIT_CENTS, DECLINED_PREFIX
+from orderdeck.store import Product
 from orderdeck.widgets.group_panel import lag_bars
 from orderdeck.widgets.live import LiveModel
 from orderdeck.widgets.log_buffer import LogBuffer

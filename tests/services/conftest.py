@@ -1,15 +1,15 @@
-"""Fixtures for the service tests: a store, a producer, running services.
+"""Fixtures for the service tests: a producer and running services, on every store engine.
 
-``kafka_bootstrap`` (the session's real broker) and ``topic_names`` (fresh prefixed topics with
-3 partitions each, DLQs included) come from tests/conftest.py.
+``kafka_bootstrap`` (the session's real broker), ``topic_names`` (fresh prefixed topics with
+3 partitions each, DLQs included) and ``store_url``/``store`` (a fresh store per engine, the
+test's own view of it: the services open their own connections) come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -17,7 +17,7 @@ from orderdeck.events import LineItem, OrderPlaced, OrderPlacedPayload, TopicNam
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import Delivery, EventProducer
 from orderdeck.services.supervisor import Supervisor
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend, StoreURL
 
 JOIN_TIMEOUT_S = 30.0
 
@@ -50,20 +50,6 @@ def order_placed(
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    """Where this test's SQLite database lives."""
-    return tmp_path / "orderdeck.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    """The test's view of the shared database (the services open their own connections)."""
-    s = Store(db_path)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 async def producer(kafka_connection: KafkaConnection) -> AsyncIterator[EventProducer]:
     """A started producer for placing orders and writing raw records."""
     p = EventProducer(kafka_connection, client_suffix="test-services")
@@ -74,10 +60,13 @@ async def producer(kafka_connection: KafkaConnection) -> AsyncIterator[EventProd
 
 @pytest.fixture
 async def services(
-    kafka_connection: KafkaConnection, db_path: Path, topic_names: TopicNames, store: Store
+    kafka_connection: KafkaConnection,
+    store_url: StoreURL,
+    topic_names: TopicNames,
+    store: StoreBackend,
 ) -> AsyncIterator[Supervisor]:
-    """All four services running against the test's topics and database."""
-    sup = Supervisor(kafka_connection, db_path, topic_names)
+    """All four services running against the test's topics and store."""
+    sup = Supervisor(kafka_connection, store_url, topic_names)
     await sup.start()
     try:
         async with asyncio.timeout(JOIN_TIMEOUT_S):
@@ -91,7 +80,7 @@ Place = Callable[[OrderPlaced], Awaitable[Delivery]]
 
 
 @pytest.fixture
-def place(producer: EventProducer, topic_names: TopicNames, store: Store) -> Place:
+def place(producer: EventProducer, topic_names: TopicNames, store: StoreBackend) -> Place:
     """Produce an OrderPlaced to order-events and record it like the API does."""
 
     async def _place(event: OrderPlaced) -> Delivery:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,7 +16,7 @@ from orderdeck.services import Service
 from orderdeck.services.order import OrderService
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.services.worker import ServiceWorker
-from orderdeck.store import Store, WriteTx
+from orderdeck.store import StoreBackend, StoreURL, WriteTx
 from tests.services.conftest import Place, order_placed, wait_for
 
 
@@ -41,7 +40,7 @@ async def _read_all(bootstrap: str, topic: str, expected: int, within: float = 1
 async def test_poison_record_on_each_topic_goes_to_its_dlq(
     kafka_bootstrap: str,
     services: Supervisor,
-    store: Store,
+    store: StoreBackend,
     place: Place,
     producer: EventProducer,
     topic_names: TopicNames,
@@ -112,8 +111,8 @@ class _FailsForOne(Service):
 
 async def test_handler_failing_three_times_is_dead_lettered_and_the_batch_goes_on(
     kafka_bootstrap: str,
-    db_path: Path,
-    store: Store,
+    store_url: StoreURL,
+    store: StoreBackend,
     place: Place,
     topic_names: TopicNames,
 ) -> None:
@@ -123,7 +122,7 @@ async def test_handler_failing_three_times_is_dead_lettered_and_the_batch_goes_o
         await place(e)
     service = _FailsForOne(bad.orderId)
     worker = ServiceWorker(
-        service, kafka=KafkaConnection(kafka_bootstrap), store_path=db_path, names=topic_names
+        service, kafka=KafkaConnection(kafka_bootstrap), store_path=store_url, names=topic_names
     )
     task = asyncio.create_task(worker.run())
     try:
@@ -147,6 +146,6 @@ async def test_handler_failing_three_times_is_dead_lettered_and_the_batch_goes_o
     )
 
 
-def _status(store: Store, order_id: str) -> str | None:
+def _status(store: StoreBackend, order_id: str) -> str | None:
     order = store.get_order(order_id)
     return order.status if order else None

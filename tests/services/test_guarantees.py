@@ -20,18 +20,18 @@ from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.services.supervisor import Supervisor
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend
 from tests.services.conftest import Place, order_placed, wait_for
 
 FINAL = {"confirmed", "rejected", "payment_declined", "cancelled"}
 
 
-def _finals(store: Store) -> int:
+def _finals(store: StoreBackend) -> int:
     return sum(n for s, n in store.status_counts().items() if s in FINAL)
 
 
 async def test_500_concurrent_orders_against_stock_100_confirm_exactly_100(
-    services: Supervisor, store: Store, place: Place
+    services: Supervisor, store: StoreBackend, place: Place
 ) -> None:
     store.set_stock("sku-dock", 100)
     await services.scale("payment", 2)
@@ -56,7 +56,7 @@ async def test_500_concurrent_orders_against_stock_100_confirm_exactly_100(
 async def test_offset_reset_to_earliest_changes_nothing(
     kafka_bootstrap: str,
     services: Supervisor,
-    store: Store,
+    store: StoreBackend,
     place: Place,
     topic_names: TopicNames,
 ) -> None:
@@ -85,7 +85,7 @@ async def test_offset_reset_to_earliest_changes_nothing(
     for topic in topic_names.pipeline():
         await _commit_earliest(kafka_bootstrap, topic)
 
-    again = Supervisor(KafkaConnection(kafka_bootstrap), store.path, topic_names)
+    again = Supervisor(KafkaConnection(kafka_bootstrap), store.url, topic_names)
     await again.start()
     try:
         await wait_for(
@@ -119,7 +119,7 @@ async def _commit_earliest(bootstrap: str, topic: str) -> None:
 
 
 async def test_legacy_shape_record_is_processed(
-    services: Supervisor, store: Store, producer: EventProducer, topic_names: TopicNames
+    services: Supervisor, store: StoreBackend, producer: EventProducer, topic_names: TopicNames
 ) -> None:
     order_id = f"legacy-{uuid.uuid4().hex[:8]}"
     legacy = {
@@ -143,7 +143,7 @@ async def test_legacy_shape_record_is_processed(
 
 async def test_unsent_outbox_rows_are_sent_after_restart(
     kafka_bootstrap: str,
-    store: Store,
+    store: StoreBackend,
     place: Place,
     topic_names: TopicNames,
 ) -> None:
@@ -179,7 +179,7 @@ async def test_unsent_outbox_rows_are_sent_after_restart(
         )
     assert len(store.unsent_outbox("order")) == 1
 
-    sup = Supervisor(KafkaConnection(kafka_bootstrap), store.path, topic_names)
+    sup = Supervisor(KafkaConnection(kafka_bootstrap), store.url, topic_names)
     await sup.start()
     try:
         await wait_for(lambda: _status(store, placed.orderId) == "confirmed", what="confirmed")
@@ -196,7 +196,7 @@ async def test_unsent_outbox_rows_are_sent_after_restart(
 
 async def test_replayed_event_is_not_charged_twice(
     services: Supervisor,
-    store: Store,
+    store: StoreBackend,
     place: Place,
     producer: EventProducer,
     topic_names: TopicNames,
@@ -226,6 +226,6 @@ def _processed(sup: Supervisor, name: str) -> int:
     return next(s.processed for s in sup.statuses() if s.name == name)
 
 
-def _status(store: Store, order_id: str) -> str | None:
+def _status(store: StoreBackend, order_id: str) -> str | None:
     order = store.get_order(order_id)
     return order.status if order else None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from orderdeck.events import TopicNames
 from orderdeck.services.supervisor import Supervisor
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend
 from tests.services.conftest import Place, order_placed, wait_for
 
 
 async def test_happy_path_confirms_with_four_hop_journey(
-    services: Supervisor, store: Store, place: Place, topic_names: TopicNames
+    services: Supervisor, store: StoreBackend, place: Place, topic_names: TopicNames
 ) -> None:
     event = order_placed("alice", [("sku-keyboard", 2), ("sku-mouse", 1)])
     await place(event)
@@ -42,7 +42,7 @@ async def test_happy_path_confirms_with_four_hop_journey(
 
 
 async def test_declined_customer_ends_payment_declined(
-    services: Supervisor, store: Store, place: Place
+    services: Supervisor, store: StoreBackend, place: Place
 ) -> None:
     event = order_placed("declined-bob")
     await place(event)
@@ -52,7 +52,7 @@ async def test_declined_customer_ends_payment_declined(
 
 
 async def test_out_of_stock_is_cancelled_with_refund_equal_to_charge(
-    services: Supervisor, store: Store, place: Place
+    services: Supervisor, store: StoreBackend, place: Place
 ) -> None:
     store.set_stock("sku-monitor", 1)
     event = order_placed("carol", [("sku-monitor", 2), ("sku-cable", 1)])
@@ -71,7 +71,7 @@ async def test_out_of_stock_is_cancelled_with_refund_equal_to_charge(
 
 
 async def test_unknown_product_is_rejected(
-    services: Supervisor, store: Store, place: Place
+    services: Supervisor, store: StoreBackend, place: Place
 ) -> None:
     event = order_placed("dave", [("sku-does-not-exist", 1)])
     await place(event)
@@ -79,6 +79,6 @@ async def test_unknown_product_is_rejected(
     assert store.order_payments(event.orderId) == {}
 
 
-def _status(store: Store, order_id: str) -> str | None:
+def _status(store: StoreBackend, order_id: str) -> str | None:
     order = store.get_order(order_id)
     return order.status if order else None

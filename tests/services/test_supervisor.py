@@ -17,7 +17,7 @@ from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.services import ServiceStatus
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.services.worker import ServiceWorker
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend, StoreURL
 from tests.services.conftest import Place, order_placed, wait_for
 
 
@@ -54,7 +54,7 @@ def _status(sup: Supervisor, name: str) -> ServiceStatus:
     return next(s for s in sup.statuses() if s.name == name)
 
 
-def _order_status(store: Store, order_id: str) -> str | None:
+def _order_status(store: StoreBackend, order_id: str) -> str | None:
     order = store.get_order(order_id)
     return order.status if order else None
 
@@ -62,7 +62,7 @@ def _order_status(store: Store, order_id: str) -> str | None:
 async def test_paused_service_builds_lag_and_catches_up_on_resume(
     kafka_bootstrap: str,
     services: Supervisor,
-    store: Store,
+    store: StoreBackend,
     place: Place,
     topic_names: TopicNames,
     admin: AIOKafkaAdminClient,
@@ -97,7 +97,7 @@ async def test_paused_service_builds_lag_and_catches_up_on_resume(
 
 async def test_scaling_adds_consumers_to_the_same_group(
     services: Supervisor,
-    store: Store,
+    store: StoreBackend,
     place: Place,
     topic_names: TopicNames,
     admin: AIOKafkaAdminClient,
@@ -149,11 +149,11 @@ async def test_crashing_service_is_restarted_with_backoff(
 
 async def test_clean_stop_leaves_the_group(
     kafka_connection: KafkaConnection,
-    db_path: Path,
+    store_url: StoreURL,
     topic_names: TopicNames,
     admin: AIOKafkaAdminClient,
 ) -> None:
-    sup = Supervisor(kafka_connection, db_path, topic_names, services=["notification"])
+    sup = Supervisor(kafka_connection, store_url, topic_names, services=["notification"])
     await sup.start()
     async with asyncio.timeout(30):
         await sup.wait_joined()
@@ -171,7 +171,7 @@ def _worker(sup: Supervisor, name: str) -> ServiceWorker:
 
 
 async def test_paced_batches_hold_fetches_only_for_their_cycle(
-    services: Supervisor, store: Store, place: Place, monkeypatch: pytest.MonkeyPatch
+    services: Supervisor, store: StoreBackend, place: Place, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held: list[str] = []
     for name in ("order", "payment", "inventory", "notification"):

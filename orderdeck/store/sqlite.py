@@ -1,29 +1,21 @@
-"""The pipeline's durable state in SQLite: the only module in orderdeck that speaks SQL.
+"""The embedded SQLite backend: the default store, one file shared by every local process.
 
-One database file is shared by every process of a deployment (the API and any number of
-``orderdeck serve`` processes). That is safe because:
+The only module of orderdeck that imports ``sqlite3``; it implements the Protocols of
+``store/tx.py``. One database file is shared by every process of a deployment on one host
+(the API and any number of ``orderdeck serve`` processes). That is safe because:
 
 * the database runs in WAL mode, so readers never block the single writer and vice versa;
 * every write is a ``BEGIN IMMEDIATE`` transaction, which takes the write lock up front (a
   deferred transaction that upgrades to a writer can fail with "database is locked" at once,
   without waiting), and ``busy_timeout`` makes a second writer wait instead of failing;
+* writers queue on a file lock beside the database before they begin (:class:`_WriterLock`),
+  so the lock passes to the next writer at once instead of after SQLite's busy polling;
 * ``synchronous=NORMAL``: in WAL mode a commit is atomic and survives a process crash; only a
-  power loss can drop the last commits, which Kafka redelivery then repairs.
+  power loss can drop the last commits, which Kafka redelivery then repairs;
+* a background thread checkpoints the log (:class:`_Checkpointer`), off the writers' path.
 
-Services write through :meth:`Store.write`, one transaction per consumed batch, in which a
-handler records the hop of the order's journey (the journey row, keyed by ``eventId``, is also
-the record that the event was processed, so a replay is recognised), applies its state change
-and appends its outgoing events to the outbox. The uniqueness constraints
-below make every effect happen at most once even if an event is replayed under another id:
-one charge, one refund and one decline per order, one reservation per order, one
-notification of each type per order.
-
-Payment rules (simulated, deterministic):
-
-1. a customer id starting with ``declined-`` is always declined;
-2. a customer whose outstanding charges (charges minus refunds) plus this order would exceed
-   :data:`CREDIT_LIMIT_CENTS` (5,000.00) is declined;
-3. otherwise the order is charged its full amount.
+Because a write transaction holds the one writer lock from its first statement, every read
+inside it is already "for update": the ``*_for_update`` primitives need no extra locking.
 
 Order statuses move forward only: ``placed`` (accepted by the API) -> ``pending`` (priced by the
 order service) -> ``paid`` -> ``reserved`` -> ``confirmed``; or ``paid`` -> ``out_of_stock`` ->
@@ -34,15 +26,13 @@ overwritten.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,10 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
-from orderdeck.errors import OrderdeckError
 from orderdeck.events import (
     FINAL_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -62,17 +50,30 @@ from orderdeck.events import (
     PricedLineItem,
     iso_utc,
 )
+from orderdeck.store.catalog import catalog_for, load_catalog
+from orderdeck.store.schema import migration_steps
+from orderdeck.store.tx import ReservationOutcome
+from orderdeck.store.url import StoreURL
+from orderdeck.store.views import (
+    IdempotencyRecord,
+    JourneyHop,
+    OrderItemView,
+    OrderSummary,
+    OrderTiming,
+    OrderView,
+    OutboxRow,
+    Product,
+    StatusChange,
+    decode_cursor,
+    encode_cursor,
+    now_iso,
+)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone
     fcntl = None  # type: ignore[assignment]
 
-CATALOG_NAME = "inventory.json"
-#: The project's catalog (``data/inventory.json`` of a source checkout).
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / CATALOG_NAME
-CREDIT_LIMIT_CENTS = 500_000
-DECLINED_PREFIX = "declined-"
 BUSY_TIMEOUT_MS = 10_000
 CACHE_KIB = 32 * 1024
 #: Reads straight from the OS page cache instead of copying pages through read().
@@ -83,7 +84,9 @@ CHECKPOINT_INTERVAL_S = 0.5
 
 T = TypeVar("T")
 
-_SCHEMA = """
+#: Version 1: the schema as it was before versioning (so a version-0 store gains nothing
+#: it lacks and loses nothing it has).
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS products (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -175,105 +178,17 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 """
 
 
+#: One step per schema version, applied in order in the transaction that checks the version.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
 _FINAL_LIST = sorted(FINAL_STATUSES)
 _FINAL_MARKS = ",".join("?" * len(_FINAL_LIST))
 _IN_FLIGHT_LIST = sorted(IN_FLIGHT_STATUSES)
 _IN_FLIGHT_MARKS = ",".join("?" * len(_IN_FLIGHT_LIST))
 
 
-def now_iso() -> str:
-    """The current UTC time as ISO-8601 with milliseconds and a ``Z``."""
-    return iso_utc(datetime.now(UTC), "milliseconds")
-
-
 def _iso(value: datetime) -> str:
     return iso_utc(value, "milliseconds")
-
-
-# ----------------------------------------------------------------------------- read models
-
-
-class _View(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class Product(_View):
-    """A catalog entry with its live stock (available now) and what is reserved."""
-
-    id: str
-    name: str
-    priceCents: int
-    stock: int
-    reserved: int
-
-
-class OrderItemView(_View):
-    """One line of an order with the price the order service charged for it."""
-
-    productId: str
-    quantity: int
-    unitPriceCents: int
-
-
-class StatusChange(_View):
-    """One step of an order's status history."""
-
-    status: str
-    at: datetime
-
-
-class JourneyHop(_View):
-    """One event of an order's journey and where it sat in Kafka.
-
-    ``timestamp`` is the record's Kafka timestamp (epoch milliseconds); ``service`` and
-    ``processedAt`` say who consumed it and when (``None`` while nobody has yet).
-    """
-
-    eventId: str
-    type: str
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    service: str | None
-    processedAt: datetime | None
-
-
-class OrderView(_View):
-    """Everything known about one order."""
-
-    id: str
-    customerId: str
-    status: str
-    items: list[OrderItemView]
-    amountCents: int
-    refundedCents: int
-    createdAt: datetime
-    updatedAt: datetime
-    history: list[StatusChange]
-    journey: list[JourneyHop]
-
-
-class OrderSummary(_View):
-    """One row of an order listing."""
-
-    id: str
-    customerId: str
-    status: str
-    amountCents: int
-    refundedCents: int
-    itemCount: int
-    createdAt: datetime
-    updatedAt: datetime
-
-
-class IdempotencyRecord(_View):
-    """The response remembered for an ``Idempotency-Key``."""
-
-    key: str
-    request_hash: str
-    order_id: str
-    response_json: str
 
 
 @dataclass(frozen=True)
@@ -287,50 +202,6 @@ class ConnectionSettings:
     page_size: int
 
 
-@dataclass(frozen=True)
-class OrderTiming:
-    """Where one order stands and when (see :meth:`Store.order_timings`)."""
-
-    seq: int
-    status: str
-    #: When the order was accepted (its OrderPlaced's occurredAt), ISO 8601 UTC.
-    created_at: str
-    #: When its status last changed; for a final status, when it became final.
-    updated_at: str
-
-
-# ----------------------------------------------------------------------------- write side
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """An outgoing record waiting to be produced."""
-
-    id: int
-    service: str
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-
-
-@dataclass(frozen=True)
-class ChargeResult:
-    """What the payment rules decided for one order."""
-
-    outcome: Literal["charged", "declined", "duplicate"]
-    amount_cents: int
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class ReserveResult:
-    """What the inventory decided for one order."""
-
-    outcome: Literal["reserved", "out_of_stock", "duplicate"]
-    reason: str = ""
-
-
 def _headers_to_json(headers: Sequence[tuple[str, bytes]]) -> str:
     # Latin-1 maps every byte to one code point, so any header value survives the round trip;
     # pydantic_core's encoder is several times faster than json.dumps on this hot path.
@@ -341,10 +212,10 @@ def _headers_from_json(text: str) -> tuple[tuple[str, bytes], ...]:
     return tuple((k, v.encode("latin-1")) for k, v in from_json(text))
 
 
-class WriteTx:
-    """The operations a service may perform inside one write transaction.
+class SQLiteWriteTx:
+    """:class:`orderdeck.store.tx.WriteTx` on one SQLite connection inside ``BEGIN IMMEDIATE``.
 
-    Obtained from :meth:`Store.write`; never kept beyond the ``with`` block.
+    Obtained from :meth:`SQLiteStore.write`; never kept beyond the ``with`` block.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -581,93 +452,110 @@ class WriteTx:
         )
         return cur.rowcount == 1
 
-    # -- payment service
+    # -- payment primitives (the rules: services/payment.py)
 
-    def charge(self, order_id: str, customer_id: str, amount: int, event_id: str) -> ChargeResult:
-        """Apply the payment rules (see the module docstring) once per order.
+    def outstanding_cents_for_update(self, customer_id: str) -> int:
+        """The customer's charges minus refunds (the write lock already holds them)."""
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(CASE kind WHEN 'charge' THEN amount_cents"
+            " ELSE -amount_cents END), 0) FROM payments"
+            " WHERE customer_id = ? AND kind IN ('charge', 'refund')",
+            (customer_id,),
+        ).fetchone()
+        return int(row[0])
 
-        The unique index on an order's decision (charge or decline) makes a second request
-        for the same order, under any event id, a ``duplicate`` that moves no money.
-        """
-        reason = ""
-        if customer_id.startswith(DECLINED_PREFIX):
-            reason = "card declined"
-        else:
-            outstanding = self._conn.execute(
-                "SELECT COALESCE(SUM(CASE kind WHEN 'charge' THEN amount_cents"
-                " ELSE -amount_cents END), 0) FROM payments"
-                " WHERE customer_id = ? AND kind IN ('charge', 'refund')",
-                (customer_id,),
-            ).fetchone()[0]
-            if outstanding + amount > CREDIT_LIMIT_CENTS:
-                reason = (
-                    f"credit limit exceeded: {outstanding + amount} > {CREDIT_LIMIT_CENTS} cents"
-                )
-        kind = "decline" if reason else "charge"
+    def _record_payment(
+        self,
+        order_id: str,
+        kind: Literal["charge", "decline", "refund"],
+        customer_id: str,
+        amount_cents: int,
+        event_id: str,
+        reason: str | None,
+    ) -> bool:
+        # The constraints decide: UNIQUE (order_id, kind), and one charge-or-decline per order.
         cur = self._conn.execute(
             "INSERT INTO payments (order_id, kind, customer_id, amount_cents, event_id, reason,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (order_id, kind, customer_id, amount, event_id, reason or None, self.now),
+            (order_id, kind, customer_id, amount_cents, event_id, reason, self.now),
         )
-        if cur.rowcount != 1:
-            return ChargeResult("duplicate", amount)
-        if reason:
-            return ChargeResult("declined", amount, reason)
-        self.set_status(order_id, "paid")
-        return ChargeResult("charged", amount)
+        return cur.rowcount == 1
 
-    def refund(self, order_id: str, customer_id: str, event_id: str, reason: str) -> int | None:
-        """Refund exactly the order's charge (0 if it was never charged); None if done before."""
-        if self._conn.execute(
-            "SELECT 1 FROM payments WHERE order_id = ? AND kind = 'refund'", (order_id,)
-        ).fetchone():
-            return None
+    def record_charge(
+        self, order_id: str, customer_id: str, amount_cents: int, event_id: str
+    ) -> bool:
+        """Record the order's charge; False if it was charged or declined before."""
+        return self._record_payment(order_id, "charge", customer_id, amount_cents, event_id, None)
+
+    def record_decline(
+        self, order_id: str, customer_id: str, amount_cents: int, event_id: str, reason: str
+    ) -> bool:
+        """Record the order's decline; False if it was charged or declined before."""
+        return self._record_payment(
+            order_id, "decline", customer_id, amount_cents, event_id, reason
+        )
+
+    def charged_cents(self, order_id: str) -> int | None:
+        """What the order was charged; None if it never was."""
         row = self._conn.execute(
             "SELECT amount_cents FROM payments WHERE order_id = ? AND kind = 'charge'",
             (order_id,),
         ).fetchone()
-        amount = row[0] if row else 0
+        return None if row is None else int(row[0])
+
+    def record_refund(
+        self, order_id: str, customer_id: str, amount_cents: int, event_id: str, reason: str
+    ) -> bool:
+        """Record the order's refund and its refunded amount; False if refunded before."""
+        if not self._record_payment(
+            order_id, "refund", customer_id, amount_cents, event_id, reason
+        ):
+            return False
         self._conn.execute(
-            "INSERT INTO payments (order_id, kind, customer_id, amount_cents, event_id, reason,"
-            " created_at) VALUES (?, 'refund', ?, ?, ?, ?, ?)",
-            (order_id, customer_id, amount, event_id, reason, self.now),
+            "UPDATE orders SET refunded_cents = ? WHERE id = ?", (amount_cents, order_id)
         )
-        self._conn.execute("UPDATE orders SET refunded_cents = ? WHERE id = ?", (amount, order_id))
-        self.set_status(order_id, "refunded")
-        return amount
+        return True
 
-    # -- inventory service
+    # -- inventory primitives (the rules: services/inventory.py)
 
-    def reserve(self, order_id: str, items: Sequence[LineItem], event_id: str) -> ReserveResult:
-        """Reserve every item of an order, all or nothing, once per order."""
-        wanted: dict[str, int] = {}
-        for item in items:
-            wanted[item.productId] = wanted.get(item.productId, 0) + item.quantity
-        short: list[str] = []
-        for product_id, qty in sorted(wanted.items()):
-            row = self._conn.execute(
-                "SELECT stock FROM products WHERE id = ?", (product_id,)
-            ).fetchone()
-            if row is None or row[0] < qty:
-                short.append(f"{product_id} (wanted {qty}, available {row[0] if row else 0})")
-        outcome: Literal["reserved", "out_of_stock"] = "out_of_stock" if short else "reserved"
-        # The reservation row claims the order first: a second request changes nothing.
+    def stock_for_update(self, product_ids: Sequence[str]) -> dict[str, int]:
+        """Available stock of the known products among ``product_ids`` (held: write lock)."""
+        wanted = sorted(set(product_ids))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self._conn.execute(
+            f"SELECT id, stock FROM products WHERE id IN ({marks})", wanted
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def record_reservation(
+        self,
+        order_id: str,
+        outcome: ReservationOutcome,
+        quantities: Mapping[str, int],
+        event_id: str,
+    ) -> bool:
+        """Record the order's reservation decision; False if it was decided before."""
         cur = self._conn.execute(
             "INSERT INTO reservations (order_id, outcome, items_json, event_id, created_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (order_id, outcome, to_json(dict(sorted(wanted.items()))).decode(), event_id, self.now),
+            (
+                order_id,
+                outcome,
+                to_json(dict(sorted(quantities.items()))).decode(),
+                event_id,
+                self.now,
+            ),
         )
-        if cur.rowcount != 1:
-            return ReserveResult("duplicate")
-        if not short:
-            for product_id, qty in sorted(wanted.items()):
-                self._conn.execute(
-                    "UPDATE products SET stock = stock - ?, reserved = reserved + ? WHERE id = ?",
-                    (qty, qty, product_id),
-                )
-        self.set_status(order_id, outcome)
-        reason = "out of stock: " + ", ".join(short) if short else ""
-        return ReserveResult(outcome, reason)
+        return cur.rowcount == 1
+
+    def take_stock(self, quantities: Mapping[str, int]) -> None:
+        """Move ``quantities`` from stock to reserved (the CHECK refuses negative stock)."""
+        self._conn.executemany(
+            "UPDATE products SET stock = stock - ?, reserved = reserved + ? WHERE id = ?",
+            [(qty, qty, product_id) for product_id, qty in sorted(quantities.items())],
+        )
 
     # -- notification service
 
@@ -857,30 +745,6 @@ def _upsert_hop(
 # ----------------------------------------------------------------------------- the store
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{seq}".encode()).decode().rstrip("=")
-
-
-_MAX_SEQ = 2**63 - 1
-_MAX_SEQ_DIGITS = len(str(_MAX_SEQ))
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        tag, _, seq = text.partition(":")
-        # ASCII digits within SQLite's 64-bit integers: int() alone takes "٣" or " 7", and a
-        # larger number overflows in the query instead of being refused here.
-        if tag != "o" or not (seq.isascii() and seq.isdigit()) or len(seq) > _MAX_SEQ_DIGITS:
-            raise ValueError
-        value = int(seq)
-        if value > _MAX_SEQ:
-            raise ValueError
-        return value
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValueError(f"invalid cursor: {cursor!r}") from None
-
-
 class _WriterLock:
     """The lock every writer to one database takes before ``BEGIN IMMEDIATE``, across processes.
 
@@ -1011,20 +875,9 @@ def _detach(path: Path) -> None:
     database.checkpointer.stop()
 
 
-def catalog_for(store_path: Path) -> Path:
-    """The catalog a new store is seeded from.
-
-    An ``inventory.json`` beside the database wins, so a data dir can carry its own catalog
-    (and run from the project's directory with the default ``--data-dir data``, the project's
-    catalog is found this way however orderdeck was installed); else the catalog of the
-    source checkout this module was loaded from.
-    """
-    beside = Path(store_path).parent / CATALOG_NAME
-    return beside if beside.is_file() else DEFAULT_CATALOG
-
-
-class Store:
-    """A connection to the shared SQLite database (one per thread of use)."""
+class SQLiteStore:
+    """:class:`orderdeck.store.tx.StoreBackend` on one SQLite file: one connection, used by
+    one thread at a time (the store's own, see :meth:`run`)."""
 
     def __init__(self, path: Path, catalog_path: Path | None = None) -> None:
         self.path = Path(path)
@@ -1058,9 +911,7 @@ class Store:
             #: Python's GIL), which was most of an event's time in such a process.
             self.run_inline = False
             with self.write():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
+                self._migrate()
                 empty = self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0] == 0
                 if empty:
                     self._seed(catalog_path or catalog_for(self.path))
@@ -1071,20 +922,37 @@ class Store:
             _detach(self.path)
             raise
 
+    def _migrate(self) -> None:
+        """Bring the schema to this version's, or refuse a newer one (StoreVersionError).
+
+        Runs inside the opening write transaction, so two processes opening a store at once
+        migrate it once; the version lives in SQLite's own ``user_version`` header field.
+        """
+        found = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        for version in migration_steps(found, str(self.path)):
+            for statement in _MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            self._conn.execute(f"PRAGMA user_version = {version}")
+
     def _seed(self, catalog_path: Path) -> None:
-        try:
-            data: Any = json.loads(catalog_path.read_text())
-        except FileNotFoundError:
-            # Without a catalog every order would be refused as an unknown product.
-            raise OrderdeckError(
-                f"no product catalog at {catalog_path}: put an {CATALOG_NAME} (the format of"
-                f" the project's data/{CATALOG_NAME}) in the data dir {self.path.parent}"
-            ) from None
         self._conn.executemany(
             "INSERT INTO products (id, name, price_cents, stock) VALUES (?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
-            [(p["id"], p["name"], int(p["priceCents"]), int(p["stock"])) for p in data["products"]],
+            [
+                (p.id, p.name, p.price_cents, p.stock)
+                for p in load_catalog(catalog_path, self.path.parent)
+            ],
         )
+
+    @property
+    def url(self) -> StoreURL:
+        """``sqlite:///`` and this store's file."""
+        return StoreURL.sqlite(self.path)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """SQLite saying busy or locked: the write lock was held longer than it waits."""
+        return is_transient_sqlite(exc)
 
     @property
     def checkpoint_thread(self) -> threading.Thread:
@@ -1138,7 +1006,7 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @contextmanager
-    def write(self) -> Iterator[WriteTx]:
+    def write(self) -> Iterator[SQLiteWriteTx]:
         """One ``BEGIN IMMEDIATE`` transaction, committed when the block ends without error.
 
         Raises ``sqlite3.OperationalError`` ("database is locked") if the write lock could not
@@ -1146,7 +1014,7 @@ class Store:
         """
         with self._lock, self._writer:
             self._conn.execute("BEGIN IMMEDIATE")
-            tx = WriteTx(self._conn)
+            tx = SQLiteWriteTx(self._conn)
             try:
                 yield tx
                 tx.flush_outbox()
@@ -1221,7 +1089,7 @@ class Store:
         Raises ValueError for a cursor this store did not hand out.
         """
         limit = max(1, min(limit, 1000))
-        before = _decode_cursor(cursor) if cursor else None
+        before = decode_cursor(cursor) if cursor else None
         where: list[str] = []
         args: list[Any] = []
         if status:
@@ -1253,7 +1121,7 @@ class Store:
             )
             for r in page
         ]
-        next_cursor = _encode_cursor(page[-1][0]) if len(rows) > limit else None
+        next_cursor = encode_cursor(page[-1][0]) if len(rows) > limit else None
         return summaries, next_cursor
 
     def existing_orders(self, order_ids: Sequence[str]) -> set[str]:
@@ -1454,3 +1322,9 @@ class Store:
             total += cur.rowcount
             if cur.rowcount < chunk:
                 return total
+
+
+def is_transient_sqlite(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying busy or locked (worth retrying as it was)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
