@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -308,6 +309,7 @@ class PostgresServer:
     def stop(self, timeout: float = 60) -> None:
         """``pg_ctl stop -m fast``; the postmaster is killed if it does not stop in time."""
         if self.is_running():
+            pid = self.postmaster_pid()
             try:
                 self._run(
                     "pg_ctl",
@@ -315,11 +317,14 @@ class PostgresServer:
                     timeout=timeout + 10,
                 )
             except (PostgresStartError, subprocess.TimeoutExpired):
-                pid = self.postmaster_pid()
                 if pid is not None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, 9)
                 raise
+            # pg_ctl returns once the pid file is gone, a moment before the postmaster exits.
+            if pid is not None:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    psutil.Process(pid).wait(timeout=timeout)
 
     def remove(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
