@@ -449,7 +449,13 @@ class _PlacedWriter:
             return
         try:
             recorded = await self._store.run(_record_missing, self._store, due)
-            log.info("recorded %d accepted orders the order service had not yet", recorded)
+            # Zero is the normal case (the order service keeps up): not worth a line at INFO,
+            # where it would repeat twice a second under load.
+            log.log(
+                logging.INFO if recorded else logging.DEBUG,
+                "recorded %d accepted orders the order service had not yet",
+                recorded,
+            )
         except Exception as exc:
             log.warning(
                 "could not record %d accepted orders (%s); they are in Kafka", len(due), exc
