@@ -3,6 +3,7 @@
     .venv/bin/python bench/pipeline.py [--runs 3] [--orders 5000] [--rate 500,200] [--seconds 10]
         [--variant before=../before/.venv/bin/python --variant after=.venv/bin/python]
         [--kafka plaintext,sasl_ssl] [--broker-opts sasl_ssl:c2='-XX:+UseSerialGC']
+        [--store sqlite,postgres]
 
 Figures (medians of ``--runs`` runs), printed as a markdown table and saved to
 bench/results/pipeline.md:
@@ -35,6 +36,10 @@ plaintext,sasl_ssl`` runs each variant against a plaintext local broker and agai
 ``--secure`` one (SASL_SSL with SCRAM-SHA-512), both started here and both running throughout;
 ``--broker-opts KIND:LABEL=OPTS`` adds one more broker of that kind whose JVM runs with other
 JIT/GC options (a variant ``KIND:LABEL``), so broker settings are compared in one run too.
+``--store sqlite,postgres`` runs each variant on a SQLite file in the run's data dir and on a
+fresh database of a PostgreSQL server this script starts for the whole bench (the test suite's
+:class:`tests.postgres_server.PostgresServer`, on the same cores), passed to serve through
+``ORDERDECK_STORE`` so its password is never on a command line.
 
 The order mix: 10% declined customers, the rest confirmed. Each run's store is given
 :data:`BENCH_STOCK` of every product the mix orders before serve starts, so no order takes the
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -65,9 +71,13 @@ from typing import Any
 
 from orderdeck.events import FINAL_STATUSES
 from orderdeck.process_tuning import event_loop_factory
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the test suite's PostgreSQL server (tests/postgres_server.py)
+
+from tests.postgres_server import PostgresCluster, PostgresServer  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "pipeline.md"
 PRODUCTS = (
     "sku-cable",
@@ -99,6 +109,8 @@ class Variant:
     kafka_args: tuple[str, ...]
     #: The broker's pid when this script started it (its CPU is reported too).
     broker_pid: int | None
+    #: The PostgreSQL server to store in (a fresh database per run), or None for SQLite.
+    postgres: PostgresCluster | None = None
 
     @property
     def cwd(self) -> Path:
@@ -196,7 +208,15 @@ class Serve:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir / "serve.log"
         # Created (and seeded from the catalog) before serve starts; see BENCH_STOCK.
-        self.store = Store(self.data_dir / "orderdeck.db")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._database: contextlib.AbstractContextManager[str] | None = None
+        if variant.postgres is not None:
+            self._database = variant.postgres.fresh_database()
+            env["ORDERDECK_STORE"] = self._database.__enter__()
+            self.store: StoreBackend = open_store(env["ORDERDECK_STORE"], data_dir=self.data_dir)
+        else:
+            env.pop("ORDERDECK_STORE", None)
+            self.store = open_store(self.data_dir / "orderdeck.db")
         for product in PRODUCTS:
             self.store.set_stock(product, BENCH_STOCK)
         self._log = self.log_path.open("wb")
@@ -219,7 +239,7 @@ class Serve:
             cwd=variant.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=env,
         )
         deadline = time.monotonic() + 60
         # With --processes the children log "serving:" too, once each has joined.
@@ -258,6 +278,9 @@ class Serve:
                 self.proc.wait()
         if hasattr(self, "store"):
             self.store.close()
+        if self._database is not None:
+            self._database.__exit__(None, None, None)
+            self._database = None
         self._log.close()
 
 
@@ -632,29 +655,41 @@ def parse_brokers(args: argparse.Namespace) -> dict[str, tuple[bool, str | None]
     return brokers
 
 
-def parse_variants(args: argparse.Namespace, brokers: list[str]) -> list[tuple[str, str, str]]:
-    """(label, python, broker name) for every combination of --variant and broker."""
+def parse_variants(args: argparse.Namespace, brokers: list[str]) -> list[tuple[str, str, str, str]]:
+    """(label, python, broker name, store engine) for every combination of --variant, broker
+    (--kafka and --broker-opts) and --store."""
     pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
+    engines = [e.strip() for e in args.store.split(",") if e.strip()]
+    for engine in engines:
+        if engine not in ("sqlite", "postgres"):
+            raise SystemExit(f"--store {engine}: use sqlite or postgres")
     combos = []
     for label, python in pythons:
         for kind in brokers:
-            parts = [
-                p
-                for p in (label if len(pythons) > 1 else "", kind if len(brokers) > 1 else "")
-                if p
-            ]
-            combos.append(("/".join(parts) or label, python, kind))
+            for engine in engines:
+                parts = [
+                    label if len(pythons) > 1 else "",
+                    kind if len(brokers) > 1 else "",
+                    engine if len(engines) > 1 else "",
+                ]
+                combos.append(("/".join(p for p in parts if p) or label, python, kind, engine))
     return combos
 
 
 async def main_async(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="orderdeck-bench-"))
     brokers: list[Any] = []
+    postgres: PostgresServer | None = None
     rates = [float(r) for r in args.rate.split(",") if r.strip()]
     try:
         kafka_for: dict[str, tuple[tuple[str, ...], int | None]] = {}
         kinds = parse_brokers(args)
         combos = parse_variants(args, list(kinds))
+        cluster: PostgresCluster | None = None
+        if any(engine == "postgres" for *_, engine in combos):
+            postgres = PostgresServer()
+            await asyncio.to_thread(postgres.start)
+            cluster = postgres.cluster()
         for kind, (secure, jvm_opts) in kinds.items():
             if args.bootstrap_servers and kind == "plaintext":
                 kafka_for[kind] = (("--bootstrap-servers", args.bootstrap_servers), None)
@@ -662,7 +697,10 @@ async def main_async(args: argparse.Namespace) -> None:
             broker, kafka_args, pid = await start_broker(workdir, secure, jvm_opts)
             brokers.append(broker)
             kafka_for[kind] = (kafka_args, pid)
-        variants = [Variant(label, python, *kafka_for[kind]) for label, python, kind in combos]
+        variants = [
+            Variant(label, python, *kafka_for[kind], cluster if engine == "postgres" else None)
+            for label, python, kind, engine in combos
+        ]
         results = {v.label: Results([], {rate: [] for rate in rates}) for v in variants}
         if args.warmup_orders and not args.skip_throughput:
             # A fresh broker compiles its hot paths during the first thousands of records;
@@ -704,6 +742,9 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         for broker in brokers:
             await asyncio.to_thread(broker.stop)
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+            postgres.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -750,6 +791,12 @@ def main() -> None:
         default="plaintext",
         help="plaintext, sasl_ssl, or both (plaintext,sasl_ssl: interleaved): the local "
         "broker's listener serve connects to",
+    )
+    parser.add_argument(
+        "--store",
+        default="sqlite",
+        help="sqlite, postgres, or both (sqlite,postgres: interleaved): the engine serve stores "
+        "in; postgres is a server this script starts",
     )
     parser.add_argument(
         "--bootstrap-servers", help="use this (plaintext) Kafka instead of starting one"
