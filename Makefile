@@ -30,12 +30,16 @@ test-system-deps:
 	@scripts/ensure-system-deps.sh --test
 
 $(BIN)/python:
+	@echo "orderdeck: creating the virtualenv in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled only when the dependencies change.
+# Reinstalled only when the dependencies change. pip prints a line per package it collects
+# and installs: the first install takes about a minute and must not look like a hang.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "orderdeck: installing the package and its dependencies (about a minute the first time)"
+	$(BIN)/python -m pip install --progress-bar off -e '.[test]'
 	@touch $@
 
 kafka-install: $(STAMP)
+	@echo "orderdeck: making sure the Apache Kafka jars are installed"
 	$(BIN)/orderdeck kafka install

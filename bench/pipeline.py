@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/pipeline.py [--runs 3] [--orders 5000] [--rate 500,200] [--seconds 10]
         [--variant before=../before/.venv/bin/python --variant after=.venv/bin/python]
-        [--kafka plaintext,sasl_ssl]
+        [--kafka plaintext,sasl_ssl] [--broker-opts sasl_ssl:c2='-XX:+UseSerialGC']
+        [--store sqlite,postgres]
 
 Figures (medians of ``--runs`` runs), printed as a markdown table and saved to
 bench/results/pipeline.md:
@@ -11,7 +12,7 @@ bench/results/pipeline.md:
   orders/s from the first POST until the last order reached a final state (through all four
   services), plus the CPU per order of serve, the broker and this process over that window.
   An uncounted run of ``--warmup-orders`` comes first: a fresh broker runs much slower
-  until its JIT has compiled the hot paths.
+  until its JIT has compiled the hot paths (the secure broker's C2 takes some 10,000 orders).
 - **latency at a steady rate**: ``--rate`` orders/s (a comma list runs each rate) for
   ``--seconds`` seconds, open loop (each request is sent at its scheduled time, whatever the
   previous ones did): the API's latency (POST to 201) p50/p99, and accepted→final-state
@@ -32,7 +33,13 @@ Variants are measured interleaved, run by run, and reported side by side with th
 the first: ``--variant LABEL=PYTHON`` serves with another checkout's interpreter (the same
 script, broker and load, different code: before and after a change), and ``--kafka
 plaintext,sasl_ssl`` runs each variant against a plaintext local broker and against a second,
-``--secure`` one (SASL_SSL with SCRAM-SHA-512), both started here and both running throughout.
+``--secure`` one (SASL_SSL with SCRAM-SHA-512), both started here and both running throughout;
+``--broker-opts KIND:LABEL=OPTS`` adds one more broker of that kind whose JVM runs with other
+JIT/GC options (a variant ``KIND:LABEL``), so broker settings are compared in one run too.
+``--store sqlite,postgres`` runs each variant on a SQLite file in the run's data dir and on a
+fresh database of a PostgreSQL server this script starts for the whole bench (the test suite's
+:class:`tests.postgres_server.PostgresServer`, on the same cores), passed to serve through
+``ORDERDECK_STORE`` so its password is never on a command line.
 
 The order mix: 10% declined customers, the rest confirmed. Each run's store is given
 :data:`BENCH_STOCK` of every product the mix orders before serve starts, so no order takes the
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -63,9 +71,13 @@ from typing import Any
 
 from orderdeck.events import FINAL_STATUSES
 from orderdeck.process_tuning import event_loop_factory
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the test suite's PostgreSQL server (tests/postgres_server.py)
+
+from tests.postgres_server import PostgresCluster, PostgresServer  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "pipeline.md"
 PRODUCTS = (
     "sku-cable",
@@ -97,6 +109,8 @@ class Variant:
     kafka_args: tuple[str, ...]
     #: The broker's pid when this script started it (its CPU is reported too).
     broker_pid: int | None
+    #: The PostgreSQL server to store in (a fresh database per run), or None for SQLite.
+    postgres: PostgresCluster | None = None
 
     @property
     def cwd(self) -> Path:
@@ -194,7 +208,15 @@ class Serve:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir / "serve.log"
         # Created (and seeded from the catalog) before serve starts; see BENCH_STOCK.
-        self.store = Store(self.data_dir / "orderdeck.db")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._database: contextlib.AbstractContextManager[str] | None = None
+        if variant.postgres is not None:
+            self._database = variant.postgres.fresh_database()
+            env["ORDERDECK_STORE"] = self._database.__enter__()
+            self.store: StoreBackend = open_store(env["ORDERDECK_STORE"], data_dir=self.data_dir)
+        else:
+            env.pop("ORDERDECK_STORE", None)
+            self.store = open_store(self.data_dir / "orderdeck.db")
         for product in PRODUCTS:
             self.store.set_stock(product, BENCH_STOCK)
         self._log = self.log_path.open("wb")
@@ -217,7 +239,7 @@ class Serve:
             cwd=variant.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=env,
         )
         deadline = time.monotonic() + 60
         # With --processes the children log "serving:" too, once each has joined.
@@ -256,6 +278,9 @@ class Serve:
                 self.proc.wait()
         if hasattr(self, "store"):
             self.store.close()
+        if self._database is not None:
+            self._database.__exit__(None, None, None)
+            self._database = None
         self._log.close()
 
 
@@ -578,14 +603,29 @@ def report(args: argparse.Namespace, results: dict[str, Results], rates: list[fl
     return "\n".join(lines) + "\n"
 
 
-async def start_broker(workdir: Path, secure: bool) -> tuple[Any, tuple[str, ...], int]:
-    """A local broker on free ports: (the LocalKafka, serve's Kafka arguments, its pid)."""
+async def start_broker(
+    workdir: Path, secure: bool, jvm_opts: str | None = None
+) -> tuple[Any, tuple[str, ...], int]:
+    """A local broker on free ports: (the LocalKafka, serve's Kafka arguments, its pid).
+
+    ``jvm_opts`` replaces the broker's JIT/GC options (KAFKA_JVM_PERFORMANCE_OPTS, read when
+    the JVM is launched) for this broker only.
+    """
     from orderdeck.kafka.clients import wait_until_ready
     from orderdeck.kafka.local import LocalKafka
 
-    name = "kafka-secure" if secure else "kafka"
+    name = f"kafka-{uuid.uuid4().hex[:6]}"
     broker = LocalKafka(workdir / name, port=free_port(), secure=secure)
-    started = await asyncio.to_thread(broker.start)
+    saved = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
+    if jvm_opts is not None:
+        os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] = jvm_opts
+    try:
+        started = await asyncio.to_thread(broker.start)
+    finally:
+        if saved is None:
+            os.environ.pop("KAFKA_JVM_PERFORMANCE_OPTS", None)
+        else:
+            os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] = saved
     kafka = broker.connection()
     await wait_until_ready(kafka, 60)
     kafka_args: tuple[str, ...] = ("--bootstrap-servers", kafka.bootstrap_servers)
@@ -594,38 +634,73 @@ async def start_broker(workdir: Path, secure: bool) -> tuple[Any, tuple[str, ...
     return broker, kafka_args, started.pid
 
 
-def parse_variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    """(label, python, kafka kind) for every combination of --variant and --kafka."""
-    pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
-    kinds = [k.strip() for k in args.kafka.split(",") if k.strip()]
-    for kind in kinds:
-        if kind not in ("plaintext", "sasl_ssl"):
+def parse_brokers(args: argparse.Namespace) -> dict[str, tuple[bool, str | None]]:
+    """Broker name -> (secure, JVM options or None for the default) of --kafka and
+    --broker-opts: ``plaintext``, ``sasl_ssl``, and ``KIND:LABEL`` for every
+    ``--broker-opts KIND:LABEL=OPTS`` (one more broker of that kind, started with OPTS)."""
+    brokers: dict[str, tuple[bool, str | None]] = {}
+    for kind in (k.strip() for k in args.kafka.split(",")):
+        if kind and kind not in ("plaintext", "sasl_ssl"):
             raise SystemExit(f"--kafka {kind}: use plaintext or sasl_ssl")
+        if kind:
+            brokers[kind] = (kind == "sasl_ssl", None)
+    for spec in args.broker_opts:
+        name, sep, opts = spec.partition("=")
+        kind, colon, label = name.partition(":")
+        if not sep or not colon or not label or kind not in ("plaintext", "sasl_ssl"):
+            raise SystemExit(
+                f"--broker-opts {spec}: use KIND:LABEL=OPTS, KIND plaintext or sasl_ssl"
+            )
+        brokers[name] = (kind == "sasl_ssl", opts)
+    return brokers
+
+
+def parse_variants(args: argparse.Namespace, brokers: list[str]) -> list[tuple[str, str, str, str]]:
+    """(label, python, broker name, store engine) for every combination of --variant, broker
+    (--kafka and --broker-opts) and --store."""
+    pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
+    engines = [e.strip() for e in args.store.split(",") if e.strip()]
+    for engine in engines:
+        if engine not in ("sqlite", "postgres"):
+            raise SystemExit(f"--store {engine}: use sqlite or postgres")
     combos = []
     for label, python in pythons:
-        for kind in kinds:
-            parts = [
-                p for p in (label if len(pythons) > 1 else "", kind if len(kinds) > 1 else "") if p
-            ]
-            combos.append(("/".join(parts) or label, python, kind))
+        for kind in brokers:
+            for engine in engines:
+                parts = [
+                    label if len(pythons) > 1 else "",
+                    kind if len(brokers) > 1 else "",
+                    engine if len(engines) > 1 else "",
+                ]
+                combos.append(("/".join(p for p in parts if p) or label, python, kind, engine))
     return combos
 
 
 async def main_async(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="orderdeck-bench-"))
     brokers: list[Any] = []
+    postgres: PostgresServer | None = None
     rates = [float(r) for r in args.rate.split(",") if r.strip()]
     try:
         kafka_for: dict[str, tuple[tuple[str, ...], int | None]] = {}
-        combos = parse_variants(args)
-        for kind in dict.fromkeys(kind for _, _, kind in combos):
+        kinds = parse_brokers(args)
+        combos = parse_variants(args, list(kinds))
+        cluster: PostgresCluster | None = None
+        if any(engine == "postgres" for *_, engine in combos):
+            postgres = PostgresServer()
+            await asyncio.to_thread(postgres.start)
+            cluster = postgres.cluster()
+        for kind, (secure, jvm_opts) in kinds.items():
             if args.bootstrap_servers and kind == "plaintext":
                 kafka_for[kind] = (("--bootstrap-servers", args.bootstrap_servers), None)
                 continue
-            broker, kafka_args, pid = await start_broker(workdir, secure=kind == "sasl_ssl")
+            broker, kafka_args, pid = await start_broker(workdir, secure, jvm_opts)
             brokers.append(broker)
             kafka_for[kind] = (kafka_args, pid)
-        variants = [Variant(label, python, *kafka_for[kind]) for label, python, kind in combos]
+        variants = [
+            Variant(label, python, *kafka_for[kind], cluster if engine == "postgres" else None)
+            for label, python, kind, engine in combos
+        ]
         results = {v.label: Results([], {rate: [] for rate in rates}) for v in variants}
         if args.warmup_orders and not args.skip_throughput:
             # A fresh broker compiles its hot paths during the first thousands of records;
@@ -667,6 +742,9 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         for broker in brokers:
             await asyncio.to_thread(broker.stop)
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+            postgres.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -684,8 +762,9 @@ def main() -> None:
     parser.add_argument(
         "--warmup-orders",
         type=int,
-        default=3000,
-        help="orders of an uncounted throughput run first (warms the broker's JIT)",
+        default=20000,
+        help="orders of an uncounted throughput run first (warms the brokers' JIT; C2, which "
+        "the secure broker runs, takes some 10,000)",
     )
     parser.add_argument(
         "--warmup",
@@ -714,7 +793,22 @@ def main() -> None:
         "broker's listener serve connects to",
     )
     parser.add_argument(
+        "--store",
+        default="sqlite",
+        help="sqlite, postgres, or both (sqlite,postgres: interleaved): the engine serve stores "
+        "in; postgres is a server this script starts",
+    )
+    parser.add_argument(
         "--bootstrap-servers", help="use this (plaintext) Kafka instead of starting one"
+    )
+    parser.add_argument(
+        "--broker-opts",
+        action="append",
+        default=[],
+        metavar="KIND:LABEL=OPTS",
+        help="one more local broker of KIND (plaintext or sasl_ssl) whose JVM runs with OPTS "
+        "instead of its JIT/GC defaults (KAFKA_JVM_PERFORMANCE_OPTS), measured as variant "
+        "KIND:LABEL; repeat to compare several",
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")

@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
@@ -243,6 +244,7 @@ class OrderDeckApp(App[int]):
                 raise
             except Exception as exc:
                 failures += 1
+                self.live.forget()  # the screens show lag as unknown, not the last figure
                 # Once, then every 30th: a broker outage must not flood the log panel.
                 if failures == 1 or failures % 30 == 0:
                     log.warning("consumer group snapshot failed: %s", exc or type(exc).__name__)
@@ -445,7 +447,8 @@ class OrderDeckApp(App[int]):
                 await self._runtime.stop()
         except Exception as exc:
             log.error("stopping the runtime failed: %s", exc)
-        self.exit(1 if self.start_error and not self._force_stop else 0)
+        code = 1 if self.start_error and not self._force_stop else 0
+        self.exit(code, return_code=code)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -562,4 +565,9 @@ def run_app(settings: Settings, *, keep_kafka: bool = False) -> int:
     finally:
         root.removeHandler(hooks.log_buffer)
         logging.lastResort = saved_last_resort
-    return app.return_code or 0
+    if app.start_error:
+        # The screen said why; the terminal keeps it once the screen is gone.
+        print(f"orderdeck: error: {app.start_error}", file=sys.stderr)
+    if app.return_code is None:  # the app never ran to its end (it crashed before exit())
+        return 1
+    return app.return_code

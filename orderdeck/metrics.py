@@ -345,6 +345,12 @@ class ChildEventTotals:
         self._live: dict[int, dict[str, dict[str, int]]] = {}
         self._retired: Counter[tuple[str, str]] = Counter()
         self._partial: dict[int, bytes] = {}
+        self._reported: set[int] = set()
+
+    def reporting(self, fd: int) -> bool:
+        """True once the child on ``fd`` sent a report: it runs its services (a child starts
+        reporting only after its start-up finished) and its pipe is still open."""
+        return fd in self._reported and fd in self._live
 
     def follow(self, fd: int) -> None:
         """Start reading reports from ``fd`` (the read end of a child's pipe)."""
@@ -385,11 +391,13 @@ class ChildEventTotals:
             report = _decode_report(line)
             if report is not None:
                 self._live[fd] = report
+                self._reported.add(fd)
                 break
 
     def _retire(self, fd: int) -> None:
         report = self._live.pop(fd, None)
         self._partial.pop(fd, None)
+        self._reported.discard(fd)
         if report is None:
             return
         with contextlib.suppress(ValueError, RuntimeError):

@@ -9,6 +9,25 @@ Order of events for one order: check every product against the catalog, produce
 the order as ``placed`` (or, without an Idempotency-Key, keep it in memory until it is
 recorded; see :class:`_PlacedWriter`) so a GET works at once.
 
+**Read-your-writes from any API process.** A key-less order is answered 201 before any
+database write: the order service records it from Kafka moments later, and this desk's
+write-behind records it itself after :data:`RECORD_DELAY_S` if the order service has not. So
+for a short while only the accepting process knows it, and another API process on a shared
+(PostgreSQL) store would answer 404. Writing every order before its 201 would close that gap
+at the price of one commit per POST (batched, but on the API's latency path, and twice the
+order rows' writes under load); instead the gap has a documented bound:
+:data:`VISIBLE_WITHIN_S`, the write-behind's deadline (delay, period, and one write's time).
+A GET that misses the store and this desk's memory for a well-formed UUIDv7 id whose
+millisecond timestamp is no older than that bound re-reads the store until the id's
+timestamp plus the bound (:meth:`OrderDesk.find_order`) before answering 404; in practice it
+answers as soon as the order service committed the order, tens of milliseconds. An id that is
+old, random or not a UUIDv7 answers 404 at once, and at most :data:`MAX_WAITING_READS` GETs
+wait at a time, so a flood of made-up fresh ids cannot pile up store reads. The bound reads
+the id's clock against this host's: hosts keep their clocks in step (NTP), and an id up to
+:data:`CLOCK_SKEW_S` in the future is still waited for. An accepting process that dies
+takes its write-behind with it, never the order: Kafka holds it, and it appears once an order
+service consumes it.
+
 The state this needs (the Idempotency-Key locks, the write-behind writer, the cached catalog)
 belongs to one :class:`OrderDesk`, which the runtime creates beside its store and producer and
 closes before the store; nothing is kept at module level, so two desks (two tests, two
@@ -34,6 +53,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -66,6 +86,15 @@ ORDER_SERVICE = "order"
 #: How long after a key-less order's 201 the API records it if the order service has not.
 RECORD_DELAY_S = 2.0
 RECORD_EVERY_S = 0.5
+#: By this long after its id's timestamp an accepted order is in the store: the write-behind's
+#: delay and period plus room for its write. A GET that misses waits up to it (find_order).
+VISIBLE_WITHIN_S = RECORD_DELAY_S + RECORD_EVERY_S + 0.5
+#: How far in the future (another host's clock running ahead) a fresh id's timestamp may be.
+CLOCK_SKEW_S = 1.0
+#: GETs that may wait for a fresh id at once; the next ones answer from the store as it is.
+MAX_WAITING_READS = 256
+_FIRST_REREAD_S = 0.01
+_LAST_REREAD_S = 0.1
 #: How long the catalog's product ids are trusted before they are read again.
 CATALOG_TTL_S = 2.0
 
@@ -92,6 +121,7 @@ class OrderDesk:
         self.ack_timeout = ack_timeout
         self._key_locks: dict[str, asyncio.Lock] = {}
         self._writer = _PlacedWriter(store)
+        self._waiting_reads = 0
         #: (monotonic time read, price by product id) of the catalog, or None before a read.
         self._catalog: tuple[float, dict[str, int]] | None = None
 
@@ -123,16 +153,33 @@ class OrderDesk:
 
         An order answered with 201 but not yet committed by the write-behind (see
         _PlacedWriter) is shown as ``placed``, priced from the catalog, with its OrderPlaced hop.
+        An order another process accepted a moment ago is waited for, within
+        :data:`VISIBLE_WITHIN_S` of its id's timestamp (see the module docstring).
         """
         view = await self.store.run(self.store.get_order, order_id)
         if view is not None:
             return view
         entry = self._writer.unrecorded.get(order_id)
         delivery = entry[0].delivery if entry is not None else None
-        if entry is None or delivery is None:
+        if entry is not None and delivery is not None:
+            prices = self._catalog[1] if self._catalog is not None else {}
+            return _unrecorded_view(entry[0].event, delivery, prices)
+        wait = fresh_id_wait(order_id, time.time())
+        if wait <= 0 or self._waiting_reads >= MAX_WAITING_READS:
             return None
-        prices = self._catalog[1] if self._catalog is not None else {}
-        return _unrecorded_view(entry[0].event, delivery, prices)
+        self._waiting_reads += 1
+        try:
+            deadline = time.monotonic() + wait
+            pause = _FIRST_REREAD_S
+            while (left := deadline - time.monotonic()) > 0:
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, _LAST_REREAD_S)
+                view = await self.store.run(self.store.get_order, order_id)
+                if view is not None:
+                    return view
+            return None
+        finally:
+            self._waiting_reads -= 1
 
     async def flush(self) -> None:
         """Record the orders this desk accepted that the store does not know yet.
@@ -210,6 +257,29 @@ class OrderDesk:
         prices = {p.id: p.priceCents for p in products}
         self._catalog = (now, prices)
         check_products(request, prices.keys())
+
+
+def fresh_id_wait(order_id: str, now: float) -> float:
+    """Seconds a GET that missed ``order_id`` should keep re-reading the store; 0: none.
+
+    Only a canonical UUIDv7 (see ``events.time_ordered_uuid``) carries the time it was made;
+    it is waited for until its timestamp plus :data:`VISIBLE_WITHIN_S`, at most that long from
+    ``now`` (epoch seconds), and not at all when the timestamp is older than the bound or more
+    than :data:`CLOCK_SKEW_S` ahead. Every other id (an Idempotency-Key's uuid5, a typo, an
+    old order) gets 0: such an order is in the store before its 201, or does not exist.
+    """
+    if len(order_id) != 36 or order_id[14] != "7" or order_id[19] not in "89ab":
+        return 0.0
+    try:
+        parsed = uuid.UUID(order_id)
+    except ValueError:
+        return 0.0
+    if str(parsed) != order_id:  # not the canonical lower-case form we hand out
+        return 0.0
+    made = (parsed.int >> 80) / 1000
+    if made > now + CLOCK_SKEW_S or made + VISIBLE_WITHIN_S <= now:
+        return 0.0
+    return min(VISIBLE_WITHIN_S, made + VISIBLE_WITHIN_S - now)
 
 
 def _replay(key: str, fingerprint: str, store: StoreBackend) -> SubmittedOrder | None:
@@ -379,7 +449,13 @@ class _PlacedWriter:
             return
         try:
             recorded = await self._store.run(_record_missing, self._store, due)
-            log.info("recorded %d accepted orders the order service had not yet", recorded)
+            # Zero is the normal case (the order service keeps up): not worth a line at INFO,
+            # where it would repeat twice a second under load.
+            log.log(
+                logging.INFO if recorded else logging.DEBUG,
+                "recorded %d accepted orders the order service had not yet",
+                recorded,
+            )
         except Exception as exc:
             log.warning(
                 "could not record %d accepted orders (%s); they are in Kafka", len(due), exc

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,8 +26,9 @@ from orderdeck.api_guard import AccessPolicy, require_token
 from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
-from orderdeck.events import TopicNames
+from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.http_server import EmbeddedServer, build_server
+from orderdeck.kafka.outage_log import KafkaOutageLog
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.metrics import (
     Metrics,
@@ -38,14 +40,14 @@ from orderdeck.metrics import (
 from orderdeck.order_desk import OrderDesk
 from orderdeck.orders import DEFAULT_ACK_TIMEOUT_S, OrderRequest, SubmittedOrder
 from orderdeck.rates import RateMeter
-from orderdeck.services import SERVICE_NAMES
+from orderdeck.services import SERVICE_NAMES, ServiceStatus
+from orderdeck.startup_checks import check_port_free
 from orderdeck.store import StoreBackend, open_store
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
     from orderdeck.kafka.local import LocalKafka
     from orderdeck.kafka.tail import TopicTail
-    from orderdeck.services import ServiceStatus
     from orderdeck.services.supervisor import Supervisor
 
 log = logging.getLogger("orderdeck.runtime")
@@ -150,12 +152,18 @@ class Runtime:
         self._stopping = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
         self._saved_loggers: list[tuple[logging.Logger, bool, int]] = []
+        #: Folds an outage's aiokafka errors into two lines on the log handler (if any).
+        self._outage_log: KafkaOutageLog | None = None
+        self._outage_probe: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._kafka_state = "stopped"
         self._api_state = "disabled" if not with_api else "stopped"
         self._counts: dict[str, int] = {}
         self._orders_per_s = 0.0
         self._total_lag: int | None = None
         self._lags: dict[str, int] = {}
+        #: Records in each dead-letter topic (log-end minus log-start), read from Kafka.
+        self._dlq_records: dict[str, int] = {}
         #: (service, state) of services that other processes run for this one (``serve
         #: --processes``), reported by ``GET /health`` beside the local ones.
         self.external_services: Callable[[], Sequence[tuple[str, str]]] | None = None
@@ -227,6 +235,13 @@ class Runtime:
         """Start every part in order; on failure stop what started and raise OrderdeckError."""
         if self.with_api:  # before anything starts: an exposed API without a token never runs
             require_token(self.settings.api_host, self.settings.api_token)
+            # and a port somebody else holds is found before Kafka is started, not after
+            try:
+                check_port_free(self.settings.api_host, self.settings.api_port)
+            except OrderdeckError as exc:
+                self._progress("api", "failed", str(exc))
+                raise
+        self._loop = asyncio.get_running_loop()
         self._route_logs()
         self._started = True
         step: StepName = "kafka"
@@ -282,6 +297,8 @@ class Runtime:
             # A secure data dir's broker is reached through its client.properties (SASL_SSL),
             # which --processes children are then handed as their --kafka-config.
             self.kafka = local.connection().with_bootstrap(result.bootstrap_servers)
+            if self._outage_log is not None:
+                self._outage_log.bootstrap_servers = self.bootstrap_servers
             how = "reusing the running" if result.already_running else "started the"
             self._progress(
                 "kafka",
@@ -389,6 +406,8 @@ class Runtime:
     def _route_logs(self) -> None:
         if self._log_handler is None:
             return
+        self._outage_log = KafkaOutageLog(self.bootstrap_servers, on_outage=self._outage_began)
+        self._log_handler.addFilter(self._outage_log)
         for name in ROUTED_LOGGERS:
             logger = logging.getLogger(name)
             self._saved_loggers.append((logger, logger.propagate, logger.level))
@@ -397,7 +416,36 @@ class Runtime:
             if logger.level == logging.NOTSET:
                 logger.setLevel(logging.WARNING if name == "aiokafka" else logging.INFO)
 
+    def _outage_began(self) -> None:
+        """An outage line was logged. Without the monitor nothing would ever see its end, so
+        probe until Kafka answers (called from whichever thread logged)."""
+        if self.monitor or self._loop is None or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._start_outage_probe)
+
+    def _start_outage_probe(self) -> None:
+        if self._outage_probe is None or self._outage_probe.done():
+            self._outage_probe = asyncio.create_task(
+                self._probe_until_reachable(), name="orderdeck-outage-probe"
+            )
+
+    async def _probe_until_reachable(self) -> None:
+        from orderdeck.kafka.clients import is_ready
+
+        while self._started and self._outage_log is not None and self._outage_log.in_outage:
+            try:
+                if await is_ready(self.kafka, PROBE_TIMEOUT_S):
+                    self._outage_log.reachable()
+                    return
+            except Exception as exc:
+                log.debug("Kafka probe failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), MONITOR_INTERVAL_S)
+
     def _unroute_logs(self) -> None:
+        if self._outage_log is not None and self._log_handler is not None:
+            self._log_handler.removeFilter(self._outage_log)
+            self._outage_log = None
         for logger, propagate, level in reversed(self._saved_loggers):
             if self._log_handler is not None:
                 logger.removeHandler(self._log_handler)
@@ -423,6 +471,11 @@ class Runtime:
                 self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)
             self._monitor = None
+        if self._outage_probe is not None:
+            self._stopping.set()
+            self._outage_probe.cancel()
+            await asyncio.gather(self._outage_probe, return_exceptions=True)
+            self._outage_probe = None
         if self._supervisor is not None:
             await self._bounded(self._supervisor.stop(), "services")
         if self._server is not None and self._server_task is not None:
@@ -493,10 +546,19 @@ class Runtime:
             log.debug("Kafka probe failed: %s", exc)
             reachable = False
         state = "running" if reachable else "unreachable"
-        if state != self._kafka_state:
+        if self._outage_log is not None:  # it logs the outage's start and end, once each
+            self._outage_log.bootstrap_servers = self.bootstrap_servers
+            if reachable:
+                self._outage_log.reachable()
+            else:
+                self._outage_log.unreachable("no answer to a probe")
+        elif state != self._kafka_state:
             log.warning("Kafka at %s is %s", self.bootstrap_servers, state)
-            self._kafka_state = state
-        if not reachable or not (self.services or self.external_services):
+        self._kafka_state = state
+        if not reachable:
+            return
+        if not (self.services or self.external_services):
+            await self._refresh_dead_letters()
             return
         if time.monotonic() - self._snapshot_at < LAG_MAX_AGE_S:
             return  # somebody (the groups screen) asked very recently
@@ -504,16 +566,52 @@ class Runtime:
             await asyncio.wait_for(self.group_snapshots(), LAG_TIMEOUT_S)
         except Exception as exc:
             log.debug("group snapshots failed: %s", exc)
+        await self._refresh_dead_letters()
+
+    async def _refresh_dead_letters(self) -> None:
+        """The depth of every dead-letter topic, from its offsets: the same number whichever
+        process (or earlier run) dead-lettered the records."""
+        dlqs = [dlq_topic(t) for t in self.names.pipeline()]
+        try:
+            inspector = await self._ensure_inspector()
+            self._dlq_records = await asyncio.wait_for(inspector.topic_records(dlqs), LAG_TIMEOUT_S)
+        except Exception as exc:
+            log.debug("dead-letter offsets failed: %s", exc)
+
+    @property
+    def kafka_reachable(self) -> bool:
+        """False while the last probe of Kafka went unanswered (lag and states are unknown)."""
+        return self._kafka_state != "unreachable"
+
+    def _as_seen(self, status: ServiceStatus) -> ServiceStatus:
+        """A service's status as the screens and /health should show it.
+
+        While Kafka is unreachable a service's consumers only retry: ``waiting``, not a green
+        ``running``. Its dead letters are its dead-letter topic's depth (from Kafka's offsets,
+        whoever wrote them), not this process's count since it started.
+        """
+        changes: dict[str, Any] = {}
+        if not self.kafka_reachable and status.state in ("running", "starting"):
+            changes["state"] = "waiting"
+        depth = self._dlq_records.get(dlq_topic(status.inbox))
+        if depth is not None:
+            changes["dead_letters"] = depth
+        return dataclasses.replace(status, **changes) if changes else status
 
     def status(self) -> RuntimeStatus:
         """The cached picture of the system; cheap enough to call on every repaint."""
-        services = tuple(self._supervisor.statuses()) if self._supervisor is not None else ()
+        services = (
+            tuple(self._as_seen(s) for s in self._supervisor.statuses())
+            if self._supervisor is not None
+            else ()
+        )
         return RuntimeStatus(
             kafka=self._kafka_state,
             api=self._api_state,
             services=services,
             orders_per_s=self._orders_per_s,
-            total_lag=self._total_lag,
+            # The last figure is stale once Kafka stops answering: unknown, not the old value.
+            total_lag=self._total_lag if self.kafka_reachable else None,
             status_counts=dict(self._counts),
             bootstrap_servers=self.bootstrap_servers,
             api_url=self.api_url if self.with_api else None,
@@ -524,7 +622,7 @@ class Runtime:
     async def health(self) -> HealthReport:
         """``GET /health``: Kafka reachable, services running, total lag."""
         status = self.status()
-        lags = dict(self._lags)
+        lags = dict(self._lags) if self.kafka_reachable else {}
         services = [
             ServiceHealth(name=s.name, state=s.state, instances=s.instances, lag=lags.get(s.group))
             for s in status.services
@@ -532,7 +630,14 @@ class Runtime:
         if self.external_services is not None:
             groups = dict(zip(SERVICE_NAMES, self.names.pipeline(), strict=True))
             services += [
-                ServiceHealth(name=name, state=state, instances=1, lag=lags.get(groups[name]))
+                ServiceHealth(
+                    name=name,
+                    state="waiting"
+                    if not self.kafka_reachable and state in ("running", "starting")
+                    else state,
+                    instances=1,
+                    lag=lags.get(groups[name]),
+                )
                 for name, state in self.external_services()
             ]
         healthy = status.kafka == "running" and all(s.state == "running" for s in services)

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from orderdeck.backoff import Backoff
 from orderdeck.defaults import ENV_PREFIX
 from orderdeck.kafka.connection import DEFAULT_CLIENT_ID, KafkaConfigError, KafkaConnection
@@ -85,6 +87,7 @@ class _Child:
     state: str = "starting"
     restarts: int = 0
     started_at: float = 0.0
+    events_fd: int | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -141,8 +144,24 @@ class ServiceProcesses:
         return env
 
     def states(self) -> list[tuple[str, str]]:
-        """(service, state) for every service run by a child: ``running`` while it lives."""
-        return [(name, child.state) for child in self._children for name in child.services]
+        """(service, state) for every service run by a child.
+
+        ``running`` only while the child is alive and reporting (it reports once its own
+        start-up is over); ``starting`` from its spawn to its first report; ``restarting`` as
+        soon as it has exited, even before the watcher has noticed.
+        """
+        return [(name, self._state(child)) for child in self._children for name in child.services]
+
+    def _state(self, child: _Child) -> str:
+        if child.state != "running":
+            return child.state
+        if child.process is None or child.process.returncode is not None:
+            return "restarting"
+        if not _process_alive(child.process.pid):
+            return "restarting"  # killed; asyncio has not reaped it yet
+        if child.events_fd is None or not self.events.reporting(child.events_fd):
+            return "starting"
+        return "running"
 
     def pids(self) -> list[int]:
         """Process ids of the children alive now."""
@@ -178,6 +197,7 @@ class ServiceProcesses:
         finally:
             os.close(write_fd)
         self.events.follow(read_fd)
+        child.events_fd = read_fd
         child.started_at = time.monotonic()
         child.state = "running"
         log.info("services %s: process %d", ",".join(child.services), child.process.pid)
@@ -235,6 +255,14 @@ class ServiceProcesses:
                 with contextlib.suppress(asyncio.CancelledError):
                     await child.task
             child.state = "stopped"
+
+
+def _process_alive(pid: int) -> bool:
+    """False for a process that is gone or a zombie (dead, not yet reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def watch_parent(stop: asyncio.Event) -> None:

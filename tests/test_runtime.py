@@ -14,8 +14,9 @@ import pytest
 
 from orderdeck.config import Settings
 from orderdeck.errors import OrderdeckError
-from orderdeck.events import TopicNames
+from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.kafka.producer import EventProducer
 from orderdeck.orders import OrderRequest, OrderValidationError
 from orderdeck.runtime import Runtime, StartupStep
 from tests.api.conftest import wait_for
@@ -265,3 +266,32 @@ async def test_stop_with_kafka_unreachable_is_quick_and_clean(tmp_path: Path) ->
         assert left == set(), sorted(getattr(t.get_coro(), "__qualname__", "?") for t in left)
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_dead_letters_are_the_depth_of_each_dlq_topic(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    """Records an earlier run (or another process) dead-lettered count: the DLQ column is
+    the topic's log-end minus log-start offset, not what this runtime's services did."""
+    producer = EventProducer(KafkaConnection(kafka_bootstrap), client_suffix="test-dlq")
+    await producer.start()
+    try:
+        for i in range(3):
+            await producer.send_record(dlq_topic(topic_names.payments), f"k{i}".encode(), b"{}")
+    finally:
+        await producer.stop()
+    runtime = Runtime(settings_for(kafka_bootstrap, topic_names, tmp_path))
+    await runtime.start()
+    try:
+
+        def dead_letters() -> dict[str, int]:
+            return {s.name: s.dead_letters for s in runtime.status().services}
+
+        await wait_for(
+            lambda: dead_letters() == {"order": 0, "payment": 3, "inventory": 0, "notification": 0},
+            within=20,
+            what="the DLQ depths from Kafka",
+        )
+        assert {s.name: s.dead_letters for s in runtime.supervisor.statuses()}["payment"] == 0
+    finally:
+        await runtime.stop()

@@ -26,6 +26,7 @@ from orderdeck.store import (
     catalog_for,
     open_store,
 )
+from orderdeck.store.tx import Hop
 
 
 def _placed(
@@ -317,3 +318,23 @@ def test_two_processes_reserving_concurrently_never_oversell(
     assert (dock.stock, dock.reserved) == (0, 300)
     reserved = store.effect_counts()["reservations"]
     assert reserved == 400  # every request decided once: 300 reserved, 100 out of stock
+
+
+def test_consume_all_claims_what_consume_would_in_one_call(store: StoreBackend) -> None:
+    def hop(event: OrderPlaced, offset: int) -> Hop:
+        return Hop(event.orderId, event.eventId, "OrderPlaced", "order-events", 0, offset, 1)
+
+    placed = [_placed(f"ca{i}") for i in range(4)]
+    # The API recorded ca0 (its OrderPlaced hop, unclaimed); ca1 was consumed one by one.
+    store.record_placed(placed[0], "order-events", 0, 0, 1)
+    with store.write() as tx:
+        assert _consume(tx, placed[1], 1)
+    with store.write() as tx:
+        claimed = tx.consume_all("order", [hop(e, n) for n, e in enumerate(placed)])
+    assert claimed == {placed[0].eventId, placed[2].eventId, placed[3].eventId}
+    with store.write() as tx:  # a replay of the whole batch claims nothing
+        assert tx.consume_all("order", [hop(e, n) for n, e in enumerate(placed)]) == set()
+        assert tx.consume_all("order", []) == set()
+    journey = store.get_order("ca0")
+    assert journey is not None
+    assert [(h.type, h.service) for h in journey.journey] == [("OrderPlaced", "order")]

@@ -28,6 +28,7 @@ from orderdeck.store.catalog import DEFAULT_CATALOG, load_catalog
 from orderdeck.store.postgres import PostgresStore, StoreUnavailableError
 from orderdeck.store.url import parse_store_url
 from tests.postgres_server import PostgresCluster, free_port, with_database, with_password
+from tests.test_store import _placed
 
 STORE_ENV = "ORDERDECK_TEST_STORE_URL"
 
@@ -353,3 +354,62 @@ def test_serve_with_a_wrong_password_exits_with_one_line_before_starting_anythin
     assert "refused the credentials" in done.stderr
     assert "not-the-secret" not in done.stderr + done.stdout
     assert not (tmp_path / "data").exists()
+
+
+# -- status counts without counting the orders table
+
+
+def _orders(store: PostgresStore, n: int, prefix: str) -> list[str]:
+    ids = [f"{prefix}{i}" for i in range(n)]
+    for i, order_id in enumerate(ids):
+        store.record_placed(_placed(order_id), "order-events", 0, i, i)
+    return ids
+
+
+def _delta_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT COUNT(*) FROM order_status_deltas").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_status_counts_fold_their_deltas_and_stay_exact(
+    pg: PostgresStore, postgres_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("orderdeck.store.postgres.STATUS_DELTAS_FOLD_AT", 5)
+    ids = _orders(pg, 8, "f")
+    assert pg.status_counts() == {"placed": 8}  # 8 rows: this read folds them
+    assert _delta_rows(postgres_db_url) == 0  # all in order_status_totals
+    with pg.write() as tx:
+        for order_id in ids[:3]:
+            tx.set_status(order_id, "confirmed")
+        tx.set_status(ids[3], "cancelled")
+    assert pg.status_counts() == {"placed": 4, "confirmed": 3, "cancelled": 1}
+    assert pg.status_counts() == {"placed": 4, "confirmed": 3, "cancelled": 1}
+    assert _delta_rows(postgres_db_url) == 0  # 8 more rows: folded again
+
+
+def test_a_version_1_store_gets_its_status_counts_from_the_orders_it_has(
+    postgres_db_url: str,
+) -> None:
+    first = PostgresStore(parse_store_url(postgres_db_url))
+    try:
+        ids = _orders(first, 4, "m")
+        with first.write() as tx:
+            tx.set_status(ids[0], "confirmed")
+    finally:
+        first.close()
+    with psycopg.connect(postgres_db_url, autocommit=True) as conn:  # back to version 1
+        conn.execute("DROP TRIGGER orders_count_status ON orders")
+        conn.execute("DROP FUNCTION orderdeck_count_status()")
+        conn.execute("DROP TABLE order_status_deltas")
+        conn.execute("UPDATE orderdeck_schema SET version = 1")
+    again = PostgresStore(parse_store_url(postgres_db_url))
+    try:
+        assert again.schema_version() == SCHEMA_VERSION
+        assert again.status_counts() == {"placed": 3, "confirmed": 1}
+        with again.write() as tx:
+            tx.set_status(ids[1], "paid")
+        assert again.status_counts() == {"placed": 2, "paid": 1, "confirmed": 1}
+    finally:
+        again.close()

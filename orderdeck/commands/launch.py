@@ -42,8 +42,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run the control center until the user quits; returns the exit code."""
-    settings = settings_from_args(args)
-    # Imported here: Textual and the runtime are heavy and `orderdeck --help` must stay instant.
-    from orderdeck.app import run_app
+    from orderdeck.startup_checks import LaunchLock, check_port_free
 
-    return run_app(settings, keep_kafka=bool(args.keep_kafka))
+    settings = settings_from_args(args)
+    # Before the TUI takes the terminal and before Kafka starts: a second launch on this data
+    # dir, or a port somebody holds, is one line on stderr and a non-zero exit.
+    with LaunchLock(settings.data_dir):
+        check_port_free(settings.api_host, settings.api_port)
+        # Imported here: Textual and the runtime are heavy and `orderdeck --help` must stay
+        # instant.
+        from orderdeck.app import run_app
+
+        return run_app(settings, keep_kafka=bool(args.keep_kafka))

@@ -328,6 +328,28 @@ class GroupInspector:
         except KafkaError as exc:
             raise KafkaUnavailableError(f"could not read end offsets: {exc}") from exc
 
+    async def topic_records(self, topics: Sequence[str]) -> dict[str, int]:
+        """Records each topic holds now: log-end minus log-start offset, summed over its
+        partitions (what a dead-letter topic's depth is, whoever wrote the records).
+
+        Topics that do not exist are left out.
+        """
+        try:
+            leaders = await partition_leaders(self._client, topics)
+            wanted = {(t, p) for t, ps in leaders.items() for p in ps}
+            ends, starts = await asyncio.gather(
+                list_latest(self._client, wanted, leaders),
+                list_latest(self._client, wanted, leaders, earliest=True),
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"could not read topic offsets: {exc}") from exc
+        held: dict[str, int] = {}
+        for (topic, partition), end in ends.items():
+            start = starts.get((topic, partition))
+            if start is not None:
+                held[topic] = held.get(topic, 0) + max(end - start, 0)
+        return held
+
     # --------------------------------------------------------------------- internals
 
     async def _coordinator(self, group: str) -> int:
@@ -393,26 +415,31 @@ class GroupInspector:
         return await list_latest(self._client, wanted, leaders)
 
 
-#: ListOffsets timestamp meaning "the log-end offset".
+#: ListOffsets timestamps meaning "the log-end offset" and "the log-start offset".
 _LATEST = -1
+_EARLIEST = -2
 
 
 async def list_latest(
     admin: AIOKafkaAdminClient,
     wanted: set[tuple[str, int]],
     leaders: dict[str, dict[int, int]],
+    *,
+    earliest: bool = False,
 ) -> dict[tuple[str, int], int]:
     """Log-end offsets of ``wanted``: one ListOffsets request per partition leader, all at once.
 
     A partition without a leader, or whose leader answers with an error (a broker can name a
     new partition's leader a moment before it serves ListOffsets for it), is left out. The
     admin client has no ListOffsets call (see ``aiokafka_compat`` for why not end_offsets()).
+    ``earliest`` asks for the log-start offsets instead (what retention has not deleted).
     """
+    spec = _EARLIEST if earliest else _LATEST
     by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
     for topic, partition in sorted(wanted):
         node = leaders.get(topic, {}).get(partition, -1)
         if node >= 0:  # no leader: the tool shows '-' as well
-            by_node.setdefault(node, {}).setdefault(topic, []).append((partition, _LATEST))
+            by_node.setdefault(node, {}).setdefault(topic, []).append((partition, spec))
     responses = await asyncio.gather(
         *(
             send_request(admin, OffsetRequest(-1, 0, list(topics.items())), node)

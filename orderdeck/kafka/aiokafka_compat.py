@@ -72,7 +72,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "_sender.sender_task",
     ),
     #: Of each batch queued in a producer's accumulator.
-    "MessageBatch": ("future", "_msg_futures", "retry_count"),
+    "MessageBatch": ("future", "_msg_futures", "_drain_waiter", "retry_count"),
     "AIOKafkaAdminClient": ("_send_request",),
 }
 
@@ -235,6 +235,9 @@ def _fail_pending_sends(producer: AIOKafkaProducer) -> None:
         batch.future.add_done_callback(_consume_exception)
         for future, _ in batch._msg_futures:
             future.add_done_callback(_consume_exception)
+        # fail_all fails the batch's drain waiter too, which only a send_batch caller awaits:
+        # unread, it is the "Future exception was never retrieved" printed at exit.
+        batch._drain_waiter.add_done_callback(_consume_exception)
     accumulator.fail_all(KafkaConnectionError("producer closed before Kafka acknowledged"))
 
 

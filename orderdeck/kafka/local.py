@@ -65,6 +65,7 @@ __all__ = [
     "KAFKA_VERSION",
     "SCRAM_MECHANISM",
     "SCRAM_USER",
+    "SECURE_PERFORMANCE_OPTS",
     "BrokerExitedError",
     "BrokerStatus",
     "ClusterIdMismatchError",
@@ -82,6 +83,9 @@ __all__ = [
 #: KAFKA_HEAP_OPTS / KAFKA_JVM_PERFORMANCE_OPTS override them, as with Kafka's own scripts.
 HEAP_OPTS = ("-Xms256m", "-Xmx512m")
 PERFORMANCE_OPTS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+#: A SASL_SSL broker keeps C2: only C2 turns AES-GCM into the CPU's AES/GHASH instructions, and
+#: C1-compiled TLS costs most of the broker's CPU (BENCHMARKS.md, "SASL_SSL beside plaintext").
+SECURE_PERFORMANCE_OPTS = ("-XX:+UseSerialGC",)
 COMMON_OPTS = ("-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
 TOOL_OPTS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 
@@ -189,6 +193,11 @@ class LocalKafka:
     @property
     def security_protocol(self) -> str:
         return _SECURE_PROTOCOL if self.secure else "PLAINTEXT"
+
+    @property
+    def performance_opts(self) -> tuple[str, ...]:
+        """The JIT/GC options the broker's JVM gets unless KAFKA_JVM_PERFORMANCE_OPTS is set."""
+        return SECURE_PERFORMANCE_OPTS if self.secure else PERFORMANCE_OPTS
 
     def connection(self) -> KafkaConnection:
         """How a client reaches this data dir's broker (plaintext, or SASL_SSL as set up).
@@ -468,7 +477,7 @@ class LocalKafka:
         command = [
             java,
             *_env_opts("KAFKA_HEAP_OPTS", HEAP_OPTS),
-            *_env_opts("KAFKA_JVM_PERFORMANCE_OPTS", PERFORMANCE_OPTS),
+            *_env_opts("KAFKA_JVM_PERFORMANCE_OPTS", self.performance_opts),
             *COMMON_OPTS,
             *cds_opts,
             f"-Dkafka.logs.dir={self.kafka_dir}",

@@ -274,10 +274,22 @@ class EventProducer:
             partition = PARTITIONER(key, all_partitions, all_partitions)
             groups.setdefault((topic, partition), []).append(record)
         futures: list[asyncio.Future[Any]] = []
-        for (topic, partition), group in groups.items():
-            packed = self._pack([(key, value, headers) for _, key, value, headers in group], None)
-            for batch, _ in packed:
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+        try:
+            for (topic, partition), group in groups.items():
+                packed = self._pack(
+                    [(key, value, headers) for _, key, value, headers in group], None
+                )
+                for batch, _ in packed:
+                    futures.append(
+                        await self._producer.send_batch(batch, topic, partition=partition)
+                    )
+        except BaseException:
+            # A later batch was refused (the producer is closing) or we were cancelled: the
+            # batches handed over already fail or finish unawaited; read their outcome so
+            # asyncio does not print "Future exception was never retrieved" at exit.
+            for future in futures:
+                future.add_done_callback(_retrieve)
+            raise
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -293,6 +305,12 @@ class _Waiting:
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     delivery: asyncio.Future[Delivery]
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a finished future's exception as seen (nobody is left to await it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _deliver(

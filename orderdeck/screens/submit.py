@@ -215,6 +215,8 @@ class SubmitScreen(DeckScreen):
         select = self.query_one("#product", Select)
         chosen = select.value
         options = [(f"{p.name} · {money(p.priceCents)} · {p.stock:,} left", p.id) for p in products]
+        # Loaded: the list's blank entry stops saying it is loading.
+        select.prompt = "choose a product" if products else "the catalog is empty"
         select.set_options(options)
         ids = {p.id for p in products}
         if isinstance(chosen, str) and chosen in ids:
@@ -292,6 +294,18 @@ class SubmitScreen(DeckScreen):
                 self._field_error(_form_field(field.field), field.reason)
             return
         self._submit_one(request)
+
+    @on(Input.Changed, "#customer, #quantity")
+    @on(Select.Changed, "#product")
+    def _field_changed(self, event: Input.Changed | Select.Changed) -> None:
+        """A field's message is about the value it had: it goes once the value changes."""
+        name = event.control.id
+        if name is None:
+            return
+        error = self.query_one(f"#{name}-error", Static)
+        if error.display:
+            error.update("")
+            error.display = False
 
     def _field_error(self, name: str, reason: str) -> None:
         error = self.query_one(f"#{name}-error", Static)

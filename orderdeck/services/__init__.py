@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 SERVICE_NAMES: tuple[str, ...] = ("order", "payment", "inventory", "notification")
 
 #: The states a service moves through, as shown by ``ServiceStatus.state``.
-SERVICE_STATES = ("starting", "running", "paused", "restarting", "failed", "stopped")
+#: ``waiting`` is the runtime's word for a service whose consumers retry while Kafka is
+#: unreachable (the supervisor itself cannot tell).
+SERVICE_STATES = ("starting", "running", "waiting", "paused", "restarting", "failed", "stopped")
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from orderdeck.events import (
     headers_for,
 )
 from orderdeck.services import FailureRecord, Service
-from orderdeck.store.tx import StoreBackend, WriteTx
+from orderdeck.store.tx import Hop, StoreBackend, WriteTx
 from orderdeck.store.views import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,16 @@ class BatchApplier:
         with store.write() as tx:
             if sent:
                 tx.mark_sent(sent)
+            # Without savepoints a failure rolls the whole batch back, claims included, so
+            # every record can be claimed up front at once; with them each record claims its
+            # own, to be rolled back with it.
+            claimed = None if isolate else self._claim_all(tx, decoded)
             for index, (record, event) in enumerate(decoded):
                 tried = 1 if index == failed_once else 0
                 result.errors += tried
                 try:
                     self._apply_record(
-                        tx, record, event, result, isolate, store.is_transient, tried
+                        tx, record, event, result, isolate, store.is_transient, tried, claimed
                     )
                 except _HandlerFailed as failed:
                     failed.index = index
@@ -123,8 +127,13 @@ class BatchApplier:
         isolate: bool,
         transient: Callable[[BaseException], bool],
         tried: int = 0,
+        claimed: set[str] | None = None,
     ) -> None:
-        """Apply one decoded record (``event`` is the reason when it did not decode)."""
+        """Apply one decoded record (``event`` is the reason when it did not decode).
+
+        ``claimed``: the event ids :meth:`_claim_all` claimed for this batch and not yet used;
+        None to claim each record as it is handled.
+        """
         service = self.service
         if isinstance(event, str):
             self._dead_letter(tx, record, event, result)
@@ -135,7 +144,7 @@ class BatchApplier:
             return
         if not isolate:
             try:
-                self._handle(tx, record, event, result)
+                self._handle(tx, record, event, result, claimed)
             except Exception as exc:
                 if transient(exc):
                     raise  # the whole batch is retried
@@ -158,15 +167,47 @@ class BatchApplier:
         reason = f"handler failed {MAX_ATTEMPTS} times: {type(error).__name__}: {error}"
         self._dead_letter(tx, record, reason, result, event)
 
-    def _handle(self, tx: WriteTx, record: Any, event: Event, result: BatchResult) -> None:
+    def _handle(
+        self,
+        tx: WriteTx,
+        record: Any,
+        event: Event,
+        result: BatchResult,
+        claimed: set[str] | None = None,
+    ) -> None:
         service = self.service
-        if not self._claim(tx, record, event):
+        if claimed is not None:
+            fresh = event.eventId in claimed
+            claimed.discard(event.eventId)  # a second copy in the batch is a duplicate
+        else:
+            fresh = self._claim(tx, record, event)
+        if not fresh:
             result.duplicates += 1
             result.processed += 1
             return
         for out in service.handle(tx, event):
             self._emit(tx, out)
         result.processed += 1
+
+    def _claim_all(self, tx: WriteTx, decoded: Sequence[tuple[Any, Event | str]]) -> set[str]:
+        """Claim every handled event of the batch in one call; returns the ids claimed."""
+        hops: dict[str, Hop] = {}
+        for record, event in decoded:
+            if isinstance(event, str) or event.type not in self.service.accepts:
+                continue  # dead-lettered, not handled
+            hops.setdefault(
+                event.eventId,
+                Hop(
+                    order_id=event.orderId,
+                    event_id=event.eventId,
+                    event_type=event.type,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    timestamp_ms=record.timestamp,
+                ),
+            )
+        return tx.consume_all(self.service.name, list(hops.values()))
 
     def _claim(self, tx: WriteTx, record: Any, event: Event) -> bool:
         """Record the journey hop that marks ``event`` processed; False if it already was."""

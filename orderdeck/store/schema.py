@@ -16,7 +16,7 @@ from __future__ import annotations
 from orderdeck.errors import OrderdeckError
 
 #: The version of the schema this orderdeck writes; bump it with a new step in every backend.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreVersionError(OrderdeckError):

@@ -52,7 +52,7 @@ from orderdeck.events import (
 )
 from orderdeck.store.catalog import catalog_for, load_catalog
 from orderdeck.store.schema import migration_steps
-from orderdeck.store.tx import ReservationOutcome
+from orderdeck.store.tx import Hop, ReservationOutcome
 from orderdeck.store.url import StoreURL
 from orderdeck.store.views import (
     IdempotencyRecord,
@@ -179,7 +179,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 
 
 #: One step per schema version, applied in order in the transaction that checks the version.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+#: Step 2 is PostgreSQL's status-count table; SQLite counts with its cache of settled orders.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: ""}
 
 _FINAL_LIST = sorted(FINAL_STATUSES)
 _FINAL_MARKS = ",".join("?" * len(_FINAL_LIST))
@@ -312,6 +313,23 @@ class SQLiteWriteTx:
             ),
         )
         return cur.rowcount == 1
+
+    def consume_all(self, service: str, hops: Sequence[Hop]) -> set[str]:
+        """:meth:`consume` for each hop (in-process statements cost no round trip)."""
+        return {
+            h.event_id
+            for h in hops
+            if self.consume(
+                service,
+                order_id=h.order_id,
+                event_id=h.event_id,
+                event_type=h.event_type,
+                topic=h.topic,
+                partition=h.partition,
+                offset=h.offset,
+                timestamp_ms=h.timestamp_ms,
+            )
+        }
 
     def add_outbox(
         self,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from orderdeck.events import OrderPlaced, PricedLineItem
@@ -46,6 +47,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 ReservationOutcome = Literal["reserved", "out_of_stock"]
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One consumed record's journey hop, as :meth:`WriteTx.consume_all` claims it."""
+
+    order_id: str
+    event_id: str
+    event_type: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
 
 
 class WriteTx(Protocol):
@@ -99,6 +113,14 @@ class WriteTx(Protocol):
 
         The journey row is the event's processed marker: False means it was processed
         before, and the caller must change nothing.
+        """
+        ...
+
+    def consume_all(self, service: str, hops: Sequence[Hop]) -> set[str]:
+        """:meth:`consume` for several events at once; returns the event ids it claimed.
+
+        The event ids must be distinct. A server engine does it in one round trip, which is
+        what a batch of records costs most there.
         """
         ...
 

@@ -56,6 +56,10 @@ class LiveModel:
                 self._topics.setdefault(topic, RateMeter(RATE_WINDOW_S)).add(snap.taken_at, end)
         self.updates += 1
 
+    def forget(self) -> None:
+        """Drop the snapshots (a poll failed): lag is unknown, not what it was before."""
+        self.snapshots.clear()
+
     def topic_rate(self, topic: str) -> float | None:
         """Events/s appended to ``topic`` over the last few seconds."""
         track = self._topics.get(topic)

@@ -19,16 +19,22 @@ from orderdeck.kafka.producer import EventProducer
 from orderdeck.kafka.tail import TailRecord, TopicTail
 from orderdeck.order_desk import OrderDesk
 from orderdeck.services.supervisor import Supervisor
-from orderdeck.store import Store
+from orderdeck.store import StoreBackend, StoreURL, open_store
 from tests.api.live_server import live_server
 
 ACK_TIMEOUT_S = 5.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A fresh SQLite store seeded with the committed catalog."""
-    s = Store(tmp_path / "orderdeck.db")
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    """A fresh store seeded with the committed catalog: SQLite, or every engine in turn for a
+    test that uses ``store_url`` (``@pytest.mark.usefixtures("store_url")``)."""
+    url = (
+        request.getfixturevalue("store_url")
+        if "store_url" in request.fixturenames
+        else StoreURL.sqlite(tmp_path / "orderdeck.db")
+    )
+    s = open_store(url)
     yield s
     s.close()
 
@@ -44,7 +50,7 @@ async def producer(kafka_connection: KafkaConnection) -> AsyncIterator[EventProd
 
 @pytest.fixture
 async def desk(
-    store: Store, producer: EventProducer, topic_names: TopicNames
+    store: StoreBackend, producer: EventProducer, topic_names: TopicNames
 ) -> AsyncIterator[OrderDesk]:
     """The order desk the app places orders with (closed before the store)."""
     d = OrderDesk(store, producer, topic_names, ack_timeout=ACK_TIMEOUT_S)
@@ -96,10 +102,10 @@ async def read_topic(kafka: KafkaConnection, topic: str) -> list[TailRecord]:
 
 @pytest.fixture
 async def services(
-    kafka_connection: KafkaConnection, store: Store, topic_names: TopicNames
+    kafka_connection: KafkaConnection, store: StoreBackend, topic_names: TopicNames
 ) -> AsyncIterator[Supervisor]:
     """The four services, in-process, on the test's topics and database."""
-    supervisor = Supervisor(kafka_connection, store.path, topic_names)
+    supervisor = Supervisor(kafka_connection, store.url, topic_names)
     await supervisor.start()
     try:
         async with asyncio.timeout(30):

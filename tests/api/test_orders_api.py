@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from orderdeck.api import create_app
 from orderdeck.events import TopicNames
@@ -16,7 +17,7 @@ from orderdeck.kafka.producer import EventProducer
 from orderdeck.order_desk import RECORD_DELAY_S, OrderDesk
 from orderdeck.orders import build_order_placed, parse_order_body
 from orderdeck.services.supervisor import Supervisor
-from orderdeck.store import Store
+from orderdeck.store import Store, StoreBackend
 from tests.api.conftest import read_topic, wait_for
 
 ORDERS = "/api/v1/orders"
@@ -29,6 +30,7 @@ async def post(client: httpx.AsyncClient, body: Any, key: str | None = None) -> 
     return await client.post(ORDERS, json=body, headers=headers)
 
 
+@pytest.mark.usefixtures("store_url")  # on every store engine
 async def test_original_body_answers_201_in_the_original_shape(
     client: httpx.AsyncClient,
 ) -> None:
@@ -60,6 +62,7 @@ async def test_original_body_answers_201_in_the_original_shape(
     assert hop["timestamp"] > 0
 
 
+@pytest.mark.usefixtures("store_url")  # on every store engine
 async def test_multi_item_body_lists_items_in_the_answer(client: httpx.AsyncClient) -> None:
     items = [{"productId": "sku-mouse", "quantity": 1}, {"productId": "sku-cable", "quantity": 3}]
     response = await post(client, {"customerId": "cust-7", "items": items})
@@ -71,6 +74,7 @@ async def test_multi_item_body_lists_items_in_the_answer(client: httpx.AsyncClie
     assert order["amountCents"] == 2999 + 3 * 999
 
 
+@pytest.mark.usefixtures("store_url")  # on every store engine
 async def test_same_idempotency_key_and_body_gives_the_same_order_and_one_event(
     client: httpx.AsyncClient, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
@@ -87,6 +91,7 @@ async def test_same_idempotency_key_and_body_gives_the_same_order_and_one_event(
     assert [r.order_id for r in records] == [order_id]
 
 
+@pytest.mark.usefixtures("store_url")  # on every store engine
 async def test_concurrent_first_requests_with_one_key_produce_one_event(
     client: httpx.AsyncClient, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
@@ -96,8 +101,9 @@ async def test_concurrent_first_requests_with_one_key_produce_one_event(
     assert len(await read_topic(kafka_connection, topic_names.orders)) == 1
 
 
+@pytest.mark.usefixtures("store_url")  # on every store engine
 async def test_same_idempotency_key_with_another_body_is_409(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: StoreBackend
 ) -> None:
     assert (await post(client, ORIGINAL, key="k-409")).status_code == 201
     response = await post(client, {**ORIGINAL, "quantity": 3}, key="k-409")
@@ -199,6 +205,7 @@ async def test_health_answers_ok(client: httpx.AsyncClient) -> None:
     assert response.json()["status"] == "ok"
 
 
+@pytest.mark.usefixtures("store_url")  # on every store engine
 async def test_order_is_confirmed_with_its_whole_journey(
     client: httpx.AsyncClient, services: Supervisor
 ) -> None:
@@ -224,11 +231,12 @@ async def test_order_is_confirmed_with_its_whole_journey(
     assert order["history"][-1]["status"] == "confirmed"
 
 
+@pytest.mark.usefixtures("store_url")  # on every store engine
 async def test_crash_between_ack_and_saving_the_key_cannot_create_a_second_order(
     client: httpx.AsyncClient,
     producer: EventProducer,
     topic_names: TopicNames,
-    store: Store,
+    store: StoreBackend,
     services: Supervisor,
 ) -> None:
     # A first attempt got its ack, then the process died before recording anything.

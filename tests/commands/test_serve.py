@@ -216,12 +216,35 @@ async def test_a_killed_child_is_started_again(spawn: Spawn) -> None:
     serve = spawn(processes=2, log_name="serve-restart")
     await asyncio.to_thread(serve.wait_serving, 60, 2)
     [child] = _children(serve.proc.pid)
-    os.kill(child, signal.SIGKILL)
-    await wait_for(
-        lambda: [pid for pid in _children(serve.proc.pid) if pid != child] != [],
-        within=15,
-        what="a new services process",
-    )
+    async with httpx.AsyncClient(base_url=serve.url) as client:
+
+        async def states() -> set[str]:
+            health = (await client.get("/health")).json()
+            return {s["state"] for s in health["services"]}
+
+        await wait_for(
+            lambda: _is(states(), {"running"}), within=30, what="the child's services to run"
+        )
+        os.kill(child, signal.SIGKILL)
+        # At once, and until the new child has started: not "running".
+        seen: set[str] = set()
+
+        async def not_running() -> bool:
+            current = await states()
+            seen.update(current)
+            return "running" not in current
+
+        await wait_for(not_running, within=5, what="/health to show the dead child")
+        assert seen & {"restarting", "starting"}, seen
+        assert (await client.get("/health")).json()["status"] == "degraded"
+        await wait_for(
+            lambda: [pid for pid in _children(serve.proc.pid) if pid != child] != [],
+            within=15,
+            what="a new services process",
+        )
+        await wait_for(
+            lambda: _is(states(), {"running"}), within=60, what="the new child's services to run"
+        )
     await asyncio.to_thread(serve.wait_serving, 60, 3)
     assert "process exited with -9" in serve.log(), serve.log()
     async with httpx.AsyncClient(base_url=serve.url) as client:
@@ -230,6 +253,10 @@ async def test_a_killed_child_is_started_again(spawn: Spawn) -> None:
         )
     serve.signal(signal.SIGTERM)
     assert await asyncio.to_thread(serve.wait, 10) == 0, serve.log()
+
+
+async def _is(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
 
 
 def order_body(i: int) -> dict[str, object]:

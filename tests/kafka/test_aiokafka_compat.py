@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import gc
 from pathlib import Path
 
 from aiokafka.protocol.metadata import MetadataRequest
 
 from orderdeck.events import TopicNames
 from orderdeck.kafka import aiokafka_compat
-from orderdeck.kafka.aiokafka_compat import REQUIRED, missing_internals, queued_batches
+from orderdeck.kafka.aiokafka_compat import (
+    REQUIRED,
+    missing_internals,
+    queued_batches,
+    stop_within,
+)
 from orderdeck.kafka.clients import new_admin, new_producer
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.services.notification import NotificationService
@@ -126,3 +132,31 @@ def test_no_other_module_or_test_reads_an_aiokafka_internal() -> None:
         if path not in (COMPAT, Path(__file__).resolve())
     }
     assert {p: names for p, names in offenders.items() if names} == {}
+
+
+async def test_a_forced_close_leaves_no_unretrieved_future_behind(
+    kafka_connection: KafkaConnection, topic_names: TopicNames
+) -> None:
+    """A send nobody waits for any more, failed by a forced close: asyncio must find nothing
+    to report when its futures are collected ("Future exception was never retrieved")."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    try:
+        producer = new_producer(kafka_connection, client_suffix="compat-force")
+        await producer.start()
+        batch = producer.create_batch()
+        batch.append(timestamp=None, key=b"k", value=b"v", headers=[])
+        batch.close()
+        acked = await producer.send_batch(batch, topic_names.orders, partition=0)
+        assert queued_batches(producer), "the batch just handed over is not queued"
+        await stop_within(producer, 0.0, "compat producer")  # no grace: closed by force
+        assert acked.done()
+        assert acked.exception() is not None  # read, as the sender's caller would
+        del acked, batch, producer
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [m for m in reported if "never retrieved" in m] == []

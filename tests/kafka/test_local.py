@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -27,6 +28,7 @@ from orderdeck.kafka import install as kafka_install
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import (
     KAFKA_VERSION,
+    PERFORMANCE_OPTS,
     BrokerExitedError,
     ClusterIdMismatchError,
     LocalKafka,
@@ -255,6 +257,19 @@ def test_cli_start_prints_the_bootstrap_address_last_and_creates_the_topics(
     assert f"listeners=PLAINTEXT://127.0.0.1:{own_broker.port},CONTROLLER://127.0.0.1:" in config
     assert "num.partitions=3" in config
     assert (own_broker.data_dir / "kafka" / "server.log").stat().st_size > 0
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")),
+    reason="KAFKA_JVM_PERFORMANCE_OPTS replaces the broker's JIT options",
+)
+def test_plaintext_broker_jvm_runs_c1_only(own_broker: OwnBroker) -> None:
+    """A plaintext broker keeps the C1-only JIT; only a secure one needs C2 (for TLS)."""
+    running = own_broker.kafka.status()
+    assert running is not None
+    args = psutil.Process(running.pid).cmdline()
+    assert all(option in args for option in PERFORMANCE_OPTS)
+    assert "-XX:TieredStopAtLevel=1" in args
 
 
 def test_start_when_already_running_says_so_and_succeeds(own_broker: OwnBroker) -> None:

@@ -18,13 +18,21 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 from aiokafka.admin import NewTopic
 
 from orderdeck.kafka.clients import check_connection, new_admin, new_consumer, new_producer
 from orderdeck.kafka.connect_errors import CHECK_TIMEOUT, KafkaAuthenticationError, KafkaTlsError
 from orderdeck.kafka.connection import KafkaConnection, load_properties
-from orderdeck.kafka.local import SCRAM_MECHANISM, SCRAM_USER, LocalKafka, LocalKafkaError
+from orderdeck.kafka.local import (
+    PERFORMANCE_OPTS,
+    SCRAM_MECHANISM,
+    SCRAM_USER,
+    SECURE_PERFORMANCE_OPTS,
+    LocalKafka,
+    LocalKafkaError,
+)
 from orderdeck.kafka.probe import ProbeError, probe
 from orderdeck.kafka.tls import ensure_certificates
 
@@ -69,6 +77,21 @@ async def expect_failure(kafka: KafkaConnection, error: type[Exception]) -> str:
 
 
 # ---------------------------------------------------------------------------- the broker
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")),
+    reason="KAFKA_JVM_PERFORMANCE_OPTS replaces the broker's JIT options",
+)
+def test_secure_broker_jvm_keeps_c2_for_tls(secure_kafka: LocalKafka) -> None:
+    """The SASL_SSL broker must not run C1 alone: only C2 compiles AES-GCM to AES-NI/GHASH."""
+    running = secure_kafka.status()
+    assert running is not None
+    args = psutil.Process(running.pid).cmdline()
+    assert secure_kafka.performance_opts == SECURE_PERFORMANCE_OPTS
+    assert all(option in args for option in SECURE_PERFORMANCE_OPTS)
+    assert not any(arg.startswith("-XX:TieredStopAtLevel") for arg in args)
+    assert "-XX:TieredStopAtLevel=1" in PERFORMANCE_OPTS  # the plaintext broker's, unchanged
 
 
 def test_secure_broker_writes_private_files_with_librdkafka_names(

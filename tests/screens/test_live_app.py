@@ -244,3 +244,23 @@ async def test_burst_generator_sends_each_kind_and_they_end_as_planned(
         assert outcome["good"] == {"confirmed"}
         assert outcome["declined"] == {"payment_declined"}
         assert outcome["out-of-stock"] == {"cancelled"}  # paid, then refunded, from the first
+
+
+async def test_the_form_says_the_catalog_loaded_and_drops_a_fixed_fields_message(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    async with running_app(kafka_bootstrap, topic_names, tmp_path) as (app, pilot, _):
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, SubmitScreen)
+        select = screen.query_one("#product", Select)
+        await until(pilot, lambda: str(select.value).startswith("sku-"), "the catalog to load")
+        assert select.prompt != "loading catalog…"
+        quantity = screen.query_one("#quantity", Input)
+        error = screen.query_one("#quantity-error")
+        quantity.value = "0"
+        screen.action_submit()
+        await until(pilot, lambda: error.display, "the quantity's message")
+        assert "at least 1" in str(error.render())
+        quantity.value = "3"  # the field changes: its message is about the old value
+        await until(pilot, lambda: not error.display, "the message to clear")
