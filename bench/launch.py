@@ -8,13 +8,14 @@ Run from the repository root with the project's venv::
     .venv/bin/python bench/launch.py tail           # tail throughput, key latency, memory
     .venv/bin/python bench/launch.py idle           # CPU of an idle, running launch
     .venv/bin/python bench/launch.py screenshots    # docs/screenshots/*.svg
+    .venv/bin/python bench/launch.py bigstore       # 1,000,000 orders + 2,000/s tail: start, keys
 
 How each figure is measured:
 
 * **startup / cold**: ``orderdeck launch`` runs in a detached tmux pane of 120x36 (a real
   terminal, real process start); the bench polls ``tmux capture-pane`` every 10 ms.
   *First frame* is the first capture showing the header (``Pipeline`` on its first line)
-  and the footer (``^p palette``): the app draws, and answers keys, from then on.
+  and the footer (``^p Commands``): the app draws, and answers keys, from then on.
   *Green* is the first capture with ``services ● 4/4`` in the header and the start-up
   view gone. With Kafka running, the broker is one this bench started, passed as
   ``--bootstrap-servers``. Cold: a fresh ``--data-dir``, so ``launch`` formats and boots
@@ -24,6 +25,16 @@ How each figure is measured:
   Throughput = records the view received per second; key latency = from posting a key event
   to the record view's cursor action running, sampled every 100 ms during the flood; memory
   = the process's RSS after 100,000 records went through the tail.
+* **bigstore**: a store of 1,000,000 orders (bulk-inserted by the bench straight into
+  SQLite, kept in ``--big-dir`` between runs) while another process produces 2,000 events/s
+  into the orders topic. *Launch → interactive*: a real ``orderdeck launch`` on that data
+  dir in a tmux pane, to its first frame and to the pipeline green. *Key → screen*: a
+  headless app (rendering on, no services, no API) on the same store: a few hundred keys
+  across the screens (switches, Orders filters and journeys, Topics cursor); each latency
+  runs from posting the key to the first frame written after the key's result is on the
+  screen (the list of the new filter, the highlighted order's journey, the new screen).
+  ``--root`` runs the same figures against another checkout (``before`` vs this one),
+  interleaved run by run.
 * **idle**: CPU time (utime+stime from /proc) of the launch process over 30 s once green,
   with no orders flowing; the process includes the API and the four services' consumers.
 """
@@ -33,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import re
@@ -51,7 +63,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+# ``bigstore`` measures another checkout (``--root``) by running this file with its venv.
+ROOT = Path(os.environ.get("ORDERDECK_BENCH_ROOT") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results" / "launch.md"
@@ -60,7 +73,7 @@ ORDERDECK = ROOT / ".venv" / "bin" / "orderdeck"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SIZE = (120, 36)
 HEADER = "Pipeline"
-FOOTER = "^p palette"
+FOOTER = "^p Commands"
 GREEN = re.compile(r"services ● 4/4")
 
 
@@ -197,9 +210,10 @@ def running_broker() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def launch_command(data_dir: Path, bootstrap: str | None) -> list[str]:
+def launch_command(data_dir: Path, bootstrap: str | None, root: Path = ROOT) -> list[str]:
     """``orderdeck launch`` on a free API port."""
-    command = [str(ORDERDECK), "launch", "--data-dir", str(data_dir), "--port", str(free_port())]
+    orderdeck = root / ".venv" / "bin" / "orderdeck"
+    command = [str(orderdeck), "launch", "--data-dir", str(data_dir), "--port", str(free_port())]
     if bootstrap:
         command += ["--bootstrap-servers", bootstrap]
     return command
@@ -516,6 +530,369 @@ async def _tail(figures: Figures, rate: float, total: int) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- bigstore
+
+BIG_ORDERS = 1_000_000
+BIG_RATE = 2000.0
+#: Final statuses of the generated orders, in proportion; the newest few are still in flight.
+BIG_MIX = ("confirmed",) * 16 + ("payment_declined", "payment_declined", "cancelled", "rejected")
+BIG_IN_FLIGHT = ("placed", "pending", "paid")
+BIG_JOURNEYS = 5000
+KEYS_CYCLE = ("6", "s", "s", "j", "j", "k", "s", "a", "3", "down", "up", "down", "1", "4", "5",
+              "2", "6", "j")  # fmt: skip
+
+
+def build_big_store(directory: Path, orders: int) -> Path:
+    """A data dir whose store holds ``orders`` orders (reused when already built).
+
+    Rows go straight into SQLite in large transactions (minutes through Kafka, seconds this
+    way); the schema and catalog come from the project's own ``open_store``.
+    """
+    import sqlite3
+
+    from orderdeck.store import open_store
+    from orderdeck.store.url import default_store_url
+
+    done = directory / f"built-{orders}"
+    if done.exists():
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    open_store(default_store_url(directory)).close()
+    began = time.monotonic()
+    conn = sqlite3.connect(directory / "orderdeck.db", isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("DROP INDEX orders_status")  # built once at the end: faster than row by row
+    base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+    def iso(seconds: float) -> str:
+        return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+    chunk = 50_000
+    for start in range(0, orders, chunk):
+        rows = []
+        items = []
+        for n in range(start, min(orders, start + chunk)):
+            oid = f"{n:08d}-0000-7000-8000-{uuid.UUID(int=n).hex[-12:]}"
+            status = BIG_IN_FLIGHT[n % 3] if n >= orders - 30 else BIG_MIX[n % len(BIG_MIX)]
+            at = iso(base + n * 0.05)
+            history = json.dumps([["placed", at], [status, at]])
+            amount = 1999 * (1 + n % 3)
+            rows.append((oid, f"cust-{n % 5000}", status, amount, "api", oid, history, at, at))
+            items.append((oid, 0, "sku-mouse", 1 + n % 3, 1999))
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO orders (id, customer_id, status, amount_cents, source,"
+            " placed_event_id, history, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?)", items)
+        conn.execute("COMMIT")
+    hops = []
+    for n in range(orders - BIG_JOURNEYS, orders):
+        oid = f"{n:08d}-0000-7000-8000-{uuid.UUID(int=n).hex[-12:]}"
+        for k, (kind, topic, service) in enumerate(
+            (("OrderPlaced", "orders", "order"), ("OrderPriced", "payments", "payment"))
+        ):
+            hops.append((f"{oid}-{k}", oid, kind, topic, 0, n, int((base + n) * 1000), service,
+                         iso(base + n * 0.05)))  # fmt: skip
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO journey VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", hops)
+    conn.execute("COMMIT")
+    conn.execute("CREATE INDEX orders_status ON orders (status, seq)")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    done.write_text(f"{orders} orders built in {time.monotonic() - began:.0f} s\n")
+    print(done.read_text().strip(), flush=True)
+    return directory
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least ``q`` of them at or below."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict[str, object]:
+    """Key → screen latencies of a headless app on the big store (one variant, one run)."""
+    from textual import events
+
+    from orderdeck.app import OrderDeckApp
+    from orderdeck.config import Settings
+    from orderdeck.runtime import Runtime
+    from orderdeck.screens.orders import OrdersScreen
+    from orderdeck.screens.startup import StartupScreen
+    from orderdeck.screens.topics import TopicsScreen
+    from orderdeck.widgets.journey import JourneyView
+    from orderdeck.widgets.record_view import RecordView
+    from orderdeck.widgets.runtime_link import RuntimeHooks
+
+    hooks = RuntimeHooks()
+    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, data_dir=big_dir)
+    runtime = Runtime(settings, services=(), with_api=False, log_handler=hooks.log_buffer)
+    app = OrderDeckApp(runtime, hooks=hooks)
+    frames: list[float] = []
+    cursor_moves: list[float] = []
+    original_cursor = RecordView.action_cursor
+
+    def timed_cursor(view: RecordView, delta: int) -> None:
+        original_cursor(view, delta)
+        cursor_moves.append(time.perf_counter())
+
+    RecordView.action_cursor = timed_cursor  # type: ignore[method-assign,assignment]
+    screens = {"1": "PipelineScreen", "2": "SubmitScreen", "3": "TopicsScreen",
+               "4": "GroupsScreen", "5": "ServicesScreen", "6": "OrdersScreen"}  # fmt: skip
+    latencies: dict[str, list[float]] = {}
+    began = time.perf_counter()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            display = app._display
+
+            def timed_display(screen: object, renderable: object) -> None:
+                frames.append(time.perf_counter())
+                display(screen, renderable)  # type: ignore[arg-type]
+
+            app._display = timed_display  # type: ignore[method-assign]
+            await _poll(lambda: app.ready and not isinstance(app.screen, StartupScreen), 120)
+            ready = time.perf_counter() - began
+            await pilot.press("3")
+            while not (isinstance(app.screen, TopicsScreen) and app.screen.tail_ready):
+                await pilot.pause(0.05)
+
+            for _ in range(cycles):
+                for key in KEYS_CYCLE:
+                    check = _key_done(app, key, screens, cursor_moves, OrdersScreen, JourneyView)
+                    char = key if len(key) == 1 else None
+                    pressed = time.perf_counter()
+                    app.post_message(events.Key(key, char))
+                    deadline = pressed + 10
+                    await asyncio.sleep(0)
+                    await _poll(check, 10)
+                    seen = time.perf_counter()
+                    await _poll(lambda: bool(frames) and frames[-1] >= seen, 10)  # noqa: B023
+                    if time.perf_counter() >= deadline:
+                        timeouts = latencies.setdefault("timeouts", [])
+                        timeouts.append(float(key in screens))
+                        if len(timeouts) >= 10:
+                            break  # this checkout does not show what the key asked for
+                        continue
+                    frame = next(t for t in frames if t >= seen)
+                    group = "switch" if key in screens else key
+                    latencies.setdefault(group, []).append(frame - pressed)
+                    await asyncio.sleep(0.02)  # a person's pace, roughly: not a key storm
+            await pilot.press("q")
+            while app.return_code is None:
+                await pilot.pause(0.05)
+    finally:
+        RecordView.action_cursor = original_cursor  # type: ignore[method-assign]
+        await runtime.stop()
+    return {"ready_s": ready, "latencies": latencies}
+
+
+async def _poll(condition: Callable[[], bool], within: float) -> bool:
+    """Check ``condition`` every millisecond (the measuring granularity) up to ``within`` s."""
+    deadline = time.perf_counter() + within
+    while not condition():
+        if time.perf_counter() > deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return True
+
+
+STATUS_CYCLE = (None, "confirmed", "payment_declined", "cancelled", "rejected", "placed",
+                "pending", "paid")  # fmt: skip
+
+
+def _key_done(
+    app: object,
+    key: str,
+    screens: dict[str, str],
+    cursor_moves: list[float],
+    orders_screen: type,
+    journey_view: type,
+) -> Callable[[], bool]:
+    """What on screen says ``key`` (about to be pressed) has done its work; works on any
+    checkout, since it looks only at the widgets (not at how the screen reads the store)."""
+    from textual.widgets import DataTable
+
+    screen = app.screen  # type: ignore[attr-defined]
+
+    def row0_status() -> str | None:
+        table = app.screen.query_one("#orders-table", DataTable)  # type: ignore[attr-defined]
+        if not table.row_count:
+            return None
+        return str(getattr(table.get_row_at(0)[2], "plain", ""))
+
+    if key in screens:
+        wanted = screens[key]
+
+        def switched() -> bool:
+            shown = app.screen  # type: ignore[attr-defined]
+            if type(shown).__name__ != wanted:
+                return False
+            return key != "6" or row0_status() is not None
+
+        return switched
+    if isinstance(screen, orders_screen) and key in "sa":
+        current = screen.status_filter  # type: ignore[attr-defined]
+        target = None if key == "a" else STATUS_CYCLE[(STATUS_CYCLE.index(current) + 1) % 8]
+
+        def filtered() -> bool:
+            row = row0_status()
+            if row is None:
+                return False
+            if target is None:
+                return _all_statuses_mixed(screen)
+            return row.endswith(target)
+
+        return filtered
+    if isinstance(screen, orders_screen):
+
+        def journey_shown() -> bool:
+            order = screen.query_one(journey_view).order
+            return order is not None and order.id == screen.selected_id  # type: ignore[attr-defined]
+
+        return journey_shown
+    moves = len(cursor_moves)
+    return lambda: len(cursor_moves) > moves
+
+
+def _all_statuses_mixed(screen: object) -> bool:
+    """The unfiltered list is on screen: its 100 rows hold more than one status."""
+    from textual.widgets import DataTable
+
+    table = screen.query_one("#orders-table", DataTable)  # type: ignore[attr-defined]
+    seen = {str(getattr(table.get_row_at(i)[2], "plain", "")) for i in range(table.row_count)}
+    return len(seen) > 1
+
+
+FLOOD_SECONDS = 1200
+
+
+def bench_bigstore(
+    figures: Figures, runs: int, big_dir: Path, roots: list[Path], cycles: int, orders: int
+) -> None:
+    """Launch and key latency on a 1,000,000-order store under a 2,000 events/s tail."""
+    build_big_store(big_dir, orders)
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    results: dict[Path, dict[str, list[float]]] = {root: {} for root in roots}
+    with running_broker() as bootstrap:
+        from orderdeck.events import TopicNames
+        from orderdeck.kafka.connection import KafkaConnection
+        from orderdeck.kafka.topics import ensure_topics
+
+        asyncio.run(ensure_topics(KafkaConnection(bootstrap), TopicNames(prefix=prefix)))
+        flood = subprocess.Popen(
+            [
+                str(PYTHON),
+                "-c",
+                FLOODER,
+                bootstrap,
+                TopicNames(prefix=prefix).orders,
+                str(BIG_RATE),
+                str(int(BIG_RATE * FLOOD_SECONDS)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(2)  # the flood reaches its rate before the first figure
+            figures.load("bigstore")
+            for run in range(runs):
+                for root in roots:
+                    got = results[root]
+                    pane = Pane(launch_command(big_dir, bootstrap, root), ROOT)
+                    try:
+                        start = pane.start()
+                        got.setdefault("frame", []).append(pane.wait_for(first_frame, 30) - start)
+                        got.setdefault("green", []).append(
+                            pane.wait_for(pipeline_green, 90) - start
+                        )
+                        pane.quit()
+                    finally:
+                        pane.close()
+                    child = subprocess.run(
+                        [
+                            str(root / ".venv" / "bin" / "python"),
+                            str(Path(__file__).resolve()),
+                            "_keys",
+                            "--big-dir",
+                            str(big_dir),
+                            "--bootstrap",
+                            bootstrap,
+                            "--prefix",
+                            prefix,
+                            "--cycles",
+                            str(cycles),
+                        ],
+                        env={**os.environ, "ORDERDECK_BENCH_ROOT": str(root)},
+                        capture_output=True,
+                        text=True,
+                    )
+                    if child.returncode:
+                        print(child.stderr[-4000:], file=sys.stderr, flush=True)
+                        child.check_returncode()
+                    measured = json.loads(child.stdout.strip().splitlines()[-1])
+                    got.setdefault("ready", []).append(measured["ready_s"])
+                    for group, values in measured["latencies"].items():
+                        got.setdefault(f"key:{group}", []).extend(values)
+                    print(
+                        f"run {run + 1} {root.name}: frame {got['frame'][-1]:.2f} s, "
+                        f"ready {measured['ready_s']:.2f} s",
+                        flush=True,
+                    )
+        finally:
+            flood.terminate()
+            flood.wait(10)
+    for root in roots:
+        got = results[root]
+        every = [
+            v for k, vs in got.items() if k.startswith("key:") and k != "key:timeouts" for v in vs
+        ]
+        label = f"`{root.name}`"
+        figures.add(
+            f"{label} launch → first frame (1M orders, 2,000/s tail)",
+            _spread(got["frame"]),
+            "≤ 1.5 s",
+            "real `orderdeck launch` in tmux on the 1M-order data dir",
+        )
+        figures.add(
+            f"{label} launch → pipeline green (1M orders)",
+            _spread(got["green"]),
+            "-",
+            "services ● 4/4 in the header",
+        )
+        figures.add(
+            f"{label} headless app → ready (1M orders)",
+            _spread(got["ready"]),
+            "-",
+            "runtime started (store opened, counts read), start-up screen gone",
+        )
+        figures.add(
+            f"{label} key → screen, all keys (1M orders, 2,000/s tail)",
+            f"p50 {statistics.median(every) * 1000:.1f} ms, "
+            f"p99 {_percentile(every, 0.99) * 1000:.1f} ms, max {max(every) * 1000:.1f} ms "
+            f"(n={len(every)}, timeouts {len(got.get('key:timeouts', []))})",
+            "p99 ≤ 100 ms",
+            "key posted → first frame written after its result is on screen",
+        )
+        for group in sorted(k for k in got if k.startswith("key:") and k != "key:timeouts"):
+            values = got[group]
+            figures.add(
+                f"{label} key → screen, {group[4:]}",
+                f"p50 {statistics.median(values) * 1000:.1f} ms, "
+                f"p99 {_percentile(values, 0.99) * 1000:.1f} ms (n={len(values)})",
+                "-",
+                {
+                    "switch": "F-key/digit to another screen (Orders: its list drawn)",
+                    "s": "Orders: next status filter's newest matches drawn",
+                    "a": "Orders: all statuses again",
+                    "j": "Orders: next order's journey drawn",
+                    "k": "Orders: previous order's journey drawn",
+                }.get(group[4:], "Topics: record cursor moved"),
+            )
+
+
 # ----------------------------------------------------------------------------- screenshots
 
 
@@ -626,15 +1003,39 @@ def write_report(figures: Figures, started: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
-        "what", choices=("all", "startup", "cold", "tail", "idle", "screenshots"), default="all"
+        "what",
+        choices=("all", "startup", "cold", "tail", "idle", "screenshots", "bigstore", "_keys"),
+        default="all",
     )
+    parser.add_argument(
+        "--big-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "orderdeck-bench-1m",
+        help="bigstore: where the 1,000,000-order data dir is built and kept",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        action="append",
+        help="bigstore: a checkout to measure (repeat; default this one), interleaved",
+    )
+    parser.add_argument("--cycles", type=int, default=20, help="bigstore: key cycles per run")
+    parser.add_argument(
+        "--orders", type=int, default=BIG_ORDERS, help="bigstore: orders in the store"
+    )
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=5, help="start-up runs (median reported)")
     parser.add_argument("--rate", type=float, default=2500, help="tail flood rate, records/s")
     parser.add_argument("--total", type=int, default=100_000, help="records in the tail flood")
     args = parser.parse_args(argv)
-    if shutil.which("tmux") is None and args.what in ("all", "startup", "cold", "idle"):
+    if shutil.which("tmux") is None and args.what in ("all", "startup", "cold", "idle", "bigstore"):
         print("bench/launch.py: tmux is needed for the start-up and idle figures", file=sys.stderr)
         return 2
+    if args.what == "_keys":
+        measured = asyncio.run(_keys(args.big_dir, args.bootstrap, args.prefix, args.cycles))
+        print(json.dumps(measured), flush=True)
+        return 0
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     figures = Figures()
     started = time.monotonic()
@@ -648,6 +1049,13 @@ def main(argv: list[str] | None = None) -> int:
         bench_tail(figures, args.rate, args.total)
     if args.what == "screenshots":
         screenshots()
+        return 0
+    if args.what == "bigstore":
+        roots = [r.resolve() for r in args.root] if args.root else [ROOT]
+        bench_bigstore(figures, args.runs, args.big_dir, roots, args.cycles, args.orders)
+        for figure, value, goal, how in figures.rows:
+            print(f"| {figure} | {value} | {goal} | {how} |")
+        print(*figures.notes, sep="\n")
         return 0
     if args.what == "all":
         write_report(figures, started)

@@ -7,12 +7,15 @@ becomes active again is brought up to date at once in ``on_screen_resume``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.events import Mount
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input
 
@@ -24,6 +27,18 @@ if TYPE_CHECKING:
     from orderdeck.screens.protocol import DeckHost
     from orderdeck.widgets.live import LiveModel
     from orderdeck.widgets.runtime_link import RuntimeLike
+
+log = logging.getLogger("orderdeck.screens")
+
+
+class StoreRead(Message):
+    """A store read a screen asked for has its answer (posted by the read's worker)."""
+
+    def __init__(self, kind: str, generation: int, value: object) -> None:
+        super().__init__()
+        self.kind = kind
+        self.generation = generation
+        self.value = value
 
 
 class DeckScreen(Screen[None]):
@@ -109,6 +124,60 @@ class DeckScreen(Screen[None]):
 
     def refresh_live(self, *, full: bool) -> None:
         """Bring the screen's data up to date; ``full`` after a new poll or on resume."""
+
+    # ------------------------------------------------------------------ store reads
+
+    _read_generation: dict[str, int]
+    _reads_in_flight: set[str]
+
+    def read_store(
+        self, kind: str, fn: Callable[..., object], *args: Any, restart: bool = True
+    ) -> None:
+        """Run ``fn(*args)`` on the store's thread and hand the answer to :meth:`store_read`.
+
+        The event loop never waits on the database: the read runs in a worker and its answer
+        comes back as a :class:`StoreRead` message. Only the newest request of a ``kind`` is
+        shown; an older answer that arrives late is dropped. ``restart=False`` (a periodic
+        refresh) leaves a read of the same kind that is still running alone, so a slow store
+        gets one read at a time instead of a new one per tick.
+        """
+        if not hasattr(self, "_read_generation"):
+            self._read_generation, self._reads_in_flight = {}, set()
+        if not restart and kind in self._reads_in_flight:
+            return
+        generation = self._read_generation.get(kind, 0) + 1
+        self._read_generation[kind] = generation
+        self._reads_in_flight.add(kind)
+        self.run_worker(
+            self._read(kind, generation, fn, args),
+            group=f"store-read-{kind}",
+            exclusive=True,
+            exit_on_error=False,
+            name=f"read {kind}",
+        )
+
+    async def _read(
+        self, kind: str, generation: int, fn: Callable[..., object], args: tuple[Any, ...]
+    ) -> None:
+        try:
+            value = await self.runtime.store.run(fn, *args)
+        except Exception as exc:  # shown in the log panel; the next refresh asks again
+            log.warning("reading the store (%s) failed: %s", kind, exc or type(exc).__name__)
+            if self._read_generation.get(kind) == generation:
+                self._reads_in_flight.discard(kind)
+            return
+        self.post_message(StoreRead(kind, generation, value))
+
+    @on(StoreRead)
+    def _store_read(self, message: StoreRead) -> None:
+        message.stop()
+        if self._read_generation.get(message.kind) != message.generation:
+            return  # a newer request of this kind was made since: its answer will follow
+        self._reads_in_flight.discard(message.kind)
+        self.store_read(message.kind, message.value)
+
+    def store_read(self, kind: str, value: object) -> None:
+        """Show the answer of the newest :meth:`read_store` of ``kind``."""
 
     def header(self) -> HeaderInfo | None:
         """The header currently shown (for tests)."""

@@ -2,11 +2,13 @@
 
 The list refreshes with the app's poll while this screen is shown; the journey of an order
 still in flight is re-read on each refresh so its hops appear as the services handle it.
+Every read runs on the store's thread (``DeckScreen.read_store``): one store call per
+refresh brings the list (one statement) and the selected journey back together.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -20,6 +22,10 @@ from orderdeck.screens.base import DeckScreen
 from orderdeck.widgets.deck_table import DeckTable
 from orderdeck.widgets.formatting import WIDE_FROM, clock, money, short_id, state_style
 from orderdeck.widgets.journey import JourneyView
+
+if TYPE_CHECKING:
+    from orderdeck.store import OrderSummary, OrderView
+    from orderdeck.widgets.runtime_link import StoreReader
 
 STATUS_FILTERS: tuple[str | None, ...] = (
     None,
@@ -52,6 +58,18 @@ NARROW_COLUMNS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+def read_listing(
+    store: StoreReader, status: str | None, limit: int, selected: str | None, journey: bool
+) -> tuple[list[OrderSummary], OrderView | None]:
+    """The newest orders (in ``status``) and, when ``journey``, the selected order's view
+    (the newest listed one if none is selected): what one refresh of the screen needs."""
+    orders, _ = store.list_orders(status=status, limit=limit)
+    if selected is None and orders:
+        selected = orders[0].id
+    view = store.get_order(selected) if journey and selected is not None else None
+    return orders, view
+
+
 class OrdersScreen(DeckScreen):
     """Recent orders on top, the journey of the highlighted one below."""
 
@@ -73,6 +91,9 @@ class OrdersScreen(DeckScreen):
         self.selected_id: str | None = None
         self._listed: list[tuple[str, str, str]] = []
         self._ids: list[str] = []
+        #: The filter of the rows on display (``status_filter`` once its read came back).
+        self.shown_filter: str | None = None
+        self.lists_shown = 0
 
     def body(self) -> ComposeResult:
         with Horizontal(id="orders-bar"):
@@ -108,12 +129,43 @@ class OrdersScreen(DeckScreen):
 
     def refresh_live(self, *, full: bool) -> None:
         if full:
-            self.reload()
+            self.reload(restart=False)
 
-    def reload(self) -> None:
-        """Re-read the list (keeping the highlighted order) and the selected journey."""
+    def reload(self, *, restart: bool = True) -> None:
+        """Re-read the list (keeping the highlighted order) and the selected journey.
+
+        ``restart=False`` is the periodic refresh: it waits for a read still under way.
+        """
+        self.read_store(
+            "list",
+            read_listing,
+            self.runtime.store,
+            self.status_filter,
+            LIST_LIMIT,
+            self.selected_id,
+            self._journey_stale(),
+            restart=restart,
+        )
+
+    def store_read(self, kind: str, value: object) -> None:
+        if kind == "list":
+            orders, view = cast("tuple[list[OrderSummary], OrderView | None]", value)
+            self._show_list(orders)
+            if view is not None and view.id == self.selected_id:
+                self._journey_view(view)
+        elif kind == "journey":
+            view = cast("OrderView | None", value)
+            if view is not None and view.id == self.selected_id:
+                self._journey_view(view)
+        elif kind == "find":
+            found = cast("OrderView | None", value)
+            if found is None:
+                self._not_found(self._finding)
+            else:
+                self.show_order(found.id)
+
+    def _show_list(self, orders: list[OrderSummary]) -> None:
         table = self.query_one(DataTable)
-        orders, _ = self.runtime.store.list_orders(status=self.status_filter, limit=LIST_LIMIT)
         keep = self.selected_id
         wide = bool(self._wide)
         rows = [
@@ -130,12 +182,13 @@ class OrdersScreen(DeckScreen):
         ]
         ids = [order.id for order in orders]
         self._ids = ids
+        self.shown_filter = self.status_filter
+        self.lists_shown += 1
         signature = [
             (oid, r[2].plain, clock(o.updatedAt))
             for oid, r, o in zip(ids, rows, orders, strict=True)
         ]
         if signature == self._listed:
-            self._show_journey()
             return
         self._listed = signature
         # Rebuilding moves the cursor; those moves are ours, not the user's choice.
@@ -150,23 +203,29 @@ class OrdersScreen(DeckScreen):
             self.selected_id = ids[0]
             with self.prevent(DataTable.RowHighlighted):
                 table.move_cursor(row=0, animate=False)
-        self._show_journey()
-
-    def _show_journey(self) -> None:
-        journey = self.query_one(JourneyView)
         if self.selected_id is None:
-            journey.show(None)
-            return
-        current = journey.order
-        if (
+            self.query_one(JourneyView).show(None)
+
+    def _journey_stale(self) -> bool:
+        """Whether the selected order's journey must be read again (finished ones do not
+        change)."""
+        current = self.query_one(JourneyView).order
+        return not (
             current is not None
             and current.id == self.selected_id
             and current.status in FINAL_STATUSES
             and current.journey
             and all(h.processedAt is not None for h in current.journey)
-        ):
-            return  # finished orders do not change
-        journey.show(self.runtime.store.get_order(self.selected_id), self.runtime.names.prefix)
+        )
+
+    def _journey_view(self, view: OrderView) -> None:
+        self.query_one(JourneyView).show(view, self.runtime.names.prefix)
+
+    def _show_journey(self) -> None:
+        if self.selected_id is None:
+            self.query_one(JourneyView).show(None)
+        elif self._journey_stale():
+            self.read_store("journey", self.runtime.store.get_order, self.selected_id)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         key = event.row_key.value
@@ -216,23 +275,32 @@ class OrdersScreen(DeckScreen):
         self.find(event.value)
 
     def find(self, text: str) -> bool:
-        """Show the order whose id is ``text``, or the newest listed id containing it."""
+        """Show the order whose id is ``text``, or the newest listed id containing it.
+
+        True when a listed order matched; otherwise the store is asked in the background
+        and the order is shown (or a warning) when it answers.
+        """
         needle = text.strip().lower().lstrip("…")
         if not needle:
             return False
         found = next((oid for oid in self._ids if needle in oid.lower()), None)
-        if found is None and self.runtime.store.get_order(needle) is not None:
-            found = needle
-        if found is None:
-            self.notify(
-                f"no order {needle!r} among the {LIST_LIMIT} newest"
-                f"{' ' + self.status_filter if self.status_filter else ''}; "
-                "give the whole id to look further",
-                severity="warning",
-            )
-            return False
-        self.show_order(found)
-        return True
+        if found is not None:
+            self.show_order(found)
+            return True
+        # Not listed: perhaps a whole id of an older order; the store answers off the loop.
+        self._finding = needle
+        self.read_store("find", self.runtime.store.get_order, needle)
+        return False
+
+    _finding = ""
+
+    def _not_found(self, needle: str) -> None:
+        self.notify(
+            f"no order {needle!r} among the {LIST_LIMIT} newest"
+            f"{' ' + self.status_filter if self.status_filter else ''}; "
+            "give the whole id to look further",
+            severity="warning",
+        )
 
     def _show_filter(self) -> None:
         parts: list[tuple[str, str]] = [("status ", "dim")]

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,6 +33,9 @@ from orderdeck.screens.burst_plan import BurstMix, PlannedOrder, plan_burst
 from orderdeck.screens.protocol import ShowOrderRequested
 from orderdeck.widgets.deck_table import DeckTable
 from orderdeck.widgets.formatting import WIDE_FROM, money, short_id, state_style
+
+if TYPE_CHECKING:
+    from orderdeck.store import Product
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class SubmitScreen(DeckScreen):
         self._seq = itertools.count(1)
         self._dirty = False
         self._products_loaded = False
+        self._products: list[Product] = []
         self.burst_sent = 0
         self.burst_failed = 0
         self.burst_total = 0
@@ -189,10 +193,27 @@ class SubmitScreen(DeckScreen):
             self._render_results()
 
     def load_products(self) -> None:
-        """Fill the product list from the live catalog (stock included), keeping the choice."""
+        """Ask for the live catalog (stock included); :meth:`store_read` fills the list."""
+        self.read_store("products", self.runtime.store.list_products, restart=False)
+
+    def _refresh_statuses(self) -> None:
+        pending = [
+            r.order_id for r in self.results if r.order_id and r.status not in FINAL_STATUSES
+        ]
+        if pending:
+            # One statement for every order still in flight, never one read per row.
+            self.read_store("statuses", self.runtime.store.order_statuses, pending, restart=False)
+
+    def store_read(self, kind: str, value: object) -> None:
+        if kind == "products":
+            self._show_products(cast("list[Product]", value))
+        elif kind == "statuses":
+            self._show_statuses(cast("dict[str, str]", value))
+
+    def _show_products(self, products: list[Product]) -> None:
+        """Fill the product list from the catalog, keeping the choice."""
         select = self.query_one("#product", Select)
         chosen = select.value
-        products = self.runtime.store.list_products()
         options = [(f"{p.name} · {money(p.priceCents)} · {p.stock:,} left", p.id) for p in products]
         # Loaded: the list's blank entry stops saying it is loading.
         select.prompt = "choose a product" if products else "the catalog is empty"
@@ -202,26 +223,20 @@ class SubmitScreen(DeckScreen):
             select.value = chosen
         elif products:
             select.value = products[0].id
+        self._products = products
         self._products_loaded = True
 
-    def _refresh_statuses(self) -> None:
-        pending = [r for r in self.results if r.order_id and r.status not in FINAL_STATUSES]
-        if not pending:
-            return
-        store = self.runtime.store
-        recent, _ = store.list_orders(limit=RESULTS_KEPT)
-        statuses = {o.id: o.status for o in recent}
+    def _show_statuses(self, statuses: dict[str, str]) -> None:
         changed = False
         for index, result in enumerate(self.results):
             if result.order_id and result.status not in FINAL_STATUSES:
-                status = statuses.get(result.order_id)
-                if status is None:
-                    view = store.get_order(result.order_id)
-                    status = view.status if view else result.status
+                status = statuses.get(result.order_id, result.status)
                 if status != result.status:
                     self.results[index] = replace(result, status=status)
                     changed = True
-        self._dirty = self._dirty or changed
+        if changed:
+            self._dirty = True
+            self._render_results()
 
     def _render_results(self) -> None:
         self._dirty = False
@@ -376,7 +391,10 @@ class SubmitScreen(DeckScreen):
             )
             return
         # A fresh tag per burst keeps customers apart from earlier runs (credit limits).
-        plan = plan_burst(n, mix, self.runtime.store.list_products(), uuid.uuid4().hex[:3])
+        if not self._products:
+            self.notify("the catalog is still loading; try again in a moment", severity="warning")
+            return
+        plan = plan_burst(n, mix, self._products, uuid.uuid4().hex[:3])
         self.run_burst(plan, per_second)
 
     @on(Button.Pressed, "#burst")

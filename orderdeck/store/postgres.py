@@ -1034,6 +1034,16 @@ class PostgresStore:
             ).fetchall()
         return {r[0] for r in rows}
 
+    def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]:
+        """The status of each of ``order_ids`` the store knows, in one statement."""
+        if not order_ids:
+            return {}
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT id, status FROM orders WHERE id = ANY(%s)", (list(order_ids),)
+            ).fetchall()
+        return {oid: status for oid, status in rows}
+
     def order_timings(
         self, after_seq: int, seqs: Sequence[int] = (), limit: int = 10_000
     ) -> list[OrderTiming]:

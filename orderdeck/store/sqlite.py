@@ -1157,6 +1157,22 @@ class SQLiteStore:
                 )
         return found
 
+    def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]:
+        """The status of each of ``order_ids`` the store knows (unknown ids are left out).
+
+        One statement whatever the count, the ids passed as one JSON array: a screen following
+        a few dozen orders in flight asks every refresh, and one round per id would make the
+        refresh cost grow with the list.
+        """
+        if not order_ids:
+            return {}
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, status FROM orders WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(order_ids)),),
+            ).fetchall()
+        return {oid: status for oid, status in rows}
+
     def order_timings(
         self, after_seq: int, seqs: Sequence[int] = (), limit: int = 10_000
     ) -> list[OrderTiming]:

@@ -299,6 +299,10 @@ class StoreBackend(Protocol):
         """Which of ``order_ids`` the store knows."""
         ...
 
+    def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]:
+        """The status of each of ``order_ids`` the store knows, in one statement."""
+        ...
+
     def order_timings(
         self, after_seq: int, seqs: Sequence[int] = (), limit: int = 10_000
     ) -> list[OrderTiming]:

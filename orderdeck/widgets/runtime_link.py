@@ -12,8 +12,8 @@ refresh tick, which keeps the callbacks cheap and thread-agnostic and coalesces 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from orderdeck.widgets.log_buffer import LogBuffer
 
@@ -27,8 +27,18 @@ if TYPE_CHECKING:
     from orderdeck.store import OrderSummary, OrderView, Product
 
 
+T = TypeVar("T")
+
+
 class StoreReader(Protocol):
-    """The read side of the store that screens use."""
+    """The read side of the store that screens use.
+
+    Screens call the reads through :meth:`run` (from a worker), never on the event loop.
+    """
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]: ...
 
     def get_order(self, order_id: str) -> OrderView | None: ...
 

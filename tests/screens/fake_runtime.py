@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from orderdeck.events import (
     HEADER_CORRELATION_ID,
@@ -98,6 +99,9 @@ def _products() -> list[Product]:
     ]
 
 
+T = TypeVar("T")
+
+
 class FakeStore:
     """The store's read side over fixed data."""
 
@@ -150,8 +154,15 @@ class FakeStore:
         """Insert or replace an order."""
         self.orders[order.id] = order
 
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like the real stores' ``run``, on a thread: the app must not care which."""
+        return await asyncio.to_thread(fn, *args)
+
     def get_order(self, order_id: str) -> OrderView | None:
         return self.orders.get(order_id)
+
+    def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]:
+        return {oid: self.orders[oid].status for oid in order_ids if oid in self.orders}
 
     def list_orders(
         self, status: str | None = None, limit: int = 50, cursor: str | None = None
@@ -310,6 +321,9 @@ class FakeRuntime:
         self.tails: list[FakeTail] = []
         self.submitted: list[OrderRequest] = []
         self._tail_records = tail_records
+        #: Counts to report instead of asking the store on every status() (the real runtime
+        #: keeps a cached copy too); set when ``store`` is a real store.
+        self.cached_counts: dict[str, int] | None = None
 
     async def start(self) -> None:
         self.started = True
@@ -324,7 +338,9 @@ class FakeRuntime:
             services=tuple(self.supervisor.statuses()) if self.started else (),
             orders_per_s=12.5,
             total_lag=sum(s.total_lag for s in self.snapshots_for(self.polls)),
-            status_counts=self.store.status_counts(),
+            status_counts=(
+                self.cached_counts if self.cached_counts is not None else self.store.status_counts()
+            ),
             bootstrap_servers=self.bootstrap_servers,
             api_url=self.api_url,
             steps=tuple(StartupStep(n, "done") for n in ("kafka", "topics", "api", "services")),

@@ -87,3 +87,14 @@ async def running_app(
         raise
     finally:
         await runtime.stop()  # a no-op after a clean quit; cleans up after a failure
+
+
+async def reads_settled(pilot: Pilot[Any], within: float = 10.0) -> None:
+    """Wait until no store read of any screen is under way and its answer was shown."""
+    app = pilot.app
+
+    def idle() -> bool:
+        return not any(w.group.startswith("store-read-") and not w.is_finished for w in app.workers)
+
+    await until(pilot, idle, "the screens' store reads", within)
+    await pilot.pause()

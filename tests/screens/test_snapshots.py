@@ -24,7 +24,7 @@ from orderdeck.widgets.group_panel import GroupPanel
 from orderdeck.widgets.record_view import RecordView
 from orderdeck.widgets.runtime_link import RuntimeHooks
 from tests.screens.fake_runtime import FakeRuntime
-from tests.screens.helpers import until, until_ready
+from tests.screens.helpers import reads_settled, until, until_ready
 
 SIZES = {"80x24": (80, 24), "120x36": (120, 36), "200x50": (200, 50)}
 PRIMED_POLLS = 60
@@ -58,7 +58,8 @@ def on_screen(key: str, extra: Callable[[Pilot[Any]], Awaitable[None]] | None = 
             await extra(pilot)
         for field in app.screen.query(Input):
             field.cursor_blink = False
-        await pilot.pause()
+        # Store reads run in workers; their answers arrive as messages.
+        await reads_settled(pilot)
 
     return run_before
 
