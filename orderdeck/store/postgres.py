@@ -55,21 +55,27 @@ from pydantic_core import from_json, to_json
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import FINAL_STATUSES, LineItem, OrderPlaced, PricedLineItem, iso_utc
 from orderdeck.store.catalog import DEFAULT_CATALOG, load_catalog
+from orderdeck.store.rows import (
+    HOP_COLUMNS,
+    IDEMPOTENCY_COLUMNS,
+    ITEM_COLUMNS,
+    ORDER_COLUMNS,
+    SUMMARY_COLUMNS,
+    idempotency_record,
+    order_view,
+    summary_page,
+)
 from orderdeck.store.schema import migration_steps
 from orderdeck.store.tx import Hop, ReservationOutcome
 from orderdeck.store.url import StoreConfigError, StoreURL
 from orderdeck.store.views import (
     IdempotencyRecord,
-    JourneyHop,
-    OrderItemView,
     OrderSummary,
     OrderTiming,
     OrderView,
     OutboxRow,
     Product,
-    StatusChange,
     decode_cursor,
-    encode_cursor,
     now_iso,
 )
 
@@ -770,12 +776,9 @@ def _idempotency_row(
     conn: psycopg.Connection[tuple[Any, ...]], key: str
 ) -> IdempotencyRecord | None:
     row = conn.execute(
-        "SELECT key, request_hash, order_id, response_json FROM idempotency_keys WHERE key = %s",
-        (key,),
+        f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE key = %s", (key,)
     ).fetchone()
-    if row is None:
-        return None
-    return IdempotencyRecord(key=row[0], request_hash=row[1], order_id=row[2], response_json=row[3])
+    return idempotency_record(row)
 
 
 class PostgresStore:
@@ -942,47 +945,21 @@ class PostgresStore:
         """One order with items, status history and journey; None if unknown."""
         with self._read() as conn:
             row = conn.execute(
-                "SELECT id, customer_id, status, amount_cents, refunded_cents, created_at,"
-                " updated_at, history FROM orders WHERE id = %s",
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = %s",
                 (order_id,),
             ).fetchone()
             if row is None:
                 return None
             items = conn.execute(
-                "SELECT product_id, quantity, unit_price_cents FROM order_items"
-                " WHERE order_id = %s ORDER BY line",
+                f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = %s ORDER BY line",
                 (order_id,),
             ).fetchall()
             hops = conn.execute(
-                'SELECT event_id, type, topic, partition, "offset", timestamp_ms, service,'
-                " processed_at FROM journey WHERE order_id = %s"
+                f"SELECT {HOP_COLUMNS} FROM journey WHERE order_id = %s"
                 " ORDER BY timestamp_ms, processed_at NULLS FIRST",
                 (order_id,),
             ).fetchall()
-        return OrderView(
-            id=row[0],
-            customerId=row[1],
-            status=row[2],
-            amountCents=row[3],
-            refundedCents=row[4],
-            createdAt=row[5],
-            updatedAt=row[6],
-            items=[OrderItemView(productId=a, quantity=b, unitPriceCents=c) for a, b, c in items],
-            history=[StatusChange(status=s, at=a) for s, a in row[7]],
-            journey=[
-                JourneyHop(
-                    eventId=h[0],
-                    type=h[1],
-                    topic=h[2],
-                    partition=h[3],
-                    offset=h[4],
-                    timestamp=h[5],
-                    service=h[6],
-                    processedAt=h[7],
-                )
-                for h in hops
-            ],
-        )
+        return order_view(row, row[7], items, hops)
 
     def list_orders(
         self, status: str | None = None, limit: int = 50, cursor: str | None = None
@@ -1001,28 +978,10 @@ class PostgresStore:
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         with self._conn() as conn:
             rows = conn.execute(
-                "SELECT o.seq, o.id, o.customer_id, o.status, o.amount_cents, o.refunded_cents,"
-                " o.created_at, o.updated_at,"
-                " (SELECT COALESCE(SUM(quantity), 0) FROM order_items i WHERE i.order_id = o.id)"
-                f" FROM orders o {clause} ORDER BY o.seq DESC LIMIT %s",
+                f"SELECT {SUMMARY_COLUMNS} FROM orders o {clause} ORDER BY o.seq DESC LIMIT %s",
                 (*args, limit + 1),
             ).fetchall()
-        page = rows[:limit]
-        summaries = [
-            OrderSummary(
-                id=r[1],
-                customerId=r[2],
-                status=r[3],
-                amountCents=r[4],
-                refundedCents=r[5],
-                createdAt=r[6],
-                updatedAt=r[7],
-                itemCount=r[8],
-            )
-            for r in page
-        ]
-        next_cursor = encode_cursor(page[-1][0]) if len(rows) > limit else None
-        return summaries, next_cursor
+        return summary_page(rows, limit)
 
     def existing_orders(self, order_ids: Sequence[str]) -> set[str]:
         """Which of ``order_ids`` the store knows."""
