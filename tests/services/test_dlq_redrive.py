@@ -174,3 +174,22 @@ async def test_redriven_record_keeps_key_and_headers_and_says_where_it_came_from
     again = await redrive(kafka, dlq, None)
     assert again.sent == ()
     assert again.skipped == (letter.position,)
+
+
+async def test_mistakes_are_one_line_errors(
+    kafka_bootstrap: str, topic_names: TopicNames, producer: EventProducer
+) -> None:
+    dlq = dlq_topic(topic_names.inventory)
+    await producer.send_many([(dlq, b"k", b"{}", [("dlq-reason", b"r")])])
+    cases = [
+        (("dlq", "list", topic_names.prefix + "nope.dlq"), "no topic"),
+        (("dlq", "list", topic_names.inventory), "is not a dead-letter topic"),
+        (("dlq", "redrive", dlq, "--offset", "0:x"), "is not PARTITION:OFFSET"),
+        (("dlq", "redrive", dlq, "--offset", "0:999"), f"no record at 0:999 in {dlq}"),
+    ]
+    for args, message in cases:
+        code, out, err = await orderdeck(kafka_bootstrap, *args)
+        assert code == 1, (args, out, err)
+        assert message in err
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
