@@ -163,11 +163,16 @@ def _print_letters(letters: list[DeadLetter]) -> None:
     if not letters:
         print("no records")
         return
-    print("P:OFFSET  ORIGINAL  SERVICE  REDRIVEN  REASON")
+    rows = [("POSITION", "ORIGINAL", "SERVICE", "REDRIVEN", "REASON")]
     for d in letters:
-        origin = f"{d.original_topic}:{d.original_partition}:{d.original_offset}"
+        where = [d.original_partition, d.original_offset]
+        origin = ":".join([d.original_topic, *("-" if n is None else str(n) for n in where)])
         redriven = "yes" if d.redriven else "no"
-        print(f"{d.partition}:{d.offset}  {origin}  {d.service or '-'}  {redriven}  {d.reason}")
+        rows.append((f"{d.partition}:{d.offset}", origin, d.service or "-", redriven, d.reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*padded, row[4]]))
 
 
 def _report_json(report: RedriveReport) -> dict[str, Any]:

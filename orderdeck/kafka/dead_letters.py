@@ -340,31 +340,49 @@ async def redrive(
         acks="all",
     )
     await producer.start()
-    results: list[Redriven] = []
     try:
         async with producer.transaction():
-            for letter in todo:
-                meta = await producer.send_and_wait(
+            # Everything is queued first and awaited together: one round trip, not one each.
+            deliveries: list[asyncio.Future[Any]] = [
+                await producer.send(
                     letter.original_topic,
                     value if value is not None else letter.value,
                     key=letter.key,
                     partition=_target_partition(letter),
                     headers=_redrive_headers(letter),
                 )
-                memo = json.dumps(
-                    {
-                        "redrivenAt": datetime.now(UTC).isoformat(),
-                        "to": f"{meta.topic}:{meta.partition}:{meta.offset}",
-                        "edited": value is not None,
-                    }
-                ).encode()
-                await producer.send_and_wait(MEMORY_TOPIC, memo, key=letter.position.encode())
-                results.append(Redriven(letter.position, meta.topic, meta.partition, meta.offset))
+                for letter in todo
+            ]
+            metas = await asyncio.gather(*deliveries)
+            memos: list[asyncio.Future[Any]] = [
+                await producer.send(
+                    MEMORY_TOPIC,
+                    _memo(meta, edited=value is not None),
+                    key=letter.position.encode(),
+                )
+                for letter, meta in zip(todo, metas, strict=True)
+            ]
+            await asyncio.gather(*memos)
+        results = [
+            Redriven(letter.position, meta.topic, meta.partition, meta.offset)
+            for letter, meta in zip(todo, metas, strict=True)
+        ]
     except KafkaError as exc:
         raise DeadLetterError(f"redrive of {dlq} failed, nothing was sent: {exc}") from None
     finally:
         await producer.stop()
     return RedriveReport(tuple(results), skipped, dry_run)
+
+
+def _memo(meta: Any, *, edited: bool) -> bytes:
+    """The memory topic's value: when, to where, and whether the value was edited."""
+    return json.dumps(
+        {
+            "redrivenAt": datetime.now(UTC).isoformat(),
+            "to": f"{meta.topic}:{meta.partition}:{meta.offset}",
+            "edited": edited,
+        }
+    ).encode()
 
 
 def _target_partition(letter: DeadLetter) -> int | None:

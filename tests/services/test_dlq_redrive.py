@@ -193,3 +193,11 @@ async def test_mistakes_are_one_line_errors(
         assert message in err
         assert "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
+    code, out, err = await orderdeck(kafka_bootstrap, "dlq", "list")
+    assert code == 0, err
+    assert any(line.split() == [dlq, "1"] for line in out.splitlines())
+    code, out, err = await orderdeck(kafka_bootstrap, "dlq", "list", dlq)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split() == ["POSITION", "ORIGINAL", "SERVICE", "REDRIVEN", "REASON"]
+    assert row.split()[1:] == [f"{topic_names.inventory}:-:-", "-", "no", "r"]
