@@ -623,6 +623,7 @@ class Runtime:
         """``GET /health``: Kafka reachable, services running, total lag."""
         status = self.status()
         lags = dict(self._lags) if self.kafka_reachable else {}
+        dead = dict(self._dlq_records) if self.kafka_reachable else {}  # no stale depths either
         services = [
             ServiceHealth(name=s.name, state=s.state, instances=s.instances, lag=lags.get(s.group))
             for s in status.services
@@ -648,8 +649,8 @@ class Runtime:
             ),
             services=services,
             totalLag=status.total_lag,
-            deadLetters=dict(self._dlq_records),
-            totalDeadLetters=sum(self._dlq_records.values()) if self._dlq_records else None,
+            deadLetters=dead,
+            totalDeadLetters=sum(dead.values()) if dead else None,
         )
 
     def service_events(self) -> dict[str, dict[str, int]]:
