@@ -24,18 +24,19 @@ from tests.services.conftest import order_placed, wait_for
 from tests.services.test_dead_letters import _read_all
 
 
-async def orderdeck(bootstrap: str, *args: str) -> tuple[int, str, str]:
+async def orderdeck(bootstrap: str, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
     """Run the CLI in its own process; (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "orderdeck.cli",
         *args,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "ORDERDECK_BOOTSTRAP_SERVERS": bootstrap},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -187,6 +188,11 @@ async def test_mistakes_are_one_line_errors(
         (("dlq", "redrive", dlq, "--offset", "0:x"), "is not PARTITION:OFFSET"),
         (("dlq", "redrive", dlq, "--offset", "0:999"), f"no record at 0:999 in {dlq}"),
     ]
+    code, out, err = await orderdeck(
+        kafka_bootstrap, "dlq", "redrive", dlq, "--all", "--value-file", "-", stdin=b"nope"
+    )
+    assert code == 1
+    assert "the value from stdin is not JSON" in err
     for args, message in cases:
         code, out, err = await orderdeck(kafka_bootstrap, *args)
         assert code == 1, (args, out, err)
