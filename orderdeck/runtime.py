@@ -28,6 +28,8 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.http_server import EmbeddedServer, build_server
+from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport, read_dead_letters
+from orderdeck.kafka.dead_letters import redrive as redrive_dead_letters
 from orderdeck.kafka.outage_log import KafkaOutageLog
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.metrics import (
@@ -708,6 +710,26 @@ class Runtime:
             self._inspector_task = None  # try again on the next call
             raise
         return inspector
+
+    async def dead_letters(self, topic: str | None = None) -> list[DeadLetter]:
+        """The records of one DLQ, or of every pipeline DLQ when ``topic`` is None, for the
+        Dead letters screen (which runs this in a worker and never imports the Kafka code)."""
+        dlqs = [topic] if topic else [dlq_topic(t) for t in self.names.pipeline()]
+        letters: list[DeadLetter] = []
+        for dlq in dlqs:
+            letters.extend(await read_dead_letters(self.kafka, dlq))
+        return letters
+
+    async def redrive(
+        self,
+        dlq: str,
+        positions: Sequence[tuple[int, int]] | None,
+        *,
+        value: bytes | None = None,
+        force: bool = False,
+    ) -> RedriveReport:
+        """Send dead letters of ``dlq`` back to their original topic (see kafka/dead_letters.py)."""
+        return await redrive_dead_letters(self.kafka, dlq, positions, value=value, force=force)
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool = False) -> TopicTail:
         """A group-less tail of ``topics`` (the caller starts and stops it)."""
