@@ -20,6 +20,7 @@ from orderdeck.widgets.log_buffer import LogBuffer
 if TYPE_CHECKING:
     from orderdeck.events import TopicNames
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
     from orderdeck.runtime import RuntimeStatus, StartupStep
@@ -106,6 +107,17 @@ class RuntimeLike(Protocol):
     async def group_snapshots(self) -> list[GroupSnapshot]: ...
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
+
+    async def dead_letters(self, topic: str | None = None) -> list[DeadLetter]: ...
+
+    async def redrive(
+        self,
+        dlq: str,
+        positions: Sequence[tuple[int, int]] | None,
+        *,
+        value: bytes | None = None,
+        force: bool = False,
+    ) -> RedriveReport: ...
 
 
 class RuntimeHooks:
