@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
@@ -231,6 +232,7 @@ class DeadLettersScreen(Screen[None]):
         self.message = "redriving…"
         self._show_state()
         sent = skipped = 0
+        sources: set[str] = set()
         plain: dict[str, list[tuple[int, int]]] = defaultdict(list)
         try:
             for d in chosen:
@@ -239,11 +241,13 @@ class DeadLettersScreen(Screen[None]):
                         d.dlq, [(d.partition, d.offset)], value=self.edits[d.position], force=force
                     )
                     sent, skipped = sent + len(report.sent), skipped + len(report.skipped)
+                    sources |= {r.source for r in report.sent}
                 else:
                     plain[d.dlq].append((d.partition, d.offset))
             for dlq, positions in plain.items():
                 report = await self.runtime.redrive(dlq, positions, force=force)
                 sent, skipped = sent + len(report.sent), skipped + len(report.skipped)
+                sources |= {r.source for r in report.sent}
         except Exception as exc:
             self.message = f"redrive failed after {sent} sent: {exc}"
         else:
@@ -254,7 +258,11 @@ class DeadLettersScreen(Screen[None]):
                 k: v for k, v in self.edits.items() if k not in {d.position for d in chosen}
             }
         try:
-            self.letters = await self.runtime.dead_letters(self.topic)
+            letters = await self.runtime.dead_letters(self.topic)
         except Exception as exc:
+            letters = self.letters
             self.message += f"; reload failed: {exc}"
+        # The redrive memory is read back a moment after its transaction commits; what this
+        # redrive sent is known now, so the table does not say "no" for it meanwhile.
+        self.letters = [replace(d, redriven=True) if d.position in sources else d for d in letters]
         self._show()
