@@ -3,14 +3,20 @@ what the rows say, what ``i`` changes, and what a lost broker looks like on the 
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from textual.widgets import DataTable, Static
 
 from orderdeck.app import OrderDeckApp
+from orderdeck.events import TopicNames
+from orderdeck.kafka.local import tool_command
 from orderdeck.screens.cluster import ClusterScreen
+from tests.commands.test_kafka_describe import TOPIC_COMMAND, official_partitions
 from tests.screens.fake_runtime import FakeRuntime
-from tests.screens.helpers import until, until_ready
+from tests.screens.helpers import running_app, until, until_ready
 from tests.screens.test_snapshots import deck
 
 LEADER, REPLICAS, ISR, FLAGS = 1, 2, 3, 4
@@ -82,3 +88,38 @@ async def test_key_7_shows_brokers_partitions_and_a_lost_broker() -> None:
         assert f"{after.under_replicated} under-replicated" in summary
         assert after.under_replicated == 18
         assert "1 offline" in summary
+
+
+async def test_on_a_real_broker_the_rows_are_what_kafka_topics_describes(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    async with running_app(kafka_bootstrap, topic_names, tmp_path) as (app, pilot, _):
+        await pilot.press("7")
+        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "the Cluster screen")
+        screen = app.screen
+        assert isinstance(screen, ClusterScreen)
+        await until(pilot, lambda: screen.view is not None, "the first cluster read")
+        shown = {
+            (key.rpartition("/")[0], int(key.rpartition("/")[2])): (
+                cells[LEADER],
+                cells[REPLICAS],
+                cells[ISR],
+            )
+            for key, cells in rows(app).items()
+            if key.rpartition("/")[0] in topic_names.all()
+        }
+        command = tool_command(
+            TOPIC_COMMAND,
+            "--bootstrap-server",
+            kafka_bootstrap,
+            "--describe",
+            "--topic",
+            ",".join(topic_names.all()),
+        )
+        done = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        official = official_partitions(done.stdout)
+        assert len(shown) == 8 * 3
+        assert shown == official
