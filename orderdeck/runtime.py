@@ -46,6 +46,8 @@ from orderdeck.store import StoreBackend, open_store
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
+    from orderdeck.kafka.cluster import ClusterReader
+    from orderdeck.kafka.cluster_model import ClusterView
     from orderdeck.kafka.local import LocalKafka
     from orderdeck.kafka.tail import TopicTail
     from orderdeck.services.supervisor import Supervisor
@@ -149,6 +151,7 @@ class Runtime:
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
+        self._cluster_task: asyncio.Task[ClusterReader] | None = None
         self._stopping = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
         self._saved_loggers: list[tuple[logging.Logger, bool, int]] = []
@@ -492,6 +495,11 @@ class Runtime:
             await asyncio.gather(starting, return_exceptions=True)
             if not starting.cancelled() and starting.exception() is None:
                 await self._bounded(starting.result().close(), "group inspector")
+        if self._cluster_task is not None:
+            starting_reader, self._cluster_task = self._cluster_task, None
+            await asyncio.gather(starting_reader, return_exceptions=True)
+            if not starting_reader.cancelled() and starting_reader.exception() is None:
+                await self._bounded(starting_reader.result().close(), "cluster reader")
         if self._producer is not None:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
@@ -703,6 +711,30 @@ class Runtime:
             self._inspector_task = None  # try again on the next call
             raise
         return inspector
+
+    async def cluster_view(self) -> ClusterView:
+        """Brokers, controller and every topic's partitions now (the Cluster screen's data).
+
+        One admin client, started once by a task of its own for the same reason as the
+        group inspector's, serves every refresh.
+        """
+        if self._cluster_task is None:
+            self._cluster_task = asyncio.create_task(
+                self._start_cluster_reader(), name="orderdeck-cluster-reader-start"
+            )
+        reader = await asyncio.shield(self._cluster_task)
+        return await reader.describe()
+
+    async def _start_cluster_reader(self) -> ClusterReader:
+        from orderdeck.kafka.cluster import ClusterReader
+
+        reader = ClusterReader(self.kafka)
+        try:
+            await reader.start()
+        except BaseException:
+            self._cluster_task = None  # try again on the next call
+            raise
+        return reader
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool = False) -> TopicTail:
         """A group-less tail of ``topics`` (the caller starts and stops it)."""

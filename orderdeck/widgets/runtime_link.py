@@ -20,6 +20,7 @@ from orderdeck.widgets.log_buffer import LogBuffer
 if TYPE_CHECKING:
     from orderdeck.events import TopicNames
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.cluster_model import ClusterView
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
     from orderdeck.runtime import RuntimeStatus, StartupStep
@@ -104,6 +105,8 @@ class RuntimeLike(Protocol):
     async def submit_order(self, request: OrderRequest) -> SubmittedOrder: ...
 
     async def group_snapshots(self) -> list[GroupSnapshot]: ...
+
+    async def cluster_view(self) -> ClusterView: ...
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
 

@@ -22,6 +22,7 @@ from orderdeck.events import (
     TopicNames,
 )
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
+from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
 from orderdeck.kafka.tail import TailRecord
 from orderdeck.orders import (
     OrderCreated,
@@ -319,6 +320,7 @@ class FakeRuntime:
         self.stopped = False
         self.polls = 0
         self.tails: list[FakeTail] = []
+        self.cluster_reads = 0
         self.submitted: list[OrderRequest] = []
         self._tail_records = tail_records
         #: Counts to report instead of asking the store on every status() (the real runtime
@@ -412,6 +414,43 @@ class FakeRuntime:
     async def group_snapshots(self) -> list[GroupSnapshot]:
         self.polls += 1
         return self.snapshots_for(self.polls)
+
+    def cluster_for(self, step: int) -> ClusterView:
+        """Three brokers, the pipeline topics (two replicas each) and ``__consumer_offsets``.
+        From ``step`` 1 on broker 2 is gone: the partitions it held are under-replicated, those
+        it led are led by their other replica, and ``payment-events.dlq-2`` has no leader."""
+        brokers = tuple(
+            Broker(i, "127.0.0.1", 9091 + i, None, i == 1) for i in (1, 2, 3) if step < 1 or i != 2
+        )
+        topics = []
+        for t, name in enumerate(sorted([*self.names.all(), "__consumer_offsets"])):
+            parts = []
+            for p in range(3):
+                replicas = (1 + (p + t) % 3, 1 + (p + t + 1) % 3)
+                leader, isr = replicas[0], replicas
+                if step >= 1:
+                    isr = tuple(r for r in replicas if r != 2)
+                    if leader == 2:
+                        leader = isr[0]
+                    if name == self.names.payments + ".dlq" and p == 2:
+                        leader, isr = -1, ()
+                end = None if leader < 0 else 100 * t + 7 * p + step
+                parts.append(PartitionInfo(p, leader, replicas, isr, (), end))
+            topics.append(
+                TopicInfo(
+                    name=name,
+                    internal=name.startswith("__"),
+                    partitions=tuple(parts),
+                    retention_ms=604_800_000,
+                    cleanup_policy="compact" if name.startswith("__") else "delete",
+                )
+            )
+        return ClusterView("fake-cluster", 1, brokers, tuple(topics), 1000.0 + step)
+
+    async def cluster_view(self) -> ClusterView:
+        view = self.cluster_for(self.cluster_reads)
+        self.cluster_reads += 1
+        return view
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> FakeTail:
         tail = FakeTail(topics, self._tail_records)
