@@ -63,3 +63,6 @@ class HealthReport(BaseModel):
     api: str = "running"
     services: list[ServiceHealth] = Field(default_factory=list)
     totalLag: int | None = None
+    #: Records in each dead-letter topic, from its offsets (empty before the first reading).
+    deadLetters: dict[str, int] = Field(default_factory=dict)
+    totalDeadLetters: int | None = None

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from orderdeck import __version__
 from orderdeck.errors import OrderdeckError
 
-COMMAND_MODULES = ("launch", "serve", "kafka", "tail", "groups", "orders")
+COMMAND_MODULES = ("launch", "serve", "kafka", "tail", "groups", "orders", "dlq")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,6 +98,8 @@ class PipelineView:
     kafka_reachable: bool | None = None
     lags: Sequence[PartitionLagSample] = ()
     service_events: ServiceEvents = field(default_factory=dict)
+    #: Records held by each dead-letter topic (its offsets' last reading).
+    dead_letters: Mapping[str, int] = field(default_factory=dict)
 
 
 class CountedService(Protocol):
@@ -229,7 +231,14 @@ class _Figures(Collector):
         )
         if view.kafka_reachable is not None:
             reachable.add_metric((), 1.0 if view.kafka_reachable else 0.0)
-        self._families = [accepted, final, events, lag, reachable]
+        dead = GaugeMetricFamily(
+            "orderdeck_dead_letters",
+            "Records in each dead-letter topic: log-end minus log-start offsets (last reading).",
+            labels=("topic",),
+        )
+        for topic, count in sorted(view.dead_letters.items()):
+            dead.add_metric((topic,), count)
+        self._families = [accepted, final, events, lag, reachable, dead]
 
     def collect(self) -> Iterator[Metric]:
         return iter(self._families)

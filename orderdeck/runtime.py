@@ -656,6 +656,8 @@ class Runtime:
             ),
             services=services,
             totalLag=status.total_lag,
+            deadLetters=dict(self._dlq_records),
+            totalDeadLetters=sum(self._dlq_records.values()) if self._dlq_records else None,
         )
 
     def service_events(self) -> dict[str, dict[str, int]]:
@@ -668,7 +670,9 @@ class Runtime:
         if self.external_service_events is not None:
             events.update(self.external_service_events())
         reachable = None if self._kafka_state == "stopped" else self._kafka_state == "running"
-        return PipelineView(reachable, lag_samples(self._snapshots), events)
+        return PipelineView(
+            reachable, lag_samples(self._snapshots), events, dead_letters=dict(self._dlq_records)
+        )
 
     # ------------------------------------------------------------------ actions
 

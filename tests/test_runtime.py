@@ -90,11 +90,17 @@ async def test_start_reports_every_step_then_serves_orders_over_http(
 
         async def healthy() -> bool:
             response = await client.get("/health")
-            return response.status_code == 200 and response.json()["totalLag"] == 0
+            body = response.json()
+            return (
+                response.status_code == 200 and body["totalLag"] == 0 and bool(body["deadLetters"])
+            )
 
         await wait_for(healthy, what="/health to report ok with no lag")
         report = (await client.get("/health")).json()
         assert report["kafka"]["reachable"] is True
+        # Dead letters come from the DLQ topics' offsets: all four, none of them holding any.
+        assert report["deadLetters"] == {dlq_topic(t): 0 for t in runtime.names.pipeline()}, report
+        assert report["totalDeadLetters"] == 0
         assert {s["name"] for s in report["services"]} == {
             "order",
             "payment",

@@ -191,6 +191,8 @@ class ServiceWorker:
                 client_suffix=f"{self.service.name}-{self.instance}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                # DLQ redrives are transactional (kafka/dead_letters.py): skip aborted ones.
+                isolation_level="read_committed",
                 # Long poll: the broker answers as soon as a record arrives, so a long wait
                 # costs no latency and keeps an idle pipeline from spinning.
                 fetch_max_wait_ms=500,

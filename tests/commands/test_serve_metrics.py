@@ -62,6 +62,11 @@ def _disagreements(samples: Samples, store: Store) -> list[str]:
     check("kafka reachable", reachable, reachable == 1)
     groups = {s["group"] for s in series(samples, "orderdeck_consumer_lag_records")}
     check("lag groups", len(groups), len(groups) == 4)
+    dlqs = [labels["topic"] for labels in series(samples, "orderdeck_dead_letters")]
+    check("dead-letter topics", dlqs, len(dlqs) == 4)
+    for topic in dlqs:
+        depth = value(samples, "orderdeck_dead_letters", topic=topic)
+        check(f"dead letters in {topic}", depth, depth == 0)
     return problems
 
 
