@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
+from orderdeck.commands.groups_lag import add_lag_flags, describe_with_lag
 from orderdeck.errors import OrderdeckError
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("group", nargs="?", metavar="GROUP", help="one group (default: all)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of groups")
+    add_lag_flags(parser)
     add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
@@ -61,11 +63,10 @@ def run(args: argparse.Namespace) -> int:
     """Describe the group(s) and print them."""
     quiet_kafka_client_logs()
     kafka = kafka_to_inspect(args)
-    snapshots = asyncio.run(_collect(kafka, args.group))
-    if args.json:
-        print(json.dumps([snapshot_to_json(s) for s in snapshots], indent=2))
-    else:
-        print_tables(snapshots)
+    if args.json:  # the JSON adds lag seconds, drain and verdicts (commands/groups_lag.py)
+        print(json.dumps(asyncio.run(describe_with_lag(kafka, args.group, args.window)), indent=2))
+        return 0
+    print_tables(asyncio.run(_collect(kafka, args.group)))
     return 0
 
 

@@ -1,0 +1,193 @@
+"""Lag in seconds, time to drain and health verdicts for ``orderdeck groups --json``.
+
+Kept apart from ``commands/groups.py``, whose table must stay byte-identical to
+``kafka-consumer-groups``: this module only adds fields to the JSON. Two ways to know a lag's
+age, and every partition says which one it used (``lagSecondsFrom``):
+
+- ``window``: with ``--window N`` the groups are described about once a second for N seconds
+  and the committed offset is placed in the table of log-end samples (``kafka.lag_time``); the
+  same samples give the drain rate and Burrow's verdict (``kafka.verdicts``).
+- ``record-timestamp``: the age of the record waiting at the committed offset
+  (``kafka.record_time``) — the default, a single pass; also used for a partition whose log
+  end did not move during the window (no rate to interpolate with).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orderdeck.errors import OrderdeckError
+from orderdeck.kafka import lag_time, verdicts
+
+if TYPE_CHECKING:
+    from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
+    from orderdeck.kafka.connection import KafkaConnection
+
+FROM_WINDOW = "window"
+FROM_RECORD = "record-timestamp"
+SAMPLE_INTERVAL = 1.0
+_DRAIN_ORDER = {lag_time.CAUGHT_UP: 0, lag_time.DRAINING: 1, lag_time.UNKNOWN: 2}
+Key = tuple[str, str, int]  # group, topic, partition
+
+
+@dataclass
+class _History:
+    """What the sampling saw of one partition: log-end samples and commit observations."""
+
+    samples: lag_time.PartitionSamples = field(default_factory=lag_time.PartitionSamples)
+    commits: list[verdicts.CommitSample] = field(default_factory=list)
+
+    def add(self, committed: int | None, log_end: int | None, at: float) -> None:
+        if log_end is None:
+            return
+        self.samples.add(log_end, committed, at)
+        if committed is not None:
+            self.commits.append(verdicts.CommitSample(committed, max(0, log_end - committed), at))
+
+
+def add_lag_flags(parser: Any) -> None:
+    """``--window`` on ``orderdeck groups``."""
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --json: sample the groups for SECONDS to compute lag time, time to drain and "
+        "verdicts from the log-end history (default 0: lag time from the timestamp of the "
+        "record at the committed offset)",
+    )
+
+
+async def describe_with_lag(
+    kafka: KafkaConnection, group: str | None, window: float
+) -> list[dict[str, Any]]:
+    """The ``--json`` groups, each partition and group with lag seconds, drain and verdict."""
+    from orderdeck.commands.groups import snapshot_to_json
+    from orderdeck.kafka.admin import GroupInspector
+    from orderdeck.kafka.clients import check_connection
+
+    await check_connection(kafka)
+    histories: dict[Key, _History] = {}
+    started = time.time()
+    async with GroupInspector(kafka) as inspector:
+        names = [group] if group else await inspector.list_groups()
+        snapshots = await _sample(inspector, names, window, histories)
+    if group and not snapshots[0].exists:
+        raise OrderdeckError(f"consumer group {group!r} does not exist")
+    span = max(window, time.time() - started)
+    record_ages = await _record_ages(kafka, snapshots, histories)
+    out = []
+    for snapshot in snapshots:
+        shaped = snapshot_to_json(snapshot)
+        for part in shaped["partitions"]:
+            key = (snapshot.group, part["topic"], part["partition"])
+            part.update(_partition_fields(part, histories.get(key), record_ages.get(key), span))
+        shaped.update(group_fields(shaped["partitions"]))
+        out.append(shaped)
+    return out
+
+
+async def _sample(
+    inspector: GroupInspector,
+    names: Sequence[str],
+    window: float,
+    histories: dict[Key, _History],
+) -> list[GroupSnapshot]:
+    """Describe the groups until ``window`` has passed (at least once), recording each partition."""
+    deadline = time.monotonic() + window
+    while True:
+        snapshots = await inspector.describe(names)
+        now = time.time()
+        for snapshot in snapshots:
+            for p in snapshot.partitions:
+                key = (snapshot.group, p.topic, p.partition)
+                histories.setdefault(key, _History()).add(p.committed, p.log_end, now)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return snapshots
+        await asyncio.sleep(min(SAMPLE_INTERVAL, remaining))
+
+
+async def _record_ages(
+    kafka: KafkaConnection, snapshots: Sequence[GroupSnapshot], histories: dict[Key, _History]
+) -> dict[Key, float]:
+    """Record-timestamp ages for the lagging partitions the window cannot date."""
+    from orderdeck.kafka.record_time import record_timestamps
+
+    wanted: dict[tuple[str, int], int] = {}
+    keys: dict[tuple[str, int], list[Key]] = {}
+    for snapshot in snapshots:
+        for p in snapshot.partitions:
+            key = (snapshot.group, p.topic, p.partition)
+            history = histories.get(key)
+            if not p.lag or p.committed is None:
+                continue
+            if history is not None and history.samples.lag_seconds() is not None:
+                continue
+            tp = (p.topic, p.partition)
+            # several groups on one partition: the lowest offset's record is fetched once per
+            # partition only when their offsets agree; otherwise the first group's is used
+            wanted.setdefault(tp, p.committed)
+            if wanted[tp] == p.committed:
+                keys.setdefault(tp, []).append(key)
+    stamps = await record_timestamps(kafka, wanted)
+    now = time.time()
+    ages: dict[Key, float] = {}
+    for tp, group_keys in keys.items():
+        if tp in stamps:
+            ages.update(dict.fromkeys(group_keys, max(0.0, now - stamps[tp])))
+    return ages
+
+
+def _partition_fields(
+    part: dict[str, Any], history: _History | None, record_age: float | None, span: float
+) -> dict[str, Any]:
+    """lagSeconds, lagSecondsFrom, drainSeconds, drainState and verdict of one partition."""
+    lag = part["lag"]
+    seconds: float | None = None
+    source: str | None = None
+    drain_seconds: float | None = None
+    drain_state = lag_time.UNKNOWN
+    verdict = verdicts.UNKNOWN
+    if history is not None:
+        samples = history.samples.samples
+        seconds = lag_time.lag_seconds(samples)
+        source = FROM_WINDOW if seconds is not None and len(samples) >= 2 else None
+        drain_seconds, drain_state = lag_time.drain(samples)
+        verdict = verdicts.partition_verdict(history.commits, time.time(), span)
+    if lag == 0:
+        seconds, drain_seconds, drain_state, verdict = 0.0, 0.0, lag_time.CAUGHT_UP, verdicts.OK
+        source = source or FROM_RECORD
+    elif source is None and record_age is not None:
+        seconds, source = record_age, FROM_RECORD
+    return {
+        "lagSeconds": None if seconds is None else round(seconds, 3),
+        "lagSecondsFrom": source,
+        "drainSeconds": None if drain_seconds is None else round(drain_seconds, 3),
+        "drainState": drain_state,
+        "verdict": verdict,
+    }
+
+
+def group_fields(partitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A group's figures: the oldest partition's lag time, the slowest drain, the worst verdict."""
+    ages = [p["lagSeconds"] for p in partitions if p["lagSeconds"] is not None]
+    sources = sorted({p["lagSecondsFrom"] for p in partitions if p["lagSecondsFrom"]})
+    states = [p["drainState"] for p in partitions]
+    drains = [p["drainSeconds"] for p in partitions]
+    if lag_time.NOT_DRAINING in states:
+        state = lag_time.NOT_DRAINING
+    else:
+        state = max(states, key=lambda s: _DRAIN_ORDER.get(s, 2), default=lag_time.CAUGHT_UP)
+    known = state in (lag_time.CAUGHT_UP, lag_time.DRAINING) and None not in drains
+    return {
+        "lagSeconds": max(ages) if ages else None,
+        "lagSecondsFrom": "+".join(sources) if sources else None,
+        "drainSeconds": max(drains, default=0.0) if known else None,
+        "drainState": state,
+        "verdict": verdicts.group_verdict(p["verdict"] for p in partitions),
+    }
