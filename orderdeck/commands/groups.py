@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_kafka_client_logs()
     kafka = kafka_to_inspect(args)
     if args.json:  # the JSON adds lag seconds, drain and verdicts (commands/groups_lag.py)
-        print(json.dumps(asyncio.run(describe_with_lag(kafka, args.group, args.window)), indent=2))
+        shaped = asyncio.run(describe_with_lag(kafka, args.group, args.window, snapshot_to_json))
+        print(json.dumps(shaped, indent=2))
         return 0
     print_tables(asyncio.run(_collect(kafka, args.group)))
     return 0

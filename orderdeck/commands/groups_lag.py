@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,10 +63,15 @@ def add_lag_flags(parser: Any) -> None:
 
 
 async def describe_with_lag(
-    kafka: KafkaConnection, group: str | None, window: float
+    kafka: KafkaConnection,
+    group: str | None,
+    window: float,
+    shape: Callable[[GroupSnapshot], dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """The ``--json`` groups, each partition and group with lag seconds, drain and verdict."""
-    from orderdeck.commands.groups import snapshot_to_json
+    """The groups as ``shape`` gives them, each partition and group with lag seconds and verdict.
+
+    ``shape`` is ``groups.snapshot_to_json``, passed in so the two modules do not import each other.
+    """
     from orderdeck.kafka.admin import GroupInspector
     from orderdeck.kafka.clients import check_connection
 
@@ -82,7 +87,7 @@ async def describe_with_lag(
     record_ages = await _record_ages(kafka, snapshots, histories)
     out = []
     for snapshot in snapshots:
-        shaped = snapshot_to_json(snapshot)
+        shaped = shape(snapshot)
         for part in shaped["partitions"]:
             key = (snapshot.group, part["topic"], part["partition"])
             part.update(_partition_fields(part, histories.get(key), record_ages.get(key), span))
