@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from orderdeck.commands import groups_lag
 from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
-from orderdeck.commands.groups_lag import add_lag_flags, describe_with_lag
 from orderdeck.errors import OrderdeckError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("group", nargs="?", metavar="GROUP", help="one group (default: all)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of groups")
-    add_lag_flags(parser)
+    groups_lag.add_lag_flags(parser)
     add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
@@ -63,9 +63,14 @@ def run(args: argparse.Namespace) -> int:
     """Describe the group(s) and print them."""
     quiet_kafka_client_logs()
     kafka = kafka_to_inspect(args)
-    if args.json:  # the JSON adds lag seconds, drain and verdicts (commands/groups_lag.py)
-        shaped = asyncio.run(describe_with_lag(kafka, args.group, args.window, snapshot_to_json))
-        print(json.dumps(shaped, indent=2))
+    if args.json or args.lag_time:  # lag seconds, drain and verdicts: commands/groups_lag.py
+        shaped = asyncio.run(
+            groups_lag.describe_with_lag(kafka, args.group, args.window, snapshot_to_json)
+        )
+        if args.json:
+            print(json.dumps(shaped, indent=2))
+        else:
+            groups_lag.print_lag_time_tables(shaped, args.window)
         return 0
     print_tables(asyncio.run(_collect(kafka, args.group)))
     return 0

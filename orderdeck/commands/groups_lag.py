@@ -15,6 +15,7 @@ age, and every partition says which one it used (``lagSecondsFrom``):
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,15 +51,20 @@ class _History:
 
 
 def add_lag_flags(parser: Any) -> None:
-    """``--window`` on ``orderdeck groups``."""
+    """``--lag-time`` and ``--window`` on ``orderdeck groups``."""
+    parser.add_argument(
+        "--lag-time",
+        action="store_true",
+        help="add LAG-TIME, ETA (time to drain) and VERDICT columns to the table",
+    )
     parser.add_argument(
         "--window",
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="with --json: sample the groups for SECONDS to compute lag time, time to drain and "
-        "verdicts from the log-end history (default 0: lag time from the timestamp of the "
-        "record at the committed offset)",
+        help="with --json or --lag-time: sample the groups for SECONDS to compute lag time, time "
+        "to drain and verdicts from the log-end history (default 0: lag time from the "
+        "timestamp of the record at the committed offset)",
     )
 
 
@@ -77,20 +83,18 @@ async def describe_with_lag(
 
     await check_connection(kafka)
     histories: dict[Key, _History] = {}
-    started = time.time()
     async with GroupInspector(kafka) as inspector:
         names = [group] if group else await inspector.list_groups()
         snapshots = await _sample(inspector, names, window, histories)
     if group and not snapshots[0].exists:
         raise OrderdeckError(f"consumer group {group!r} does not exist")
-    span = max(window, time.time() - started)
     record_ages = await _record_ages(kafka, snapshots, histories)
     out = []
     for snapshot in snapshots:
         shaped = shape(snapshot)
         for part in shaped["partitions"]:
             key = (snapshot.group, part["topic"], part["partition"])
-            part.update(_partition_fields(part, histories.get(key), record_ages.get(key), span))
+            part.update(_partition_fields(part, histories.get(key), record_ages.get(key)))
         shaped.update(group_fields(shaped["partitions"]))
         out.append(shaped)
     return out
@@ -149,7 +153,7 @@ async def _record_ages(
 
 
 def _partition_fields(
-    part: dict[str, Any], history: _History | None, record_age: float | None, span: float
+    part: dict[str, Any], history: _History | None, record_age: float | None
 ) -> dict[str, Any]:
     """lagSeconds, lagSecondsFrom, drainSeconds, drainState and verdict of one partition."""
     lag = part["lag"]
@@ -163,7 +167,7 @@ def _partition_fields(
         seconds = lag_time.lag_seconds(samples)
         source = FROM_WINDOW if seconds is not None and len(samples) >= 2 else None
         drain_seconds, drain_state = lag_time.drain(samples)
-        verdict = verdicts.partition_verdict(history.commits, time.time(), span)
+        verdict = _window_verdict(history.commits)
     if lag == 0:
         seconds, drain_seconds, drain_state, verdict = 0.0, 0.0, lag_time.CAUGHT_UP, verdicts.OK
         source = source or FROM_RECORD
@@ -176,6 +180,19 @@ def _partition_fields(
         "drainState": drain_state,
         "verdict": verdict,
     }
+
+
+def _window_verdict(commits: Sequence[verdicts.CommitSample]) -> str:
+    """Burrow's verdict judged at the last sample, over the span the samples cover.
+
+    A one-shot run sees only its own window, so it cannot tell how long an offset stood still
+    before it started: STOP needs the history of a long-running poller; here a partition whose
+    offset never moved while lagging is STALL.
+    """
+    if not commits:
+        return verdicts.UNKNOWN
+    span = commits[-1].at - commits[0].at
+    return verdicts.partition_verdict(commits, commits[-1].at, span)
 
 
 def group_fields(partitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -196,3 +213,96 @@ def group_fields(partitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "drainState": state,
         "verdict": verdicts.group_verdict(p["verdict"] for p in partitions),
     }
+
+
+LAG_TIME_COLUMNS = (
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "LAG-TIME",
+    "ETA",
+    "VERDICT",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+)
+_NARROW = {"PARTITION": 10, "LAG-TIME": 10, "ETA": 13, "VERDICT": 8}
+
+
+def duration(seconds: float | None) -> str:
+    """``4.2s``, ``3m05s``, ``2h01m``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def lag_time_rows(group: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A shaped group's rows for ``--lag-time``: the tool's columns plus LAG-TIME, ETA, VERDICT."""
+
+    def cell(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    rows: list[tuple[str, ...]] = []
+    for p in group["partitions"]:
+        eta = lag_time.NOT_DRAINING if p["drainState"] == lag_time.NOT_DRAINING else None
+        rows.append(
+            (
+                group["group"],
+                p["topic"],
+                str(p["partition"]),
+                cell(p["committed"]),
+                cell(p["logEnd"]),
+                cell(p["lag"]),
+                duration(p["lagSeconds"]),
+                eta or duration(p["drainSeconds"]),
+                p["verdict"],
+                cell(p["memberId"]),
+                cell(p["host"]),
+                cell(p["clientId"]),
+            )
+        )
+    return rows
+
+
+def format_lag_time_table(rows: Sequence[tuple[str, ...]]) -> str:
+    """Padded like the official tool's table (at least 15 wide, growing to fit, last unpadded)."""
+    widths = [_NARROW.get(name, 15) for name in LAG_TIME_COLUMNS[:-1]]
+    for row in rows:
+        for i, value in enumerate(row[:-1]):
+            widths[i] = max(widths[i], len(value))
+    lines = []
+    for row in (LAG_TIME_COLUMNS, *rows):
+        padded = [value.ljust(width) for value, width in zip(row, widths, strict=False)]
+        lines.append(" ".join([*padded, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def lag_time_note(groups: Sequence[dict[str, Any]], window: float) -> str:
+    """The line (for stderr) that says how the lag times were measured."""
+    if window > 0:
+        how = f"log-end samples over {window:g} s (record timestamps where the log end stood still)"
+    else:
+        how = "the timestamps of the records at the committed offsets"
+    verdicts_note = "" if window > 0 else "; verdicts need --window N"
+    return f"lag time from {how}{verdicts_note}" if groups else ""
+
+
+def print_lag_time_tables(groups: Sequence[dict[str, Any]], window: float) -> None:
+    """One ``--lag-time`` table per group, then the note on the method (stderr)."""
+    for group in groups:
+        rows = lag_time_rows(group)
+        if rows:
+            print()
+            print(format_lag_time_table(rows))
+    note = lag_time_note(groups, window)
+    if note:
+        print(f"\n{note}", file=sys.stderr)
+    sys.stdout.flush()

@@ -13,9 +13,11 @@ import json
 import time
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from orderdeck.commands.groups_lag import LAG_TIME_COLUMNS, duration
 from orderdeck.events import TopicNames
 from tests.commands.test_groups_cli import orderdeck
 
@@ -84,6 +86,10 @@ async def test_window_dates_lag_from_log_end_samples_and_calls_a_stuck_group_sta
     kafka_bootstrap: str, topic_names: TopicNames
 ) -> None:
     topic, group = await lagging_and_caught_up_group(kafka_bootstrap, topic_names)
+    # partition 2 lags too, but nothing is written to it during the window: no log-end movement
+    # to interpolate in, so its lag time falls back to the record's timestamp
+    await produce(kafka_bootstrap, topic, 2, 3, age=AGE)
+    await commit(kafka_bootstrap, group, {TopicPartition(topic, 2): 1})
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks=1)
     await producer.start()
 
@@ -105,7 +111,7 @@ async def test_window_dates_lag_from_log_end_samples_and_calls_a_stuck_group_sta
     assert code == 0, err
     (shaped,) = json.loads(out)
     parts = {p["partition"]: p for p in shaped["partitions"]}
-    lagging, caught_up = parts[0], parts[1]
+    lagging, caught_up, still = parts[0], parts[1], parts[2]
     assert lagging["lag"] > 3  # the writer kept adding while nobody consumed
     assert lagging["lagSecondsFrom"] == "window"
     assert lagging["lagSeconds"] > 0
@@ -115,6 +121,37 @@ async def test_window_dates_lag_from_log_end_samples_and_calls_a_stuck_group_sta
     assert caught_up["lagSeconds"] == 0
     assert caught_up["lagSecondsFrom"] == "window"
     assert caught_up["verdict"] == "OK"
+    assert still["lag"] == 2
+    assert still["lagSecondsFrom"] == "record-timestamp"
+    assert still["lagSeconds"] >= AGE - 1
+    assert still["verdict"] == "STALL"
     assert shaped["verdict"] == "ERR"
+    assert shaped["lagSecondsFrom"] == "record-timestamp+window"
     assert shaped["drainState"] == "not draining"
-    assert shaped["lagSeconds"] == lagging["lagSeconds"]
+    assert shaped["lagSeconds"] == max(lagging["lagSeconds"], still["lagSeconds"])
+
+
+async def test_lag_time_table_adds_three_columns_and_says_how_it_measured(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    topic, group = await lagging_and_caught_up_group(kafka_bootstrap, topic_names)
+    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--lag-time")
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line]
+    assert lines[0].split() == list(LAG_TIME_COLUMNS)
+    rows = {fields[2]: fields for fields in (line.split() for line in lines[1:])}
+    assert rows["0"][:6] == [group, topic, "0", "2", "5", "3"]
+    lag_time_cell = rows["0"][6]  # "30.4s", or "1m02s" on a very slow machine
+    assert lag_time_cell.endswith("s")
+    assert "m" in lag_time_cell or float(lag_time_cell.rstrip("s")) >= AGE - 1
+    assert rows["0"][7:9] == ["-", "UNKNOWN"]
+    assert rows["1"][3:9] == ["4", "4", "0", "0.0s", "0.0s", "OK"]
+    assert "lag time from the timestamps of the records at the committed offsets" in err
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, "-"), (0.0, "0.0s"), (4.25, "4.2s"), (185.0, "3m05s"), (7260.0, "2h01m")],
+)
+def test_duration(seconds: float | None, shown: str) -> None:
+    assert duration(seconds) == shown
