@@ -124,11 +124,14 @@ async def _sample(
 async def _record_ages(
     kafka: KafkaConnection, snapshots: Sequence[GroupSnapshot], histories: dict[Key, _History]
 ) -> dict[Key, float]:
-    """Record-timestamp ages for the lagging partitions the window cannot date."""
+    """Record-timestamp ages for the lagging partitions the window cannot date.
+
+    Groups sharing a partition at the same offset share one fetch; different offsets on one
+    partition take one round each (a consumer reads one position per partition at a time).
+    """
     from orderdeck.kafka.record_time import record_timestamps
 
-    wanted: dict[tuple[str, int], int] = {}
-    keys: dict[tuple[str, int], list[Key]] = {}
+    wanted: dict[tuple[str, int, int], list[Key]] = {}  # (topic, partition, offset) -> groups
     for snapshot in snapshots:
         for p in snapshot.partitions:
             key = (snapshot.group, p.topic, p.partition)
@@ -137,18 +140,21 @@ async def _record_ages(
                 continue
             if history is not None and history.samples.lag_seconds() is not None:
                 continue
-            tp = (p.topic, p.partition)
-            # several groups on one partition: the lowest offset's record is fetched once per
-            # partition only when their offsets agree; otherwise the first group's is used
-            wanted.setdefault(tp, p.committed)
-            if wanted[tp] == p.committed:
-                keys.setdefault(tp, []).append(key)
-    stamps = await record_timestamps(kafka, wanted)
-    now = time.time()
+            wanted.setdefault((p.topic, p.partition, p.committed), []).append(key)
+    rounds: list[dict[tuple[str, int], int]] = []
+    for topic, partition, offset in sorted(wanted):
+        free = next((r for r in rounds if (topic, partition) not in r), None)
+        if free is None:
+            free = {}
+            rounds.append(free)
+        free[(topic, partition)] = offset
     ages: dict[Key, float] = {}
-    for tp, group_keys in keys.items():
-        if tp in stamps:
-            ages.update(dict.fromkeys(group_keys, max(0.0, now - stamps[tp])))
+    for offsets in rounds:
+        stamps = await record_timestamps(kafka, offsets)
+        now = time.time()
+        for (topic, partition), stamp in stamps.items():
+            keys = wanted[(topic, partition, offsets[(topic, partition)])]
+            ages.update(dict.fromkeys(keys, max(0.0, now - stamp)))
     return ages
 
 

@@ -8,15 +8,18 @@ group is in time. One fetch per lagging partition, outside any group, so nothing
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from orderdeck.kafka.clients import new_consumer
 from orderdeck.kafka.connection import KafkaConnection
 
 FETCH_TIMEOUT = 10.0
+log = logging.getLogger(__name__)
 
 
 async def record_timestamps(
@@ -26,8 +29,11 @@ async def record_timestamps(
 ) -> dict[tuple[str, int], float]:
     """Per (topic, partition) the epoch-seconds timestamp of the first record from its offset on.
 
-    Partitions whose record cannot be read before the deadline (deleted by retention, or the
-    offset is at the log end) are left out: the caller reports their lag time as unknown.
+    An offset whose record retention has deleted gives the oldest record still kept (the
+    consumer resets to the earliest). Partitions that cannot be read before the deadline, or at
+    all (no READ permission on the topic: describing groups needs less), are left out, and the
+    caller reports their lag time as unknown: lag seconds are an extra, never a reason for
+    ``orderdeck groups`` to fail.
     """
     if not offsets:
         return {}
@@ -38,9 +44,9 @@ async def record_timestamps(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=64 * 1024,
     )
-    await consumer.start()
     found: dict[tuple[str, int], float] = {}
     try:
+        await asyncio.wait_for(consumer.start(), timeout)
         partitions = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
         consumer.assign(list(partitions))
         for tp, offset in partitions.items():
@@ -53,6 +59,8 @@ async def record_timestamps(
                 if records and key not in found:
                     found[key] = records[0].timestamp / 1000.0
                     consumer.pause(tp)  # one record each is all we need
+    except (KafkaError, TimeoutError) as exc:
+        log.debug("record timestamps: %s (%d of %d read)", exc, len(found), len(offsets))
     finally:
         await asyncio.shield(consumer.stop())
     return found

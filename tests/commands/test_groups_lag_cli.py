@@ -17,8 +17,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from orderdeck.commands.groups_lag import LAG_TIME_COLUMNS, duration
+from orderdeck.commands.groups_lag import LAG_TIME_COLUMNS, _record_ages, duration
 from orderdeck.events import TopicNames
+from orderdeck.kafka.admin import GroupInspector
+from orderdeck.kafka.connection import KafkaConnection
 from tests.commands.test_groups_cli import orderdeck
 
 AGE = 30.0  # seconds: how old the lagging partition's records are made to look
@@ -155,3 +157,22 @@ async def test_lag_time_table_adds_three_columns_and_says_how_it_measured(
 )
 def test_duration(seconds: float | None, shown: str) -> None:
     assert duration(seconds) == shown
+
+
+async def test_groups_at_different_offsets_of_one_partition_each_get_their_records_age(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    topic = topic_names.orders
+    tp = TopicPartition(topic, 0)
+    await produce(kafka_bootstrap, topic, 0, 3, age=2 * AGE)
+    await produce(kafka_bootstrap, topic, 0, 3, age=AGE)
+    old, new = (f"{topic_names.prefix}{name}-{uuid.uuid4().hex[:6]}" for name in ("old", "new"))
+    await commit(kafka_bootstrap, old, {tp: 1})  # waiting at a record 60 s old
+    await commit(kafka_bootstrap, new, {tp: 4})  # waiting at a record 30 s old
+    kafka = KafkaConnection(kafka_bootstrap)
+    async with GroupInspector(kafka) as inspector:
+        snapshots = await inspector.describe([old, new])
+    ages = await _record_ages(kafka, snapshots, {})
+    assert 2 * AGE - 1 <= ages[(old, topic, 0)] <= 2 * AGE + 60
+    assert AGE - 1 <= ages[(new, topic, 0)] <= AGE + 60
+    assert ages[(old, topic, 0)] - ages[(new, topic, 0)] >= AGE - 1
