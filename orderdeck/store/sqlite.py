@@ -56,9 +56,12 @@ from orderdeck.store.rows import (
     IDEMPOTENCY_COLUMNS,
     ITEM_COLUMNS,
     ORDER_COLUMNS,
+    STUCK_COLUMNS,
     SUMMARY_COLUMNS,
     idempotency_record,
     order_view,
+    stuck_cutoff,
+    stuck_orders,
     summary_page,
 )
 from orderdeck.store.schema import migration_steps
@@ -71,6 +74,7 @@ from orderdeck.store.views import (
     OrderView,
     OutboxRow,
     Product,
+    StuckOrder,
     decode_cursor,
     now_iso,
 )
@@ -1149,6 +1153,21 @@ class SQLiteStore:
                 rows = conn.execute(f"{columns} WHERE seq IN ({marks})", tuple(chunk))
                 found += (OrderTiming(*row) for row in rows)
         return found
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]:
+        """In-flight orders accepted more than ``older_than_s`` ago, oldest first.
+
+        Read through the ``orders_status`` index (status, seq): only the in-flight orders are
+        visited, whatever the number of final ones.
+        """
+        now = datetime.now(UTC)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {STUCK_COLUMNS} FROM orders o WHERE o.status IN ({_IN_FLIGHT_MARKS})"
+                " AND o.created_at < ? ORDER BY o.seq LIMIT ?",
+                (*_IN_FLIGHT_LIST, stuck_cutoff(older_than_s, now), limit),
+            ).fetchall()
+        return stuck_orders(rows, now)
 
     def list_products(self) -> list[Product]:
         """The catalog with live stock, by id."""
