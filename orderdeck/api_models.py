@@ -63,3 +63,5 @@ class HealthReport(BaseModel):
     api: str = "running"
     services: list[ServiceHealth] = Field(default_factory=list)
     totalLag: int | None = None
+    #: Orders not final 30 s after acceptance (``orderdeck orders stuck`` lists them).
+    stuckOrders: int | None = None

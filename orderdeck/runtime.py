@@ -620,7 +620,8 @@ class Runtime:
         )
 
     async def health(self) -> HealthReport:
-        """``GET /health``: Kafka reachable, services running, total lag."""
+        """``GET /health``: Kafka reachable, services running, total lag, stuck orders (one
+        indexed count over the in-flight orders only)."""
         status = self.status()
         lags = dict(self._lags) if self.kafka_reachable else {}
         services = [
@@ -648,6 +649,7 @@ class Runtime:
             ),
             services=services,
             totalLag=status.total_lag,
+            stuckOrders=await self.store.run(self.store.stuck_count),
         )
 
     def service_events(self) -> dict[str, dict[str, int]]:

@@ -95,6 +95,7 @@ async def test_start_reports_every_step_then_serves_orders_over_http(
         await wait_for(healthy, what="/health to report ok with no lag")
         report = (await client.get("/health")).json()
         assert report["kafka"]["reachable"] is True
+        assert report["stuckOrders"] == 0  # the one order was confirmed within the 30 s
         assert {s["name"] for s in report["services"]} == {
             "order",
             "payment",

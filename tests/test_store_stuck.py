@@ -43,3 +43,6 @@ def test_only_old_in_flight_orders_are_stuck_oldest_first(store: StoreBackend) -
         "old-paid",
     ]
     assert store.stuck_orders(older_than_s=600) == []
+    assert store.stuck_count(older_than_s=30) == 2
+    assert store.stuck_count(older_than_s=0.5) == 3
+    assert store.stuck_count(older_than_s=600) == 0

@@ -1054,6 +1054,15 @@ class PostgresStore:
             ).fetchall()
         return stuck_orders(rows, now)
 
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """How many orders :meth:`stuck_orders` would list without a limit (``/health``)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM orders WHERE status = ANY(%s) AND created_at < %s",
+                (_IN_FLIGHT_LIST, stuck_cutoff(older_than_s, datetime.now(UTC))),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def list_products(self) -> list[Product]:
         """The catalog with live stock, by id."""
         with self._conn() as conn:

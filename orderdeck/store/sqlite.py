@@ -1169,6 +1169,16 @@ class SQLiteStore:
             ).fetchall()
         return stuck_orders(rows, now)
 
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """How many orders :meth:`stuck_orders` would list without a limit (``/health``)."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT COUNT(*) FROM orders WHERE status IN ({_IN_FLIGHT_MARKS})"
+                " AND created_at < ?",
+                (*_IN_FLIGHT_LIST, stuck_cutoff(older_than_s, datetime.now(UTC))),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def list_products(self) -> list[Product]:
         """The catalog with live stock, by id."""
         with self._lock:

@@ -305,6 +305,10 @@ class StoreBackend(Protocol):
         the last event its journey recorded and its age."""
         ...
 
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """How many orders ``stuck_orders`` would list without a limit."""
+        ...
+
     def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]:
         """The status of each of ``order_ids`` the store knows, in one statement."""
         ...
