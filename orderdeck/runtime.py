@@ -628,7 +628,8 @@ class Runtime:
         )
 
     async def health(self) -> HealthReport:
-        """``GET /health``: Kafka reachable, services running, total lag."""
+        """``GET /health``: Kafka reachable, services running, total lag, stuck orders (one
+        indexed count over the in-flight orders only)."""
         status = self.status()
         lags = dict(self._lags) if self.kafka_reachable else {}
         services = [
@@ -658,6 +659,7 @@ class Runtime:
             totalLag=status.total_lag,
             deadLetters=dict(self._dlq_records),
             totalDeadLetters=sum(self._dlq_records.values()) if self._dlq_records else None,
+            stuckOrders=await self.store.run(self.store.stuck_count),
         )
 
     def service_events(self) -> dict[str, dict[str, int]]:

@@ -101,6 +101,7 @@ async def test_start_reports_every_step_then_serves_orders_over_http(
         # Dead letters come from the DLQ topics' offsets: all four, none of them holding any.
         assert report["deadLetters"] == {dlq_topic(t): 0 for t in runtime.names.pipeline()}, report
         assert report["totalDeadLetters"] == 0
+        assert report["stuckOrders"] == 0  # the one order was confirmed within the 30 s
         assert {s["name"] for s in report["services"]} == {
             "order",
             "payment",

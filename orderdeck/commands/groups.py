@@ -44,6 +44,7 @@ def register(subparsers: Any) -> None:
         help="describe consumer groups: members, partitions, offsets and lag",
         description="Describe consumer groups like `kafka-consumer-groups --describe`: per "
         "partition the committed offset, log-end offset, lag and owning member.",
+        epilog="`orderdeck groups reset GROUP ...` resets a group's offsets (see its --help).",
     )
     parser.add_argument("group", nargs="?", metavar="GROUP", help="one group (default: all)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of groups")
