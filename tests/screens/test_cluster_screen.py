@@ -152,3 +152,36 @@ async def test_the_pipeline_warns_of_under_replicated_partitions_only_while_ther
         line = degraded.screen.query_one("#replication", Static)
         await until(pilot, lambda: bool(line.display), "the replication warning")
         assert str(line.render()) == ("3 under-replicated · 1 offline partitions: see Cluster (7)")
+
+
+async def test_a_refresh_keeps_the_cursor_on_the_partition_the_reader_chose() -> None:
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("7")
+        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "the Cluster screen")
+        screen = app.screen
+        assert isinstance(screen, ClusterScreen)
+        await until(pilot, lambda: screen.view is not None, "the first cluster read")
+        await pilot.press("G")  # the last row, far below the first screenful
+        table = grid(app)
+
+        def cursor_key() -> object:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+        last = table.row_count - 1
+        assert table.cursor_row == last
+        assert cursor_key() == f"{runtime.names.payments}.dlq/2"
+
+        screen.refresh_cluster()
+        await until(
+            pilot, lambda: "2 127.0.0.1" not in text_of(app, "#cluster-brokers"), "broker 2 gone"
+        )
+        assert rows(app)[f"{runtime.names.payments}.dlq/2"][FLAGS] == "offline"
+        assert table.cursor_row == last
+        assert table.scroll_y > 0
+
+        await pilot.press("i")  # rows above it appear: the cursor stays on its partition
+        assert len(rows(app)) == 9 * 3
+        assert cursor_key() == f"{runtime.names.payments}.dlq/2"
