@@ -139,7 +139,7 @@ class ClusterScreen(DeckScreen):
             for key, cells in wanted.items():
                 for column, cell in zip(table.columns, cells, strict=True):
                     if table.get_cell(key, column) != cell:  # rich Text compares its styles too
-                        table.update_cell(key, column, cell)
+                        table.update_cell(key, column, cell, update_width=True)
             return
         selected = (
             table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
