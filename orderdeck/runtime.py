@@ -101,6 +101,10 @@ class RuntimeStatus:
     #: How the connection is secured (``KafkaConnection.describe()``: protocol, mechanism and
     #: user, never a secret); None for plaintext, which the header leaves unsaid.
     kafka_security: str | None = None
+    #: Partitions with fewer in-sync replicas than replicas, and without a leader, over all
+    #: topics (the Pipeline screen's warning); 0 while unknown.
+    under_replicated: int = 0
+    offline_partitions: int = 0
 
 
 class Runtime:
@@ -152,6 +156,8 @@ class Runtime:
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
         self._cluster_task: asyncio.Task[ClusterReader] | None = None
+        #: (under-replicated, offline) partitions at the last background read.
+        self._replication = (0, 0)
         self._stopping = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
         self._saved_loggers: list[tuple[logging.Logger, bool, int]] = []
@@ -565,6 +571,7 @@ class Runtime:
         self._kafka_state = state
         if not reachable:
             return
+        await self._refresh_replication()
         if not (self.services or self.external_services):
             await self._refresh_dead_letters()
             return
@@ -575,6 +582,16 @@ class Runtime:
         except Exception as exc:
             log.debug("group snapshots failed: %s", exc)
         await self._refresh_dead_letters()
+
+    async def _refresh_replication(self) -> None:
+        """Count under-replicated and offline partitions (one Metadata request)."""
+        try:
+            reader = await self._cluster_reader()
+            view = await asyncio.wait_for(reader.describe(metadata_only=True), LAG_TIMEOUT_S)
+        except Exception as exc:
+            log.debug("cluster metadata failed: %s", exc)
+            return
+        self._replication = (view.under_replicated, view.offline)
 
     async def _refresh_dead_letters(self) -> None:
         """The depth of every dead-letter topic, from its offsets: the same number whichever
@@ -625,6 +642,8 @@ class Runtime:
             api_url=self.api_url if self.with_api else None,
             steps=tuple(self._steps[n] for n in STEP_NAMES),
             kafka_security=None if self.kafka.is_plaintext else self.kafka.describe(),
+            under_replicated=self._replication[0] if self.kafka_reachable else 0,
+            offline_partitions=self._replication[1] if self.kafka_reachable else 0,
         )
 
     async def health(self) -> HealthReport:
@@ -724,12 +743,16 @@ class Runtime:
         One admin client, started once by a task of its own for the same reason as the
         group inspector's, serves every refresh.
         """
+        view = await (await self._cluster_reader()).describe()
+        self._replication = (view.under_replicated, view.offline)
+        return view
+
+    async def _cluster_reader(self) -> ClusterReader:
         if self._cluster_task is None:
             self._cluster_task = asyncio.create_task(
                 self._start_cluster_reader(), name="orderdeck-cluster-reader-start"
             )
-        reader = await asyncio.shield(self._cluster_task)
-        return await reader.describe()
+        return await asyncio.shield(self._cluster_task)
 
     async def _start_cluster_reader(self) -> ClusterReader:
         from orderdeck.kafka.cluster import ClusterReader

@@ -90,9 +90,16 @@ class ClusterReader:
         await self.close()
 
     async def describe(
-        self, topics: Sequence[str] | None = None, *, include_internal: bool = True
+        self,
+        topics: Sequence[str] | None = None,
+        *,
+        include_internal: bool = True,
+        metadata_only: bool = False,
     ) -> ClusterView:
         """The cluster now: all topics (or only ``topics``, which must exist), sorted by name.
+
+        ``metadata_only`` skips the settings and log-end offsets (left None): one request,
+        enough to count under-replicated and offline partitions in the background.
 
         Raises :class:`UnknownTopicError` for a named topic the cluster lacks and
         KafkaUnavailableError when the cluster does not answer.
@@ -112,9 +119,13 @@ class ClusterReader:
                 for t in raw_topics
             }
             wanted = {(t, p) for t, ps in leaders.items() for p in ps}
-            configs, ends = await asyncio.gather(
-                _topic_configs(admin, list(leaders)), list_latest(admin, wanted, leaders)
-            )
+            if metadata_only:
+                configs: dict[str, dict[str, str | None]] = {}
+                ends: dict[tuple[str, int], int] = {}
+            else:
+                configs, ends = await asyncio.gather(
+                    _topic_configs(admin, list(leaders)), list_latest(admin, wanted, leaders)
+                )
         except KafkaError as exc:
             raise KafkaUnavailableError(f"could not describe the cluster: {exc}") from exc
         controller_id = int(metadata.get("controller_id", -1))

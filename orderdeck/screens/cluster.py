@@ -128,10 +128,29 @@ class ClusterScreen(DeckScreen):
         summary.append(f" · internal {'shown' if self.show_internal else 'hidden'}")
         self.query_one("#cluster-summary", Static).update(summary)
         table = self.query_one("#cluster-partitions", DeckTable)
+        wanted = {
+            f"{topic.name}/{p.partition}": self._cells(topic.name, p)
+            for topic in topics
+            for p in topic.partitions
+        }
+        if list(wanted) == [key.value for key in table.rows]:
+            # The same partitions: change the cells in place, so the cursor and the scroll
+            # position stay where the reader left them across refreshes.
+            for key, cells in wanted.items():
+                for column, cell in zip(table.columns, cells, strict=True):
+                    if table.get_cell(key, column) != cell:  # rich Text compares its styles too
+                        table.update_cell(key, column, cell, update_width=True)
+            return
+        selected = (
+            table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            if table.row_count
+            else None
+        )
         table.clear()
-        for topic in topics:
-            for p in topic.partitions:
-                table.add_row(*self._cells(topic.name, p), key=f"{topic.name}/{p.partition}")
+        for key, cells in wanted.items():
+            table.add_row(*cells, key=key)
+        if selected in wanted:
+            table.move_cursor(row=table.get_row_index(selected))
 
     def _cells(self, topic: str, p: PartitionInfo) -> tuple[str | Text, ...]:
         moved = (topic, p.partition) in self._moved

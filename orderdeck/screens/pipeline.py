@@ -38,12 +38,14 @@ class PipelineScreen(DeckScreen):
                 with Horizontal(id="pipeline-side"):
                     yield LiveStatic(id="status-counts", classes="panel")
                     yield LiveStatic(id="dead-letters", classes="panel")
+            yield LiveStatic(id="replication")
             yield LiveStatic(id="failures", classes="panel")
 
     def on_mount(self) -> None:
         self.query_one("#status-counts").border_title = "Orders by status"
         self.query_one("#dead-letters").border_title = "Dead letters"
         self.query_one("#failures").border_title = "Recent failures"
+        self.query_one("#replication").display = False  # until partitions lack replicas
 
     _shown: object = None
     _shown_failures: object = None
@@ -68,6 +70,7 @@ class PipelineScreen(DeckScreen):
                 chain.show_service(service, edge)
             self._show_counts(status.status_counts)
             self._show_dead_letters([(dlq_topic(s.inbox), s.dead_letters) for s in status.services])
+            self._show_replication(status.under_replicated, status.offline_partitions)
         if full:
             self._show_failures()
 
@@ -99,6 +102,23 @@ class PipelineScreen(DeckScreen):
         self.query_one("#dead-letters", LiveStatic).show(
             Content("\n").join(lines) if lines else Content.styled("none", "dim")
         )
+
+    def _show_replication(self, under_replicated: int, offline: int) -> None:
+        """One warning line while partitions lack replicas or a leader; nothing otherwise."""
+        line = self.query_one("#replication", LiveStatic)
+        line.display = bool(under_replicated or offline)
+        if line.display:
+            line.show(
+                Content.assemble(
+                    (
+                        f"{under_replicated} under-replicated",
+                        "bold yellow" if under_replicated else "",
+                    ),
+                    " · ",
+                    (f"{offline} offline", "bold red" if offline else ""),
+                    (" partitions: see Cluster (7)", "dim"),
+                )
+            )
 
     def _show_failures(self) -> None:
         try:

@@ -26,7 +26,7 @@ from orderdeck.events import TopicNames
 from orderdeck.kafka.clients import new_admin
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
 from orderdeck.kafka.connection import KafkaConnection
-from orderdeck.kafka.local import tool_command
+from orderdeck.kafka.local import LocalKafka, tool_command
 
 TOPIC_COMMAND = "org.apache.kafka.tools.TopicCommand"
 #: Per partition: leader, replicas, ISR, as the tool prints them ("1", "1,2,3", ...).
@@ -40,7 +40,11 @@ def orderdeck(bootstrap: str, *args: str) -> Any:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "ORDERDECK_BOOTSTRAP_SERVERS": bootstrap},
+        # No bootstrap: the cluster is the one a --kafka-config file among ``args`` names.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "ORDERDECK_BOOTSTRAP_SERVERS"},
+            **({"ORDERDECK_BOOTSTRAP_SERVERS": bootstrap} if bootstrap else {}),
+        },
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -235,3 +239,40 @@ def test_the_text_report_flags_under_replicated_and_offline_partitions() -> None
 )
 def test_retention_reads_as_days_hours_or_ms(ms: int | None, shown: str) -> None:
     assert retention(ms) == shown
+
+
+def test_a_sasl_ssl_cluster_is_described_with_the_client_settings_file(
+    secure_kafka: LocalKafka,
+) -> None:
+    """TLS and SASL come from ``--kafka-config`` like every other command's: the describe's
+    client is built by ``kafka/clients.py``."""
+    name = f"t{uuid.uuid4().hex[:12]}.secure"
+    kafka = secure_kafka.connection()
+
+    async def admin_call(create: bool) -> None:
+        admin = new_admin(kafka, client_suffix="tests")
+        await admin.start()
+        try:
+            if create:
+                await admin.create_topics([NewTopic(name, 2, 1)])
+            else:
+                await admin.delete_topics([name])
+        finally:
+            await admin.close()
+
+    asyncio.run(admin_call(create=True))
+    try:
+        view = orderdeck(
+            "", "--kafka-config", str(secure_kafka.client_properties_path), "--topic", name
+        )
+    finally:
+        asyncio.run(admin_call(create=False))
+    (broker,) = view["brokers"]
+    assert broker["isController"]
+    (topic,) = view["topics"]
+    assert topic["name"] == name
+    assert [(p["leader"], p["replicas"], p["isr"]) for p in topic["partitions"]] == [
+        (broker["id"], [broker["id"]], [broker["id"]])
+    ] * 2
+    assert [p["logEndOffset"] for p in topic["partitions"]] == [0, 0]
+    assert topic["cleanupPolicy"] == "delete"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from textual.widgets import DataTable, Static
 from orderdeck.app import OrderDeckApp
 from orderdeck.events import TopicNames
 from orderdeck.kafka.local import tool_command
+from orderdeck.runtime import RuntimeStatus
 from orderdeck.screens.cluster import ClusterScreen
+from orderdeck.screens.pipeline import PipelineScreen
 from tests.commands.test_kafka_describe import TOPIC_COMMAND, official_partitions
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import running_app, until, until_ready
@@ -123,3 +126,62 @@ async def test_on_a_real_broker_the_rows_are_what_kafka_topics_describes(
         official = official_partitions(done.stdout)
         assert len(shown) == 8 * 3
         assert shown == official
+
+
+class DegradedRuntime(FakeRuntime):
+    """The fake runtime with three under-replicated partitions and one offline."""
+
+    def status(self) -> RuntimeStatus:
+        return replace(super().status(), under_replicated=3, offline_partitions=1)
+
+
+async def test_the_pipeline_warns_of_under_replicated_partitions_only_while_there_are_some() -> (
+    None
+):
+    healthy = deck()
+    async with healthy.run_test(size=(120, 36)) as pilot:
+        await until_ready(pilot)
+        screen = healthy.screen
+        assert isinstance(screen, PipelineScreen)
+        screen.refresh_live(full=True)  # a status with nothing under-replicated drawn
+        assert not screen.query_one("#replication").display
+
+    degraded = deck(DegradedRuntime())
+    async with degraded.run_test(size=(120, 36)) as pilot:
+        await until_ready(pilot)
+        line = degraded.screen.query_one("#replication", Static)
+        await until(pilot, lambda: bool(line.display), "the replication warning")
+        assert str(line.render()) == ("3 under-replicated · 1 offline partitions: see Cluster (7)")
+
+
+async def test_a_refresh_keeps_the_cursor_on_the_partition_the_reader_chose() -> None:
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("7")
+        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "the Cluster screen")
+        screen = app.screen
+        assert isinstance(screen, ClusterScreen)
+        await until(pilot, lambda: screen.view is not None, "the first cluster read")
+        await pilot.press("G")  # the last row, far below the first screenful
+        table = grid(app)
+
+        def cursor_key() -> object:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+        last = table.row_count - 1
+        assert table.cursor_row == last
+        assert cursor_key() == f"{runtime.names.payments}.dlq/2"
+
+        screen.refresh_cluster()
+        await until(
+            pilot, lambda: "2 127.0.0.1" not in text_of(app, "#cluster-brokers"), "broker 2 gone"
+        )
+        assert rows(app)[f"{runtime.names.payments}.dlq/2"][FLAGS] == "offline"
+        assert table.cursor_row == last
+        assert table.scroll_y > 0
+
+        await pilot.press("i")  # rows above it appear: the cursor stays on its partition
+        assert len(rows(app)) == 9 * 3
+        assert cursor_key() == f"{runtime.names.payments}.dlq/2"
