@@ -163,12 +163,19 @@ class OffsetResetter:
         self.inspector = inspector
 
     async def plan(
-        self, group: str, target: ResetTarget, topics: TopicSelection | None = None
+        self,
+        group: str,
+        target: ResetTarget,
+        topics: TopicSelection | None = None,
+        *,
+        refuse_members: bool = True,
     ) -> list[PlannedOffset]:
         """The plan; raises ActiveMembersError for a live group and an error for an unknown
-        group without ``topics`` (there is nothing to reset)."""
+        group without ``topics`` (there is nothing to reset). ``refuse_members=False`` is for
+        the runtime's preview: it stops its own members before applying, so they are no
+        reason to refuse a preview."""
         (snapshot,) = await self.inspector.describe([group])
-        if snapshot.members:
+        if snapshot.members and refuse_members:
             raise ActiveMembersError(group, snapshot.members)
         committed = {
             (p.topic, p.partition): p.committed
