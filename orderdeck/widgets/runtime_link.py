@@ -20,6 +20,7 @@ from orderdeck.widgets.log_buffer import LogBuffer
 if TYPE_CHECKING:
     from orderdeck.events import TopicNames
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
     from orderdeck.runtime import RuntimeStatus, StartupStep
@@ -106,6 +107,12 @@ class RuntimeLike(Protocol):
     async def group_snapshots(self) -> list[GroupSnapshot]: ...
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
+
+    async def preview_offset_reset(
+        self, group: str, target: ResetTarget
+    ) -> list[PlannedOffset]: ...
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None: ...
 
 
 class RuntimeHooks:

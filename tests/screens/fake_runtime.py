@@ -22,6 +22,7 @@ from orderdeck.events import (
     TopicNames,
 )
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
+from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
 from orderdeck.kafka.tail import TailRecord
 from orderdeck.orders import (
     OrderCreated,
@@ -320,6 +321,8 @@ class FakeRuntime:
         self.polls = 0
         self.tails: list[FakeTail] = []
         self.submitted: list[OrderRequest] = []
+        self.previews: list[tuple[str, ResetTarget]] = []
+        self.resets: list[tuple[str, list[PlannedOffset]]] = []
         self._tail_records = tail_records
         #: Counts to report instead of asking the store on every status() (the real runtime
         #: keeps a cached copy too); set when ``store`` is a real store.
@@ -412,6 +415,24 @@ class FakeRuntime:
     async def group_snapshots(self) -> list[GroupSnapshot]:
         self.polls += 1
         return self.snapshots_for(self.polls)
+
+    async def preview_offset_reset(self, group: str, target: ResetTarget) -> list[PlannedOffset]:
+        """The plan over this poll's snapshot (earliest is offset 0, latest the log end)."""
+        (snapshot,) = [s for s in self.snapshots_for(self.polls) if s.group == group]
+        self.previews.append((group, target))
+        return [
+            PlannedOffset(
+                group,
+                p.topic,
+                p.partition,
+                p.committed,
+                0 if target.mode == "earliest" else p.log_end or 0,
+            )
+            for p in snapshot.partitions
+        ]
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None:
+        self.resets.append((group, list(plan)))
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> FakeTail:
         tail = FakeTail(topics, self._tail_records)
