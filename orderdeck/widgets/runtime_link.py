@@ -51,6 +51,8 @@ class StoreReader(Protocol):
 
     def status_counts(self) -> dict[str, int]: ...
 
+    def stuck_count(self, older_than_s: float = 30.0) -> int: ...
+
 
 class ServiceControl(Protocol):
     """The supervisor's status and control surface."""

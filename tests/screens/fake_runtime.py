@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orderdeck.events import (
+    FINAL_STATUSES,
     HEADER_CORRELATION_ID,
     HEADER_EVENT_TYPE,
     TopicNames,
@@ -186,6 +187,10 @@ class FakeStore:
 
     def list_products(self) -> list[Product]:
         return list(self.products)
+
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """The fixed data's in-flight orders all count as stuck (its clock stands still)."""
+        return sum(1 for o in self.orders.values() if o.status not in FINAL_STATUSES)
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
