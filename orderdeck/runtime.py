@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from orderdeck.kafka.cluster import ClusterReader
     from orderdeck.kafka.cluster_model import ClusterView
     from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.offset_reset import PlannedOffset, ResetTarget, TopicSelection
     from orderdeck.kafka.tail import TopicTail
     from orderdeck.services.supervisor import Supervisor
 
@@ -716,6 +717,22 @@ class Runtime:
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()
         return snapshots
+
+    async def preview_offset_reset(
+        self, group: str, target: ResetTarget, topics: TopicSelection | None = None
+    ) -> list[PlannedOffset]:
+        """The plan of an offset reset (changes nothing); refuses members of other processes."""
+        from orderdeck import own_group_reset
+
+        return await own_group_reset.preview(
+            self.supervisor, await self._ensure_inspector(), group, target, topics
+        )
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None:
+        """Stop this process's consumers of ``group``, apply ``plan``, start them again."""
+        from orderdeck import own_group_reset
+
+        await own_group_reset.apply(self.supervisor, await self._ensure_inspector(), group, plan)
 
     async def _ensure_inspector(self) -> GroupInspector:
         # One inspector, started once, by a task of its own: a caller that gives up (a

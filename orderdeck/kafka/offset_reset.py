@@ -23,9 +23,7 @@ import asyncio
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.commit import OffsetCommitRequest
@@ -35,8 +33,9 @@ from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.kafka.admin import DEAD, GroupInspector, GroupMember, list_latest, partition_leaders
 from orderdeck.kafka.aiokafka_compat import send_request
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.kafka.offset_plan import PlannedOffset, ResetMode, ResetTarget
 
-ResetMode = Literal["earliest", "latest", "datetime", "duration", "shift"]
+__all__ = ["PlannedOffset", "ResetMode", "ResetTarget"]
 
 #: A topic and the partitions chosen in it (None: all of its partitions).
 TopicSelection = Mapping[str, tuple[int, ...] | None]
@@ -46,29 +45,6 @@ _ISO_DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
-
-
-@dataclass(frozen=True)
-class ResetTarget:
-    """Where to move the offsets: a mode and, for time and shift modes, its value.
-
-    ``value`` is a timestamp in epoch milliseconds for ``datetime`` and ``duration`` (already
-    resolved against the clock, so one plan uses one instant), the shift for ``shift``.
-    """
-
-    mode: ResetMode
-    value: int = 0
-
-
-@dataclass(frozen=True)
-class PlannedOffset:
-    """One row of a plan: GROUP TOPIC PARTITION CURRENT-OFFSET NEW-OFFSET."""
-
-    group: str
-    topic: str
-    partition: int
-    current: int | None  # None: the group has no commit there
-    new: int
 
 
 class ActiveMembersError(OrderdeckError):
@@ -163,12 +139,19 @@ class OffsetResetter:
         self.inspector = inspector
 
     async def plan(
-        self, group: str, target: ResetTarget, topics: TopicSelection | None = None
+        self,
+        group: str,
+        target: ResetTarget,
+        topics: TopicSelection | None = None,
+        *,
+        refuse_members: bool = True,
     ) -> list[PlannedOffset]:
         """The plan; raises ActiveMembersError for a live group and an error for an unknown
-        group without ``topics`` (there is nothing to reset)."""
+        group without ``topics`` (there is nothing to reset). ``refuse_members=False`` is for
+        the runtime's preview: it stops its own members before applying, so they are no
+        reason to refuse a preview."""
         (snapshot,) = await self.inspector.describe([group])
-        if snapshot.members:
+        if snapshot.members and refuse_members:
             raise ActiveMembersError(group, snapshot.members)
         committed = {
             (p.topic, p.partition): p.committed

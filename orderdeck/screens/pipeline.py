@@ -73,6 +73,16 @@ class PipelineScreen(DeckScreen):
             self._show_replication(status.under_replicated, status.offline_partitions)
         if full:
             self._show_failures()
+            # Once per poll, off the loop; a slow store gets one count at a time.
+            self.read_store("stuck", self.runtime.store.stuck_count, restart=False)
+
+    #: Orders not final 30 s after acceptance (``store.stuck_count``); None until counted.
+    _stuck: int | None = None
+
+    def store_read(self, kind: str, value: object) -> None:
+        if kind == "stuck" and isinstance(value, int) and value != self._stuck:
+            self._stuck = value
+            self._show_counts(self.runtime.status().status_counts)
 
     def _show_counts(self, counts: dict[str, int]) -> None:
         from orderdeck.events import FINAL_STATUSES
@@ -88,6 +98,12 @@ class PipelineScreen(DeckScreen):
         lines.append(Content.assemble((f"{'in flight':<17}", "cyan"), (f"{in_flight:>8,}", "bold")))
         lines.append(
             Content.assemble((f"{'total':<17}", "dim"), (f"{sum(counts.values()):>8,}", "bold"))
+        )
+        stuck = "-" if self._stuck is None else f"{self._stuck:,}"
+        lines.append(
+            Content.assemble(
+                (f"{'stuck > 30 s':<17}", "red" if self._stuck else "dim"), (f"{stuck:>8}", "bold")
+            )
         )
         self.query_one("#status-counts", LiveStatic).show(Content("\n").join(lines))
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from orderdeck.events import TopicNames
     from orderdeck.kafka.admin import GroupSnapshot
     from orderdeck.kafka.cluster_model import ClusterView
+    from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
     from orderdeck.runtime import RuntimeStatus, StartupStep
@@ -50,6 +51,8 @@ class StoreReader(Protocol):
     def list_products(self) -> list[Product]: ...
 
     def status_counts(self) -> dict[str, int]: ...
+
+    def stuck_count(self, older_than_s: float = 30.0) -> int: ...
 
 
 class ServiceControl(Protocol):
@@ -109,6 +112,12 @@ class RuntimeLike(Protocol):
     async def cluster_view(self) -> ClusterView: ...
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
+
+    async def preview_offset_reset(
+        self, group: str, target: ResetTarget
+    ) -> list[PlannedOffset]: ...
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None: ...
 
 
 class RuntimeHooks:

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orderdeck.events import (
+    FINAL_STATUSES,
     HEADER_CORRELATION_ID,
     HEADER_EVENT_TYPE,
     TopicNames,
 )
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
+from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
 from orderdeck.kafka.tail import TailRecord
 from orderdeck.orders import (
     OrderCreated,
@@ -187,6 +189,10 @@ class FakeStore:
     def list_products(self) -> list[Product]:
         return list(self.products)
 
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """The fixed data's in-flight orders all count as stuck (its clock stands still)."""
+        return sum(1 for o in self.orders.values() if o.status not in FINAL_STATUSES)
+
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for order in self.orders.values():
@@ -322,6 +328,8 @@ class FakeRuntime:
         self.tails: list[FakeTail] = []
         self.cluster_reads = 0
         self.submitted: list[OrderRequest] = []
+        self.previews: list[tuple[str, ResetTarget]] = []
+        self.resets: list[tuple[str, list[PlannedOffset]]] = []
         self._tail_records = tail_records
         #: Counts to report instead of asking the store on every status() (the real runtime
         #: keeps a cached copy too); set when ``store`` is a real store.
@@ -451,6 +459,24 @@ class FakeRuntime:
         view = self.cluster_for(self.cluster_reads)
         self.cluster_reads += 1
         return view
+
+    async def preview_offset_reset(self, group: str, target: ResetTarget) -> list[PlannedOffset]:
+        """The plan over this poll's snapshot (earliest is offset 0, latest the log end)."""
+        (snapshot,) = [s for s in self.snapshots_for(self.polls) if s.group == group]
+        self.previews.append((group, target))
+        return [
+            PlannedOffset(
+                group,
+                p.topic,
+                p.partition,
+                p.committed,
+                0 if target.mode == "earliest" else p.log_end or 0,
+            )
+            for p in snapshot.partitions
+        ]
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None:
+        self.resets.append((group, list(plan)))
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> FakeTail:
         tail = FakeTail(topics, self._tail_records)
