@@ -28,6 +28,7 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.http_server import EmbeddedServer, build_server
+from orderdeck.kafka.lag_tracker import LagTracker
 from orderdeck.kafka.outage_log import KafkaOutageLog
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.metrics import (
@@ -170,6 +171,8 @@ class Runtime:
         #: The service events of those processes, for ``GET /metrics``.
         self.external_service_events: Callable[[], ServiceEvents] | None = None
         self._snapshots: list[GroupSnapshot] = []
+        #: Lag seconds, time to drain and verdicts, kept current by every groups poll.
+        self.lag_tracker = LagTracker()
         self._snapshot_at = 0.0
         self._rate = RateMeter(RATE_WINDOW_S)
         self._started = False
@@ -679,6 +682,7 @@ class Runtime:
         inspector = await self._ensure_inspector()
         snapshots = await inspector.describe(self.service_groups())
         self._snapshots = snapshots
+        self.lag_tracker.observe(snapshots)
         self._lags = {s.group: s.total_lag for s in snapshots}
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()
