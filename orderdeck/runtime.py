@@ -28,7 +28,7 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.http_server import EmbeddedServer, build_server
-from orderdeck.kafka.lag_tracker import LagTracker
+from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.outage_log import KafkaOutageLog
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.metrics import (
@@ -687,6 +687,10 @@ class Runtime:
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()
         return snapshots
+
+    def lag_times(self) -> dict[str, GroupLagTime]:
+        """Lag seconds, time to drain and verdicts per group as of the last groups poll."""
+        return self.lag_tracker.groups() if self.kafka_reachable else {}
 
     async def _ensure_inspector(self) -> GroupInspector:
         # One inspector, started once, by a task of its own: a caller that gives up (a

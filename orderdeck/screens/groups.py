@@ -35,7 +35,11 @@ class GroupsScreen(DeckScreen):
         names = self.runtime.names
         for panel in self.query(GroupPanel):
             group = names.resolve(panel.group)
-            panel.show(self.live.snapshots.get(group), self.live.lag_history.get(group, ()))
+            panel.show(
+                self.live.snapshots.get(group),
+                self.live.lag_history.get(group, ()),
+                self.live.lag_times.get(group),
+            )
 
     def panel(self, logical_topic: str) -> GroupPanel:
         """The panel of the group consuming ``logical_topic`` (for tests)."""
