@@ -36,6 +36,7 @@ from orderdeck.metrics import (
     PipelineView,
     ServiceEvents,
     lag_samples,
+    lag_seconds_samples,
     service_events_of,
 )
 from orderdeck.order_desk import OrderDesk
@@ -663,7 +664,12 @@ class Runtime:
         if self.external_service_events is not None:
             events.update(self.external_service_events())
         reachable = None if self._kafka_state == "stopped" else self._kafka_state == "running"
-        return PipelineView(reachable, lag_samples(self._snapshots), events)
+        return PipelineView(
+            reachable,
+            lag_samples(self._snapshots),
+            events,
+            lag_seconds=lag_seconds_samples(self.lag_times()),
+        )
 
     # ------------------------------------------------------------------ actions
 
