@@ -253,6 +253,7 @@ class OrderDeckApp(App[int]):
             else:
                 failures = 0
                 self.live.update(snapshots)
+                self.live.lag_times = dict(self.runtime.lag_times())
                 self.polls += 1
                 self._tick(full=True)
             elapsed = self.clock() - started

@@ -28,6 +28,7 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.http_server import EmbeddedServer, build_server
+from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.outage_log import KafkaOutageLog
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.metrics import (
@@ -35,6 +36,7 @@ from orderdeck.metrics import (
     PipelineView,
     ServiceEvents,
     lag_samples,
+    lag_seconds_samples,
     service_events_of,
 )
 from orderdeck.order_desk import OrderDesk
@@ -180,6 +182,8 @@ class Runtime:
         #: The service events of those processes, for ``GET /metrics``.
         self.external_service_events: Callable[[], ServiceEvents] | None = None
         self._snapshots: list[GroupSnapshot] = []
+        #: Lag seconds, time to drain and verdicts, kept current by every groups poll.
+        self.lag_tracker = LagTracker()
         self._snapshot_at = 0.0
         self._rate = RateMeter(RATE_WINDOW_S)
         self._started = False
@@ -693,7 +697,11 @@ class Runtime:
             events.update(self.external_service_events())
         reachable = None if self._kafka_state == "stopped" else self._kafka_state == "running"
         return PipelineView(
-            reachable, lag_samples(self._snapshots), events, dead_letters=dict(self._dlq_records)
+            reachable,
+            lag_samples(self._snapshots),
+            events,
+            lag_seconds=lag_seconds_samples(self.lag_times()),
+            dead_letters=dict(self._dlq_records),
         )
 
     # ------------------------------------------------------------------ actions
@@ -713,6 +721,7 @@ class Runtime:
         inspector = await self._ensure_inspector()
         snapshots = await inspector.describe(self.service_groups())
         self._snapshots = snapshots
+        self.lag_tracker.observe(snapshots)
         self._lags = {s.group: s.total_lag for s in snapshots}
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()
@@ -733,6 +742,10 @@ class Runtime:
         from orderdeck import own_group_reset
 
         await own_group_reset.apply(self.supervisor, await self._ensure_inspector(), group, plan)
+
+    def lag_times(self) -> dict[str, GroupLagTime]:
+        """Lag seconds, time to drain and verdicts per group as of the last groups poll."""
+        return self.lag_tracker.groups() if self.kafka_reachable else {}
 
     async def _ensure_inspector(self) -> GroupInspector:
         # One inspector, started once, by a task of its own: a caller that gives up (a

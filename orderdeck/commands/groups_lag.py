@@ -239,15 +239,8 @@ _NARROW = {"PARTITION": 10, "LAG-TIME": 10, "ETA": 13, "VERDICT": 8}
 
 
 def duration(seconds: float | None) -> str:
-    """``4.2s``, ``3m05s``, ``2h01m``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    """``4.2s``, ``3m05s``, ``2h01m``; ``-`` when unknown (the text the Groups screen shows)."""
+    return lag_time.format_duration(seconds)
 
 
 def lag_time_rows(group: dict[str, Any]) -> list[tuple[str, ...]]:

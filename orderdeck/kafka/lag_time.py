@@ -113,3 +113,15 @@ def drain(samples: tuple[OffsetSample, ...]) -> tuple[float | None, str]:
     if net_rate <= 0:
         return None, NOT_DRAINING
     return lag_now / net_rate, DRAINING
+
+
+def format_duration(seconds: float | None) -> str:
+    """``4.2s``, ``3m05s``, ``2h01m``; ``-`` when unknown. Short, so it fits a narrow column."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"

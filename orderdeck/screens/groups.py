@@ -42,7 +42,11 @@ class GroupsScreen(DeckScreen):
         names = self.runtime.names
         for panel in self.query(GroupPanel):
             group = names.resolve(panel.group)
-            panel.show(self.live.snapshots.get(group), self.live.lag_history.get(group, ()))
+            panel.show(
+                self.live.snapshots.get(group),
+                self.live.lag_history.get(group, ()),
+                self.live.lag_times.get(group),
+            )
 
     def action_reset_offsets(self) -> None:
         """Preview and apply an offset reset of a service group (a modal)."""

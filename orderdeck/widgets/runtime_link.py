@@ -12,7 +12,7 @@ refresh tick, which keeps the callbacks cheap and thread-agnostic and coalesces 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from orderdeck.widgets.log_buffer import LogBuffer
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from orderdeck.events import TopicNames
     from orderdeck.kafka.admin import GroupSnapshot
     from orderdeck.kafka.cluster_model import ClusterView
+    from orderdeck.kafka.lag_tracker import GroupLagTime
     from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
@@ -110,6 +111,10 @@ class RuntimeLike(Protocol):
     async def group_snapshots(self) -> list[GroupSnapshot]: ...
 
     async def cluster_view(self) -> ClusterView: ...
+
+    def lag_times(self) -> Mapping[str, GroupLagTime]:
+        """Lag seconds, time to drain and verdicts per group, as of the last snapshots."""
+        ...
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
 

@@ -24,6 +24,7 @@ from orderdeck.events import (
 )
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
+from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
 from orderdeck.kafka.tail import TailRecord
 from orderdeck.orders import (
@@ -334,6 +335,7 @@ class FakeRuntime:
         #: Counts to report instead of asking the store on every status() (the real runtime
         #: keeps a cached copy too); set when ``store`` is a real store.
         self.cached_counts: dict[str, int] | None = None
+        self.lag_tracker = LagTracker()
 
     async def start(self) -> None:
         self.started = True
@@ -421,7 +423,12 @@ class FakeRuntime:
 
     async def group_snapshots(self) -> list[GroupSnapshot]:
         self.polls += 1
-        return self.snapshots_for(self.polls)
+        snapshots = self.snapshots_for(self.polls)
+        self.lag_tracker.observe(snapshots)  # as the real runtime does
+        return snapshots
+
+    def lag_times(self) -> dict[str, GroupLagTime]:
+        return self.lag_tracker.groups()
 
     def cluster_for(self, step: int) -> ClusterView:
         """Three brokers, the pipeline topics (two replicas each) and ``__consumer_offsets``.
