@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.app import App
 from textual.widgets import DataTable
 
 from orderdeck.events import FINAL_STATUSES
@@ -13,6 +14,12 @@ from tests.screens.test_snapshots import deck
 
 def rows(table: DataTable[object]) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def footer_label(app: App[object]) -> str:
+    """What the footer shows beside ``u``."""
+    active = app.active_bindings.get("u")
+    return active.binding.description if active is not None and active.enabled else ""
 
 
 async def test_u_lists_the_stuck_orders_with_hop_and_age_and_u_again_restores() -> None:
@@ -31,7 +38,9 @@ async def test_u_lists_the_stuck_orders_with_hop_and_age_and_u_again_restores() 
         everything = rows(table)
         assert len(everything) > len(stuck)
 
+        assert footer_label(app) == "Stuck"
         await pilot.press("u")
+        await until(pilot, lambda: footer_label(app) == "All", "the toggle's label")
         await until(pilot, lambda: rows(table) and rows(table)[0][0] == stuck[0].id, "stuck rows")
         shown = rows(table)
         assert [r[0] for r in shown] == [o.id for o in stuck]
@@ -43,6 +52,7 @@ async def test_u_lists_the_stuck_orders_with_hop_and_age_and_u_again_restores() 
 
         await pilot.press("u")
         await until(pilot, lambda: rows(table) == everything, "the whole list again")
+        assert footer_label(app) == "Stuck"
         assert "STOPPED AFTER" not in [str(c.label) for c in table.columns.values()]
 
 
