@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from orderdeck.runtime import RuntimeStatus, StartupStep
     from orderdeck.services import FailureRecord, ServiceStatus
     from orderdeck.store import OrderSummary, OrderView, Product
+    from orderdeck.store.views import StuckOrder
 
 
 T = TypeVar("T")
@@ -54,6 +55,8 @@ class StoreReader(Protocol):
     def status_counts(self) -> dict[str, int]: ...
 
     def stuck_count(self, older_than_s: float = 30.0) -> int: ...
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]: ...
 
 
 class ServiceControl(Protocol):

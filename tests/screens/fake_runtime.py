@@ -43,6 +43,7 @@ from orderdeck.store import (
     Product,
     StatusChange,
 )
+from orderdeck.store.views import StuckOrder
 
 BASE = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 BASE_MS = int(BASE.timestamp() * 1000)
@@ -193,6 +194,27 @@ class FakeStore:
     def stuck_count(self, older_than_s: float = 30.0) -> int:
         """The fixed data's in-flight orders all count as stuck (its clock stands still)."""
         return sum(1 for o in self.orders.values() if o.status not in FINAL_STATUSES)
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]:
+        """The in-flight orders, oldest first, each stopped after its journey's last hop; the
+        age is counted from a fixed clock one minute past the first order."""
+        now = BASE + timedelta(minutes=1)
+        rows = sorted(
+            (o for o in self.orders.values() if o.status not in FINAL_STATUSES),
+            key=lambda o: o.createdAt,
+        )
+        return [
+            StuckOrder(
+                id=o.id,
+                customerId=o.customerId,
+                status=o.status,
+                lastEvent=o.journey[-1].type if o.journey else None,
+                createdAt=o.createdAt,
+                updatedAt=o.updatedAt,
+                stuckForS=(now - o.createdAt).total_seconds(),
+            )
+            for o in rows[:limit]
+        ]
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
