@@ -66,3 +66,5 @@ class HealthReport(BaseModel):
     #: Records in each dead-letter topic, from its offsets (empty before the first reading).
     deadLetters: dict[str, int] = Field(default_factory=dict)
     totalDeadLetters: int | None = None
+    #: Orders not final 30 s after acceptance (``orderdeck orders stuck`` lists them).
+    stuckOrders: int | None = None

@@ -64,6 +64,7 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("groups", "4", "Groups"),
     ("services", "5", "Services"),
     ("orders", "6", "Orders"),
+    ("cluster", "7", "Cluster"),
 )
 POLL_INTERVAL_S = 1.0
 TICK_INTERVAL_S = 0.25
@@ -99,6 +100,7 @@ class OrderDeckApp(App[int]):
         "groups": _lazy_screen("groups", "GroupsScreen"),
         "services": _lazy_screen("services", "ServicesScreen"),
         "orders": _lazy_screen("orders", "OrdersScreen"),
+        "cluster": _lazy_screen("cluster", "ClusterScreen"),
     }
 
     #: Narrow terminals get the ``-narrow`` class on every screen, and their CSS the compact
@@ -251,6 +253,7 @@ class OrderDeckApp(App[int]):
             else:
                 failures = 0
                 self.live.update(snapshots)
+                self.live.lag_times = dict(self.runtime.lag_times())
                 self.polls += 1
                 self._tick(full=True)
             elapsed = self.clock() - started

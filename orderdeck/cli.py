@@ -36,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors we expect are one line on stderr, never a traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["groups", "reset"]:  # its own parser; a group named "reset": `groups -- reset`
+        args = importlib.import_module("orderdeck.commands.group_reset").parse(argv[2:])
+    else:
+        args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.lag_tracker import GroupLagTime
     from orderdeck.store import StoreBackend
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,16 @@ class PartitionLagSample:
 
 
 @dataclass(frozen=True)
+class PartitionLagSeconds:
+    """How old one partition's oldest uncommitted record is, from the runtime's lag tracker."""
+
+    group: str
+    topic: str
+    partition: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class PipelineView:
     """What only the runtime knows: its cached Kafka probe and lag, and the service counters."""
 
@@ -100,6 +111,7 @@ class PipelineView:
     service_events: ServiceEvents = field(default_factory=dict)
     #: Records held by each dead-letter topic (its offsets' last reading).
     dead_letters: Mapping[str, int] = field(default_factory=dict)
+    lag_seconds: Sequence[PartitionLagSeconds] = ()
 
 
 class CountedService(Protocol):
@@ -137,6 +149,16 @@ def lag_samples(snapshots: Iterable[GroupSnapshot]) -> list[PartitionLagSample]:
         for snap in snapshots
         for p in snap.partitions
         if p.lag is not None
+    ]
+
+
+def lag_seconds_samples(groups: Mapping[str, GroupLagTime]) -> list[PartitionLagSeconds]:
+    """Every partition whose lag time is known (fewer than two samples leave it out)."""
+    return [
+        PartitionLagSeconds(group, topic, partition, figures.lag_seconds)
+        for group, times in sorted(groups.items())
+        for (topic, partition), figures in sorted(times.partitions.items())
+        if figures.lag_seconds is not None
     ]
 
 
@@ -225,6 +247,14 @@ class _Figures(Collector):
         )
         for sample in view.lags:
             lag.add_metric((sample.group, sample.topic, str(sample.partition)), sample.lag)
+        lag_seconds = GaugeMetricFamily(
+            "orderdeck_consumer_lag_seconds",
+            "Age of the oldest record a consumer group has not committed, per partition "
+            "(interpolated from the log end's history; absent until two polls are seen).",
+            labels=("group", "topic", "partition"),
+        )
+        for age in view.lag_seconds:
+            lag_seconds.add_metric((age.group, age.topic, str(age.partition)), age.seconds)
         reachable = GaugeMetricFamily(
             "orderdeck_kafka_reachable",
             "1 when the last probe of Kafka was answered, 0 when not (absent before the first).",
@@ -238,7 +268,7 @@ class _Figures(Collector):
         )
         for topic, count in sorted(view.dead_letters.items()):
             dead.add_metric((topic,), count)
-        self._families = [accepted, final, events, lag, reachable, dead]
+        self._families = [accepted, final, events, lag, lag_seconds, reachable, dead]
 
     def collect(self) -> Iterator[Metric]:
         return iter(self._families)

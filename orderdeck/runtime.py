@@ -30,6 +30,7 @@ from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.http_server import EmbeddedServer, build_server
 from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport, read_dead_letters
 from orderdeck.kafka.dead_letters import redrive as redrive_dead_letters
+from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.outage_log import KafkaOutageLog
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.metrics import (
@@ -37,6 +38,7 @@ from orderdeck.metrics import (
     PipelineView,
     ServiceEvents,
     lag_samples,
+    lag_seconds_samples,
     service_events_of,
 )
 from orderdeck.order_desk import OrderDesk
@@ -48,7 +50,10 @@ from orderdeck.store import StoreBackend, open_store
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
+    from orderdeck.kafka.cluster import ClusterReader
+    from orderdeck.kafka.cluster_model import ClusterView
     from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.offset_reset import PlannedOffset, ResetTarget, TopicSelection
     from orderdeck.kafka.tail import TopicTail
     from orderdeck.services.supervisor import Supervisor
 
@@ -101,6 +106,10 @@ class RuntimeStatus:
     #: How the connection is secured (``KafkaConnection.describe()``: protocol, mechanism and
     #: user, never a secret); None for plaintext, which the header leaves unsaid.
     kafka_security: str | None = None
+    #: Partitions with fewer in-sync replicas than replicas, and without a leader, over all
+    #: topics (the Pipeline screen's warning); 0 while unknown.
+    under_replicated: int = 0
+    offline_partitions: int = 0
 
 
 class Runtime:
@@ -151,6 +160,9 @@ class Runtime:
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._inspector_task: asyncio.Task[GroupInspector] | None = None
+        self._cluster_task: asyncio.Task[ClusterReader] | None = None
+        #: (under-replicated, offline) partitions at the last background read.
+        self._replication = (0, 0)
         self._stopping = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
         self._saved_loggers: list[tuple[logging.Logger, bool, int]] = []
@@ -172,6 +184,8 @@ class Runtime:
         #: The service events of those processes, for ``GET /metrics``.
         self.external_service_events: Callable[[], ServiceEvents] | None = None
         self._snapshots: list[GroupSnapshot] = []
+        #: Lag seconds, time to drain and verdicts, kept current by every groups poll.
+        self.lag_tracker = LagTracker()
         self._snapshot_at = 0.0
         self._rate = RateMeter(RATE_WINDOW_S)
         self._started = False
@@ -494,6 +508,11 @@ class Runtime:
             await asyncio.gather(starting, return_exceptions=True)
             if not starting.cancelled() and starting.exception() is None:
                 await self._bounded(starting.result().close(), "group inspector")
+        if self._cluster_task is not None:
+            starting_reader, self._cluster_task = self._cluster_task, None
+            await asyncio.gather(starting_reader, return_exceptions=True)
+            if not starting_reader.cancelled() and starting_reader.exception() is None:
+                await self._bounded(starting_reader.result().close(), "cluster reader")
         if self._producer is not None:
             await self._bounded(self._producer.stop(), "producer")
             self._producer = None
@@ -559,6 +578,7 @@ class Runtime:
         self._kafka_state = state
         if not reachable:
             return
+        await self._refresh_replication()
         if not (self.services or self.external_services):
             await self._refresh_dead_letters()
             return
@@ -569,6 +589,16 @@ class Runtime:
         except Exception as exc:
             log.debug("group snapshots failed: %s", exc)
         await self._refresh_dead_letters()
+
+    async def _refresh_replication(self) -> None:
+        """Count under-replicated and offline partitions (one Metadata request)."""
+        try:
+            reader = await self._cluster_reader()
+            view = await asyncio.wait_for(reader.describe(metadata_only=True), LAG_TIMEOUT_S)
+        except Exception as exc:
+            log.debug("cluster metadata failed: %s", exc)
+            return
+        self._replication = (view.under_replicated, view.offline)
 
     async def _refresh_dead_letters(self) -> None:
         """The depth of every dead-letter topic, from its offsets: the same number whichever
@@ -619,10 +649,13 @@ class Runtime:
             api_url=self.api_url if self.with_api else None,
             steps=tuple(self._steps[n] for n in STEP_NAMES),
             kafka_security=None if self.kafka.is_plaintext else self.kafka.describe(),
+            under_replicated=self._replication[0] if self.kafka_reachable else 0,
+            offline_partitions=self._replication[1] if self.kafka_reachable else 0,
         )
 
     async def health(self) -> HealthReport:
-        """``GET /health``: Kafka reachable, services running, total lag."""
+        """``GET /health``: Kafka reachable, services running, total lag, stuck orders (one
+        indexed count over the in-flight orders only)."""
         status = self.status()
         lags = dict(self._lags) if self.kafka_reachable else {}
         dead = dict(self._dlq_records) if self.kafka_reachable else {}  # no stale depths either
@@ -653,6 +686,7 @@ class Runtime:
             totalLag=status.total_lag,
             deadLetters=dead,
             totalDeadLetters=sum(dead.values()) if dead else None,
+            stuckOrders=await self.store.run(self.store.stuck_count),
         )
 
     def service_events(self) -> dict[str, dict[str, int]]:
@@ -666,7 +700,11 @@ class Runtime:
             events.update(self.external_service_events())
         reachable = None if self._kafka_state == "stopped" else self._kafka_state == "running"
         return PipelineView(
-            reachable, lag_samples(self._snapshots), events, dead_letters=dict(self._dlq_records)
+            reachable,
+            lag_samples(self._snapshots),
+            events,
+            lag_seconds=lag_seconds_samples(self.lag_times()),
+            dead_letters=dict(self._dlq_records),
         )
 
     # ------------------------------------------------------------------ actions
@@ -686,10 +724,31 @@ class Runtime:
         inspector = await self._ensure_inspector()
         snapshots = await inspector.describe(self.service_groups())
         self._snapshots = snapshots
+        self.lag_tracker.observe(snapshots)
         self._lags = {s.group: s.total_lag for s in snapshots}
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()
         return snapshots
+
+    async def preview_offset_reset(
+        self, group: str, target: ResetTarget, topics: TopicSelection | None = None
+    ) -> list[PlannedOffset]:
+        """The plan of an offset reset (changes nothing); refuses members of other processes."""
+        from orderdeck import own_group_reset
+
+        return await own_group_reset.preview(
+            self.supervisor, await self._ensure_inspector(), group, target, topics
+        )
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None:
+        """Stop this process's consumers of ``group``, apply ``plan``, start them again."""
+        from orderdeck import own_group_reset
+
+        await own_group_reset.apply(self.supervisor, await self._ensure_inspector(), group, plan)
+
+    def lag_times(self) -> dict[str, GroupLagTime]:
+        """Lag seconds, time to drain and verdicts per group as of the last groups poll."""
+        return self.lag_tracker.groups() if self.kafka_reachable else {}
 
     async def _ensure_inspector(self) -> GroupInspector:
         # One inspector, started once, by a task of its own: a caller that gives up (a
@@ -730,6 +789,34 @@ class Runtime:
     ) -> RedriveReport:
         """Send dead letters of ``dlq`` back to their original topic (see kafka/dead_letters.py)."""
         return await redrive_dead_letters(self.kafka, dlq, positions, value=value, force=force)
+
+    async def cluster_view(self) -> ClusterView:
+        """Brokers, controller and every topic's partitions now (the Cluster screen's data).
+
+        One admin client, started once by a task of its own for the same reason as the
+        group inspector's, serves every refresh.
+        """
+        view = await (await self._cluster_reader()).describe()
+        self._replication = (view.under_replicated, view.offline)
+        return view
+
+    async def _cluster_reader(self) -> ClusterReader:
+        if self._cluster_task is None:
+            self._cluster_task = asyncio.create_task(
+                self._start_cluster_reader(), name="orderdeck-cluster-reader-start"
+            )
+        return await asyncio.shield(self._cluster_task)
+
+    async def _start_cluster_reader(self) -> ClusterReader:
+        from orderdeck.kafka.cluster import ClusterReader
+
+        reader = ClusterReader(self.kafka)
+        try:
+            await reader.start()
+        except BaseException:
+            self._cluster_task = None  # try again on the next call
+            raise
+        return reader
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool = False) -> TopicTail:
         """A group-less tail of ``topics`` (the caller starts and stops it)."""

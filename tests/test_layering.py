@@ -6,6 +6,9 @@
 - The API never imports the services: it produces ``order-events`` and reads the store.
 - Screens and widgets never import ``orderdeck.app`` (they talk to it through
   ``screens/protocol.py``), and the package has no import cycle at all (checked statically).
+- Screens and widgets import neither aiokafka nor ``orderdeck.kafka`` at run time, except
+  ``orderdeck.kafka.cluster_model``, ``offset_plan``, ``lag_time`` and ``verdicts`` (pure data and
+  arithmetic, no client); Kafka's answers reach them through the runtime.
 - Only ``orderdeck/kafka/clients.py`` constructs aiokafka clients, so TLS, SASL and client
   ids are set in one place for every client (checked in the source).
 - Applying a batch (``services/batch.py``) knows no Kafka: sending and committing are the
@@ -25,6 +28,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -54,9 +58,17 @@ def _matches(module: str, prefixes: tuple[str, ...]) -> bool:
 def _imports(path: Path, module: str) -> set[str]:
     """Every module named by an import statement anywhere in ``path``."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return _names_imported(ast.walk(tree), _package_of(path, module))
+
+
+def _package_of(path: Path, module: str) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _names_imported(nodes: Iterable[ast.AST], package: str) -> set[str]:
+    """The modules (and ``module.name`` pairs) the import statements among ``nodes`` name."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -288,3 +300,56 @@ def test_services_and_the_api_use_the_transaction_api_not_a_backend(module: str)
 def test_the_driver_rule_sees_the_sqlite_backend() -> None:
     module = "orderdeck.store.sqlite"
     assert "sqlite3" in _imports(MODULES[module], module)
+
+
+#: The ``orderdeck.kafka`` modules screens and widgets may import at run time: pure data, no client.
+UI_KAFKA_MODELS = (
+    "orderdeck.kafka.cluster_model",
+    "orderdeck.kafka.offset_plan",
+    "orderdeck.kafka.lag_time",
+    "orderdeck.kafka.verdicts",
+)
+
+
+def _runtime_imports(path: Path, module: str) -> set[str]:
+    """:func:`_imports` less those under ``if TYPE_CHECKING:`` (names for the type checker)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in _TYPE_CHECKING:
+            typing_only.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    nodes = (n for n in ast.walk(tree) if id(n) not in typing_only)
+    return _names_imported(nodes, _package_of(path, module))
+
+
+_TYPE_CHECKING = frozenset({"TYPE_CHECKING", "typing.TYPE_CHECKING"})
+
+
+@pytest.mark.parametrize("module", SCREENS_AND_WIDGETS)
+def test_screens_and_widgets_use_kafka_only_through_the_runtime(module: str) -> None:
+    """No aiokafka and no Kafka module but the cluster's data model at run time: screens get
+    Kafka's answers from the runtime, never by asking Kafka on the UI loop."""
+    offending = {
+        n
+        for n in _runtime_imports(MODULES[module], module)
+        if _matches(n, ("aiokafka", "orderdeck.kafka"))
+        and not _matches(n, UI_KAFKA_MODELS)
+        # ``from orderdeck.kafka import lag_time`` also names the package; its modules are judged
+        and n != "orderdeck.kafka"
+    }
+    assert not offending, f"{module} imports {sorted(offending)} at run time"
+
+
+def test_the_ui_kafka_rule_sees_a_runtime_import(tmp_path: Path) -> None:
+    path = tmp_path / "screen.py"
+    path.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from orderdeck.kafka.cluster_model import ClusterView\n"
+        "if TYPE_CHECKING:\n"
+        "    from orderdeck.kafka.admin import GroupSnapshot\n"
+        "import aiokafka\n"
+    )
+    found = _runtime_imports(path, "orderdeck.screens.screen")
+    assert "aiokafka" in found
+    assert "orderdeck.kafka.cluster_model" in found
+    assert "orderdeck.kafka.admin" not in found

@@ -101,6 +101,7 @@ async def test_start_reports_every_step_then_serves_orders_over_http(
         # Dead letters come from the DLQ topics' offsets: all four, none of them holding any.
         assert report["deadLetters"] == {dlq_topic(t): 0 for t in runtime.names.pipeline()}, report
         assert report["totalDeadLetters"] == 0
+        assert report["stuckOrders"] == 0  # the one order was confirmed within the 30 s
         assert {s["name"] for s in report["services"]} == {
             "order",
             "payment",
@@ -174,6 +175,12 @@ async def test_status_shows_rate_lag_and_groups(
     assert [s.group for s in snapshots] == list(runtime.names.pipeline())
     assert all(len(s.members) == 1 for s in snapshots)
     await wait_for(lambda: runtime.status().total_lag == 0, what="the lag to drain")
+    await runtime.group_snapshots()  # the tracker is fed by every poll
+    for group in runtime.names.pipeline():
+        figures = runtime.lag_tracker.group(group)
+        assert figures is not None
+        assert figures.partitions
+        assert figures.lag_seconds == 0.0  # caught up: no record is waiting
     tail = runtime.open_tail([runtime.names.notifications], from_beginning=True)
     await tail.start()
     try:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from orderdeck.commands import groups_lag
 from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
 from orderdeck.errors import OrderdeckError
 
@@ -43,9 +44,11 @@ def register(subparsers: Any) -> None:
         help="describe consumer groups: members, partitions, offsets and lag",
         description="Describe consumer groups like `kafka-consumer-groups --describe`: per "
         "partition the committed offset, log-end offset, lag and owning member.",
+        epilog="`orderdeck groups reset GROUP ...` resets a group's offsets (see its --help).",
     )
     parser.add_argument("group", nargs="?", metavar="GROUP", help="one group (default: all)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of groups")
+    groups_lag.add_lag_flags(parser)
     add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
@@ -61,11 +64,16 @@ def run(args: argparse.Namespace) -> int:
     """Describe the group(s) and print them."""
     quiet_kafka_client_logs()
     kafka = kafka_to_inspect(args)
-    snapshots = asyncio.run(_collect(kafka, args.group))
-    if args.json:
-        print(json.dumps([snapshot_to_json(s) for s in snapshots], indent=2))
-    else:
-        print_tables(snapshots)
+    if args.json or args.lag_time:  # lag seconds, drain and verdicts: commands/groups_lag.py
+        shaped = asyncio.run(
+            groups_lag.describe_with_lag(kafka, args.group, args.window, snapshot_to_json)
+        )
+        if args.json:
+            print(json.dumps(shaped, indent=2))
+        else:
+            groups_lag.print_lag_time_tables(shaped, args.window)
+        return 0
+    print_tables(asyncio.run(_collect(kafka, args.group)))
     return 0
 
 

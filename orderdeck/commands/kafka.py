@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from orderdeck.commands import kafka_describe
 from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
 from orderdeck.defaults import DEFAULT_KAFKA_PORT, env_default
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``kafka`` with its sub-commands."""
     parser = subparsers.add_parser(
         "kafka",
-        help="manage the local Apache Kafka (install, start, stop, status, topics)",
+        help="manage the local Apache Kafka (install, start, stop, status, topics, describe)",
         description="Run a real single-node Apache Kafka (KRaft) for orderdeck, without Docker.",
     )
     actions = parser.add_subparsers(dest="kafka_command", metavar="ACTION", required=True)
@@ -70,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_kafka_flags(topics)
     add_data_dir_flag(topics)
     topics.set_defaults(func=run_topics)
+    kafka_describe.add_parser(actions)
 
 
 def _add_port_flag(parser: argparse.ArgumentParser) -> None:

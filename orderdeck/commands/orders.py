@@ -1,4 +1,5 @@
-"""``orderdeck orders submit|show``: talk to a running order API from a shell."""
+"""``orderdeck orders submit|show``: talk to a running order API from a shell (and ``orders
+stuck``, in ``orders_stuck.py``, reads the store)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from orderdeck.commands.api_access import add_api_token_flags, api_token_from_args
+from orderdeck.commands.orders_stuck import add_stuck_parser, run_stuck
 from orderdeck.errors import OrderdeckError
 
 DEFAULT_API_URL = "http://127.0.0.1:3000"
@@ -16,7 +18,7 @@ DEFAULT_API_URL = "http://127.0.0.1:3000"
 def register(subparsers: Any) -> None:
     """Add ``orders`` and its sub-commands to the command line."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "orders", help="submit or show orders through the order API"
+        "orders", help="submit or show orders through the order API; list stuck orders"
     )
     parser.add_argument(
         "--api-url", default=DEFAULT_API_URL, help=f"order API base URL (default {DEFAULT_API_URL})"
@@ -32,11 +34,14 @@ def register(subparsers: Any) -> None:
     show.add_argument("order_id", metavar="ID")
     for p in (submit, show):
         p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    add_stuck_parser(sub)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``orders submit`` or ``orders show``."""
+    """Run ``orders submit`` or ``orders show`` (``orders stuck`` reads the store instead)."""
+    if args.orders_command == "stuck":
+        return run_stuck(args)
     import httpx
 
     base = args.api_url.rstrip("/")

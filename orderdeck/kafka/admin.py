@@ -350,6 +350,12 @@ class GroupInspector:
                 held[topic] = held.get(topic, 0) + max(end - start, 0)
         return held
 
+    @property
+    def admin(self) -> AIOKafkaAdminClient:
+        """The started admin client, for modules that make further admin calls with the same
+        connections (``offset_reset``) rather than opening their own."""
+        return self._client
+
     # --------------------------------------------------------------------- internals
 
     async def _coordinator(self, group: str) -> int:

@@ -8,11 +8,15 @@ between members, here.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Grid
 
 from orderdeck.events import PIPELINE_TOPICS
 from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.reset_offsets import ResetOffsetsScreen
 from orderdeck.services import SERVICE_NAMES
 from orderdeck.widgets.group_panel import GroupPanel
 
@@ -21,6 +25,9 @@ class GroupsScreen(DeckScreen):
     """A 2x2 grid with one panel per service group."""
 
     TITLE_TEXT = "Groups"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "reset_offsets", "Reset offsets"),
+    ]
 
     def body(self) -> ComposeResult:
         with Grid(id="groups-grid"):
@@ -35,7 +42,16 @@ class GroupsScreen(DeckScreen):
         names = self.runtime.names
         for panel in self.query(GroupPanel):
             group = names.resolve(panel.group)
-            panel.show(self.live.snapshots.get(group), self.live.lag_history.get(group, ()))
+            panel.show(
+                self.live.snapshots.get(group),
+                self.live.lag_history.get(group, ()),
+                self.live.lag_times.get(group),
+            )
+
+    def action_reset_offsets(self) -> None:
+        """Preview and apply an offset reset of a service group (a modal)."""
+        groups = list(self.runtime.names.pipeline())
+        self.app.push_screen(ResetOffsetsScreen(self.runtime, groups, groups[0]))
 
     def panel(self, logical_topic: str) -> GroupPanel:
         """The panel of the group consuming ``logical_topic`` (for tests)."""

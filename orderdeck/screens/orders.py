@@ -4,6 +4,8 @@ The list refreshes with the app's poll while this screen is shown; the journey o
 still in flight is re-read on each refresh so its hops appear as the services handle it.
 Every read runs on the store's thread (``DeckScreen.read_store``): one store call per
 refresh brings the list (one statement) and the selected journey back together.
+``u`` swaps the list for the stuck orders (not final 30 s after acceptance, the store's
+``stuck_orders``) with the hop each stopped after and for how long; ``u`` again restores it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from orderdeck.widgets.journey import JourneyView
 
 if TYPE_CHECKING:
     from orderdeck.store import OrderSummary, OrderView
+    from orderdeck.store.views import StuckOrder
     from orderdeck.widgets.runtime_link import StoreReader
 
 STATUS_FILTERS: tuple[str | None, ...] = (
@@ -56,6 +59,45 @@ NARROW_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("qty", "QTY", 3),
     ("created", "CREATED", 8),
 )
+#: The stuck view: where each order stopped and how long ago it was accepted.
+STUCK_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("id", "ORDER ID", 36),
+    ("customer", "CUSTOMER", 16),
+    ("status", "STATUS", 18),
+    ("hop", "STOPPED AFTER", 22),
+    ("age", "AGE", 8),
+    ("created", "CREATED", 8),
+)
+NARROW_STUCK_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("id", "ORDER ID", 9),
+    ("customer", "CUSTOMER", 12),
+    ("status", "STATUS", 16),
+    ("hop", "STOPPED AFTER", 20),
+    ("age", "AGE", 8),
+)
+#: An order not final this long after acceptance is stuck (the issue's and the CLI's default).
+STUCK_AFTER_S = 30.0
+
+
+def age(seconds: float) -> str:
+    """``45s``, ``3m05s``, ``2h01m``: how long an order has waited, short enough for 8 columns."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def read_stuck(
+    store: StoreReader, older_than_s: float, limit: int, selected: str | None, journey: bool
+) -> tuple[list[StuckOrder], OrderView | None]:
+    """The stuck orders, oldest first, and (like :func:`read_listing`) the selected journey."""
+    orders = store.stuck_orders(older_than_s, limit)
+    if selected is None and orders:
+        selected = orders[0].id
+    view = store.get_order(selected) if journey and selected is not None else None
+    return orders, view
 
 
 def read_listing(
@@ -82,6 +124,8 @@ class OrdersScreen(DeckScreen):
         Binding("s", "cycle_status(1)", "Status"),
         Binding("S", "cycle_status(-1)", "Previous status", show=False),
         Binding("a", "all_statuses", "All"),
+        Binding("u", "show_stuck", "Stuck"),
+        Binding("u", "show_all_orders", "All"),
         Binding("slash", "find", "Find id", key_display="/"),
     ]
 
@@ -94,6 +138,8 @@ class OrdersScreen(DeckScreen):
         #: The filter of the rows on display (``status_filter`` once its read came back).
         self.shown_filter: str | None = None
         self.lists_shown = 0
+        #: Whether the table lists the stuck orders instead of the newest ones.
+        self.stuck = False
 
     def body(self) -> ComposeResult:
         with Horizontal(id="orders-bar"):
@@ -107,6 +153,7 @@ class OrdersScreen(DeckScreen):
         self._show_filter()
 
     _wide: bool | None = None
+    _layout: tuple[bool, bool] | None = None
 
     def on_resize(self) -> None:
         self._columns_for(self.size.width)
@@ -114,12 +161,17 @@ class OrdersScreen(DeckScreen):
     def _columns_for(self, width: int) -> None:
         """From 120 columns the whole id and both times; below, the id's tail and AMOUNT."""
         wide = width >= WIDE_FROM
-        if wide == self._wide:
+        if (wide, self.stuck) == self._layout:
             return
         self._wide = wide
+        self._layout = (wide, self.stuck)
         table = self.query_one(DataTable)
         table.clear(columns=True)
-        for key, title, size in COLUMNS if wide else NARROW_COLUMNS:
+        if self.stuck:
+            columns = STUCK_COLUMNS if wide else NARROW_STUCK_COLUMNS
+        else:
+            columns = COLUMNS if wide else NARROW_COLUMNS
+        for key, title, size in columns:
             table.add_column(title, key=key, width=size)
         self._listed = []
         if self.is_mounted:
@@ -136,21 +188,38 @@ class OrdersScreen(DeckScreen):
 
         ``restart=False`` is the periodic refresh: it waits for a read still under way.
         """
+        # One kind for both views: a list read still under way when ``u`` flips is
+        # superseded, and its answer (tagged with its view) is dropped if it comes anyway.
         self.read_store(
             "list",
-            read_listing,
-            self.runtime.store,
+            self._read_tagged,
+            self.stuck,
             self.status_filter,
-            LIST_LIMIT,
             self.selected_id,
             self._journey_stale(),
             restart=restart,
         )
 
+    def _read_tagged(
+        self, stuck: bool, status: str | None, selected: str | None, journey: bool
+    ) -> tuple[bool, object]:
+        """On the store's thread: the list of the view asked for, tagged with that view."""
+        store = self.runtime.store
+        if stuck:
+            return True, read_stuck(store, STUCK_AFTER_S, LIST_LIMIT, selected, journey)
+        return False, read_listing(store, status, LIST_LIMIT, selected, journey)
+
     def store_read(self, kind: str, value: object) -> None:
         if kind == "list":
-            orders, view = cast("tuple[list[OrderSummary], OrderView | None]", value)
-            self._show_list(orders)
+            stuck, answer = cast("tuple[bool, object]", value)
+            if stuck != self.stuck:
+                return  # asked for before ``u`` flipped the view
+            if stuck:
+                stuck_rows, view = cast("tuple[list[StuckOrder], OrderView | None]", answer)
+                self._show_stuck(stuck_rows)
+            else:
+                orders, view = cast("tuple[list[OrderSummary], OrderView | None]", answer)
+                self._show_list(orders)
             if view is not None and view.id == self.selected_id:
                 self._journey_view(view)
         elif kind == "journey":
@@ -206,6 +275,49 @@ class OrdersScreen(DeckScreen):
         if self.selected_id is None:
             self.query_one(JourneyView).show(None)
 
+    def _show_stuck(self, orders: list[StuckOrder]) -> None:
+        """The stuck rows: status, the last event the journey reached, and the age."""
+        wide = bool(self._wide)
+        rows = [
+            (
+                order.id if wide else short_id(order.id),
+                order.customerId,
+                Content.styled(f"● {order.status}", state_style(order.status)),
+                order.lastEvent or "(no event)",
+                f"{age(order.stuckForS):>8}",
+                *((clock(order.createdAt)[:8],) if wide else ()),
+            )
+            for order in orders
+        ]
+        self._fill([order.id for order in orders], rows, [r[2].plain for r in rows])
+
+    def _fill(self, ids: list[str], rows: list[tuple[object, ...]], states: list[str]) -> None:
+        """Put ``rows`` in the table unless they are what it shows, keeping the cursor."""
+        table = self.query_one(DataTable)
+        keep = self.selected_id
+        self._ids = ids
+        self.shown_filter = self.status_filter
+        self.lists_shown += 1
+        signature = [
+            (oid, state, "".join(str(cell) for cell in row[3:]))
+            for oid, state, row in zip(ids, states, rows, strict=True)
+        ]
+        if signature == self._listed:
+            return
+        self._listed = signature
+        with self.prevent(DataTable.RowHighlighted):
+            table.clear()
+            for oid, row in zip(ids, rows, strict=True):
+                table.add_row(*row, key=oid)
+            if keep is not None and keep in table.rows:
+                table.move_cursor(row=table.get_row_index(keep), animate=False)
+        if self.selected_id is None and ids:
+            self.selected_id = ids[0]
+            with self.prevent(DataTable.RowHighlighted):
+                table.move_cursor(row=0, animate=False)
+        if self.selected_id is None:
+            self.query_one(JourneyView).show(None)
+
     def _journey_stale(self) -> bool:
         """Whether the selected order's journey must be read again (finished ones do not
         change)."""
@@ -245,6 +357,10 @@ class OrdersScreen(DeckScreen):
         self.selected_id = order_id
         if not self._mounted_once:
             return  # shown by the first tick once the screen is composed
+        if self.stuck:
+            self._set_stuck(False, keep=order_id)
+            self.query_one(DataTable).focus()
+            return
         self._show_filter()
         if self.deck.ready:
             self.reload()
@@ -255,6 +371,29 @@ class OrdersScreen(DeckScreen):
         index = STATUS_FILTERS.index(self.status_filter)
         self._set_filter(STATUS_FILTERS[(index + step) % len(STATUS_FILTERS)])
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("show_stuck", "show_all_orders"):
+            if not super().check_action(action, parameters):
+                return False
+            return self.stuck == (action == "show_all_orders")
+        return super().check_action(action, parameters)
+
+    def action_show_stuck(self) -> None:
+        """``u``: only the orders not final 30 s after acceptance, where and how long stuck."""
+        self._set_stuck(True)
+
+    def action_show_all_orders(self) -> None:
+        """``u`` again: back to the newest orders under the status filter."""
+        self._set_stuck(False)
+
+    def _set_stuck(self, stuck: bool, keep: str | None = None) -> None:
+        self.stuck = stuck
+        self.selected_id = keep
+        self._listed = []
+        self._columns_for(self.size.width or self.app.size.width)  # reloads: new columns
+        self._show_filter()
+        self.refresh_bindings()
+
     def action_all_statuses(self) -> None:
         """Drop the status filter."""
         self._set_filter(None)
@@ -263,6 +402,9 @@ class OrdersScreen(DeckScreen):
         self.status_filter = status
         # A new filter starts at its newest match, not wherever the cursor was.
         self.selected_id = None
+        if self.stuck:  # a status filter leaves the stuck view
+            self._set_stuck(False)
+            return
         self._show_filter()
         self.reload()
 
@@ -304,7 +446,9 @@ class OrdersScreen(DeckScreen):
 
     def _show_filter(self) -> None:
         parts: list[tuple[str, str]] = [("status ", "dim")]
-        if self._wide is False:
+        if self.stuck:
+            parts += [(f" stuck > {STUCK_AFTER_S:.0f} s ", "reverse bold"), ("  u all", "dim")]
+        elif self._wide is False:
             # Eight words do not fit beside the find box at 80 columns: the one in force.
             parts += [(f" {self.status_filter or 'all'} ", "reverse bold"), ("  s/S/a", "dim")]
         else:

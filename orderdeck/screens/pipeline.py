@@ -38,12 +38,14 @@ class PipelineScreen(DeckScreen):
                 with Horizontal(id="pipeline-side"):
                     yield LiveStatic(id="status-counts", classes="panel")
                     yield LiveStatic(id="dead-letters", classes="panel")
+            yield LiveStatic(id="replication")
             yield LiveStatic(id="failures", classes="panel")
 
     def on_mount(self) -> None:
         self.query_one("#status-counts").border_title = "Orders by status"
         self.query_one("#dead-letters").border_title = "Dead letters"
         self.query_one("#failures").border_title = "Recent failures"
+        self.query_one("#replication").display = False  # until partitions lack replicas
 
     _shown: object = None
     _shown_failures: object = None
@@ -68,8 +70,19 @@ class PipelineScreen(DeckScreen):
                 chain.show_service(service, edge)
             self._show_counts(status.status_counts)
             self._show_dead_letters([(dlq_topic(s.inbox), s.dead_letters) for s in status.services])
+            self._show_replication(status.under_replicated, status.offline_partitions)
         if full:
             self._show_failures()
+            # Once per poll, off the loop; a slow store gets one count at a time.
+            self.read_store("stuck", self.runtime.store.stuck_count, restart=False)
+
+    #: Orders not final 30 s after acceptance (``store.stuck_count``); None until counted.
+    _stuck: int | None = None
+
+    def store_read(self, kind: str, value: object) -> None:
+        if kind == "stuck" and isinstance(value, int) and value != self._stuck:
+            self._stuck = value
+            self._show_counts(self.runtime.status().status_counts)
 
     def _show_counts(self, counts: dict[str, int]) -> None:
         from orderdeck.events import FINAL_STATUSES
@@ -86,6 +99,12 @@ class PipelineScreen(DeckScreen):
         lines.append(
             Content.assemble((f"{'total':<17}", "dim"), (f"{sum(counts.values()):>8,}", "bold"))
         )
+        stuck = "-" if self._stuck is None else f"{self._stuck:,}"
+        lines.append(
+            Content.assemble(
+                (f"{'stuck > 30 s':<17}", "red" if self._stuck else "dim"), (f"{stuck:>8}", "bold")
+            )
+        )
         self.query_one("#status-counts", LiveStatic).show(Content("\n").join(lines))
 
     def _show_dead_letters(self, rows: list[tuple[str, int]]) -> None:
@@ -99,6 +118,23 @@ class PipelineScreen(DeckScreen):
         self.query_one("#dead-letters", LiveStatic).show(
             Content("\n").join(lines) if lines else Content.styled("none", "dim")
         )
+
+    def _show_replication(self, under_replicated: int, offline: int) -> None:
+        """One warning line while partitions lack replicas or a leader; nothing otherwise."""
+        line = self.query_one("#replication", LiveStatic)
+        line.display = bool(under_replicated or offline)
+        if line.display:
+            line.show(
+                Content.assemble(
+                    (
+                        f"{under_replicated} under-replicated",
+                        "bold yellow" if under_replicated else "",
+                    ),
+                    " · ",
+                    (f"{offline} offline", "bold red" if offline else ""),
+                    (" partitions: see Cluster (7)", "dim"),
+                )
+            )
 
     def _show_failures(self) -> None:
         try:

@@ -180,6 +180,28 @@ class Supervisor:
                 slot.worker.resume()
         self._changed()
 
+    async def stop_service(self, name: str) -> int:
+        """Stop every worker of ``name`` cleanly (commit, leave the group) and keep the service
+        stopped; returns how many instances ran so :meth:`start_service` can bring them back.
+        An offset reset needs the group empty, and a paused worker would still be a member."""
+        group = self._group(name)
+        instances = len(group.slots)
+        group.stopped = True
+        retiring = list(group.slots)
+        group.slots.clear()
+        self._changed()
+        await asyncio.gather(*(self._retire(group, s) for s in retiring))
+        self._changed()
+        return instances
+
+    async def start_service(self, name: str, instances: int = 1) -> None:
+        """Start ``name`` again with ``instances`` workers, fetching from the committed offsets."""
+        group = self._group(name)
+        group.stopped = False
+        while len(group.slots) < max(1, min(instances, MAX_INSTANCES)):
+            self._add_slot(group)
+        self._changed()
+
     async def scale(self, name: str, instances: int) -> None:
         """Run ``instances`` (1..3) consumers of ``name`` in its group."""
         group = self._group(name)

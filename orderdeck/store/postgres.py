@@ -53,16 +53,26 @@ from psycopg.types.json import Jsonb
 from pydantic_core import from_json, to_json
 
 from orderdeck.errors import OrderdeckError
-from orderdeck.events import FINAL_STATUSES, LineItem, OrderPlaced, PricedLineItem, iso_utc
+from orderdeck.events import (
+    FINAL_STATUSES,
+    IN_FLIGHT_STATUSES,
+    LineItem,
+    OrderPlaced,
+    PricedLineItem,
+    iso_utc,
+)
 from orderdeck.store.catalog import DEFAULT_CATALOG, load_catalog
 from orderdeck.store.rows import (
     HOP_COLUMNS,
     IDEMPOTENCY_COLUMNS,
     ITEM_COLUMNS,
     ORDER_COLUMNS,
+    STUCK_COLUMNS,
     SUMMARY_COLUMNS,
     idempotency_record,
     order_view,
+    stuck_cutoff,
+    stuck_orders,
     summary_page,
 )
 from orderdeck.store.schema import migration_steps
@@ -75,6 +85,7 @@ from orderdeck.store.views import (
     OrderView,
     OutboxRow,
     Product,
+    StuckOrder,
     decode_cursor,
     now_iso,
 )
@@ -97,6 +108,7 @@ _MIGRATION_LOCK = 0x6F72_6465_7264_6B01
 _CUSTOMER_LOCK_PREFIX = "orderdeck.customer:"
 
 _FINAL_LIST = sorted(FINAL_STATUSES)
+_IN_FLIGHT_LIST = sorted(IN_FLIGHT_STATUSES)
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS products (
@@ -1026,6 +1038,30 @@ class PostgresStore:
                     )
                 )
         return found
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]:
+        """In-flight orders accepted more than ``older_than_s`` ago, oldest first.
+
+        Read through the ``orders_status`` index (status, seq): only the in-flight orders are
+        visited, whatever the number of final ones.
+        """
+        now = datetime.now(UTC)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {STUCK_COLUMNS} FROM orders o WHERE o.status = ANY(%s)"
+                " AND o.created_at < %s ORDER BY o.seq LIMIT %s",
+                (_IN_FLIGHT_LIST, stuck_cutoff(older_than_s, now), limit),
+            ).fetchall()
+        return stuck_orders(rows, now)
+
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """How many orders :meth:`stuck_orders` would list without a limit (``/health``)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM orders WHERE status = ANY(%s) AND created_at < %s",
+                (_IN_FLIGHT_LIST, stuck_cutoff(older_than_s, datetime.now(UTC))),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def list_products(self) -> list[Product]:
         """The catalog with live stock, by id."""

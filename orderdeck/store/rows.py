@@ -9,8 +9,10 @@ ordering and decoding (SQLite stores ``history`` as JSON text, PostgreSQL as jso
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+from orderdeck.events import iso_utc
 from orderdeck.store.views import (
     IdempotencyRecord,
     JourneyHop,
@@ -18,6 +20,7 @@ from orderdeck.store.views import (
     OrderSummary,
     OrderView,
     StatusChange,
+    StuckOrder,
     encode_cursor,
 )
 
@@ -34,6 +37,12 @@ SUMMARY_COLUMNS = (
     "o.seq, o.id, o.customer_id, o.status, o.amount_cents, o.refunded_cents,"
     " o.created_at, o.updated_at,"
     " (SELECT COALESCE(SUM(quantity), 0) FROM order_items i WHERE i.order_id = o.id)"
+)
+#: ``orders o`` columns of :func:`stuck_orders`: the order and the last event its journey has.
+STUCK_COLUMNS = (
+    "o.id, o.customer_id, o.status, o.created_at, o.updated_at,"
+    " (SELECT j.type FROM journey j WHERE j.order_id = o.id"
+    " ORDER BY j.timestamp_ms DESC, j.event_id DESC LIMIT 1)"
 )
 #: ``idempotency_keys`` columns of :func:`idempotency_record`.
 IDEMPOTENCY_COLUMNS = "key, request_hash, order_id, response_json"
@@ -98,3 +107,31 @@ def idempotency_record(row: Sequence[Any] | None) -> IdempotencyRecord | None:
     if row is None:
         return None
     return IdempotencyRecord(key=row[0], request_hash=row[1], order_id=row[2], response_json=row[3])
+
+
+def stuck_cutoff(older_than_s: float, now: datetime) -> str:
+    """The ``created_at`` before which an in-flight order counts as stuck.
+
+    ``created_at`` is ISO-8601 text in UTC, so the comparison is done on text in the same
+    shape (milliseconds), which keeps it on the ``orders_status`` index in both engines.
+    """
+    return iso_utc(now - timedelta(seconds=older_than_s), "milliseconds")
+
+
+def stuck_orders(rows: Sequence[Sequence[Any]], now: datetime) -> list[StuckOrder]:
+    """STUCK_COLUMNS rows as views, each with its age at ``now``."""
+    found = []
+    for order_id, customer_id, status, created_at, updated_at, last_event in rows:
+        created = datetime.fromisoformat(created_at)
+        found.append(
+            StuckOrder(
+                id=order_id,
+                customerId=customer_id,
+                status=status,
+                lastEvent=last_event,
+                createdAt=created,
+                updatedAt=datetime.fromisoformat(updated_at),
+                stuckForS=round((now - created).total_seconds(), 3),
+            )
+        )
+    return found

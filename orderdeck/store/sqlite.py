@@ -56,9 +56,12 @@ from orderdeck.store.rows import (
     IDEMPOTENCY_COLUMNS,
     ITEM_COLUMNS,
     ORDER_COLUMNS,
+    STUCK_COLUMNS,
     SUMMARY_COLUMNS,
     idempotency_record,
     order_view,
+    stuck_cutoff,
+    stuck_orders,
     summary_page,
 )
 from orderdeck.store.schema import migration_steps
@@ -71,6 +74,7 @@ from orderdeck.store.views import (
     OrderView,
     OutboxRow,
     Product,
+    StuckOrder,
     decode_cursor,
     now_iso,
 )
@@ -1149,6 +1153,35 @@ class SQLiteStore:
                 rows = conn.execute(f"{columns} WHERE seq IN ({marks})", tuple(chunk))
                 found += (OrderTiming(*row) for row in rows)
         return found
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]:
+        """In-flight orders accepted more than ``older_than_s`` ago, oldest first.
+
+        Read through the ``orders_status`` index (status, seq): only the in-flight orders are
+        visited, whatever the number of final ones. ``INDEXED BY`` because SQLite's statistics
+        (after an ANALYZE) keep only the average rows per status, and by that average a scan
+        of the table looks cheaper; in-flight statuses are always the rare ones (170 ms scan
+        against under 1 ms at a million orders).
+        """
+        now = datetime.now(UTC)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {STUCK_COLUMNS} FROM orders o INDEXED BY orders_status"
+                f" WHERE o.status IN ({_IN_FLIGHT_MARKS})"
+                " AND o.created_at < ? ORDER BY o.seq LIMIT ?",
+                (*_IN_FLIGHT_LIST, stuck_cutoff(older_than_s, now), limit),
+            ).fetchall()
+        return stuck_orders(rows, now)
+
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """How many orders :meth:`stuck_orders` would list without a limit (``/health``)."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT COUNT(*) FROM orders INDEXED BY orders_status"
+                f" WHERE status IN ({_IN_FLIGHT_MARKS}) AND created_at < ?",
+                (*_IN_FLIGHT_LIST, stuck_cutoff(older_than_s, datetime.now(UTC))),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def list_products(self) -> list[Product]:
         """The catalog with live stock, by id."""

@@ -39,6 +39,7 @@ from orderdeck.store.views import (
     OrderView,
     OutboxRow,
     Product,
+    StuckOrder,
 )
 
 if TYPE_CHECKING:
@@ -297,6 +298,15 @@ class StoreBackend(Protocol):
 
     def existing_orders(self, order_ids: Sequence[str]) -> set[str]:
         """Which of ``order_ids`` the store knows."""
+        ...
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]:
+        """In-flight orders accepted more than ``older_than_s`` ago, oldest first, each with
+        the last event its journey recorded and its age."""
+        ...
+
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """How many orders ``stuck_orders`` would list without a limit."""
         ...
 
     def order_statuses(self, order_ids: Sequence[str]) -> dict[str, str]:

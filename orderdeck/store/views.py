@@ -97,6 +97,23 @@ class OrderSummary(_View):
     updatedAt: datetime
 
 
+class StuckOrder(_View):
+    """An order not final long after it was accepted, and where it stopped.
+
+    ``lastEvent`` is the type of the last event its journey recorded (the hop it stopped
+    after; None when no service recorded one), ``stuckForS`` the seconds since it was accepted,
+    at the time of the read.
+    """
+
+    id: str
+    customerId: str
+    status: str
+    lastEvent: str | None
+    createdAt: datetime
+    updatedAt: datetime
+    stuckForS: float
+
+
 class IdempotencyRecord(_View):
     """The response remembered for an ``Idempotency-Key``."""
 

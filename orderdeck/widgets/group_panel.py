@@ -15,11 +15,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
+from orderdeck.kafka import lag_time, verdicts
 from orderdeck.widgets.formatting import count, ellipsize, state_style
 from orderdeck.widgets.live_static import LiveStatic
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.lag_tracker import GroupLagTime, PartitionLagTime
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -47,15 +49,54 @@ def lag_bars(history: Sequence[int], width: int) -> Content:
     return Content.assemble(*cells)
 
 
-def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
+#: Verdict badges: green when healthy, yellow while falling behind, red for Burrow's errors.
+VERDICT_STYLES = {
+    verdicts.OK: "bold $text on $success",
+    verdicts.WARN: "bold $text on $warning",
+    verdicts.ERR: "bold $text on $error",
+    verdicts.STOP: "bold $text on $error",
+    verdicts.STALL: "bold $text on $error",
+    verdicts.REWIND: "bold $text on $error",
+}
+
+
+def verdict_badge(verdict: str) -> Content:
+    """`` OK `` / `` WARN `` / `` ERR `` on its colour; a dim `` ? `` while still unknown."""
+    if verdict == verdicts.UNKNOWN:
+        return Content.styled(" ? ", "dim reverse")
+    return Content.styled(f" {verdict} ", VERDICT_STYLES.get(verdict, "reverse"))
+
+
+def eta_text(figures: PartitionLagTime | GroupLagTime | None) -> str:
+    """Time to drain: ``0`` caught up, a duration while draining, ``never`` when falling behind."""
+    if figures is None:
+        return "-"
+    if figures.drain_state == lag_time.NOT_DRAINING:
+        return "never"
+    if figures.drain_state == lag_time.CAUGHT_UP:
+        return "0"
+    return lag_time.format_duration(figures.drain_seconds)
+
+
+def describe_rows(
+    snapshot: GroupSnapshot, width: int, lag_times: GroupLagTime | None = None
+) -> Content:
     """One row per partition, then the members, as ``kafka-consumer-groups`` shows them.
 
-    The partitions come first: they are what a panel is watched for (lag, and who owns
-    it), and at 80x24 a panel has room for about eight lines. Every line fits ``width``:
-    the owner column gives way first, then the members' host and member id, so a header
-    never wraps. Member ids are cut to their last 6 characters (the distinguishing part).
+    The partitions come first: they are what a panel is watched for (lag, its age and when
+    it clears, and who owns it), and at 80x24 a panel has room for about eight lines. Every
+    line fits ``width``: the owner column gives way first, then COMMITTED (LOG-END minus LAG
+    says it), then LOG-END, so a header never wraps and LAG-TIME/ETA stay. Member ids are cut
+    to their last 6 characters (the distinguishing part).
     """
-    numbers = f"{'P':>2} {'COMMITTED':>9} {'LOG-END':>8} {'LAG':>6}"
+    show_committed = width >= 2 + 10 + 9 + 7 + 9 + 6
+    show_log_end = width >= 2 + 9 + 7 + 9 + 6
+    numbers = (
+        f"{'P':>2} "
+        + (f"{'COMMITTED':>9} " if show_committed else "")
+        + (f"{'LOG-END':>8} " if show_log_end else "")
+        + f"{'LAG':>6} {'LAG-TIME':>8} {'ETA':>5}"
+    )
     owner_width = width - len(numbers) - 2
     show_owner = owner_width >= 8
     lines: list[Content] = [
@@ -64,13 +105,18 @@ def describe_rows(snapshot: GroupSnapshot, width: int) -> Content:
             "bold $text-muted",
         )
     ]
+    partition_times = lag_times.partitions if lag_times is not None else {}
     for part in sorted(snapshot.partitions, key=lambda p: (p.topic, p.partition)):
+        figures = partition_times.get((part.topic, part.partition))
+        seconds = figures.lag_seconds if figures is not None else None
         lines.append(
             Content.assemble(
                 (f"{part.partition:>2} ", ""),
-                (f"{count(part.committed):>9} ", ""),
-                (f"{count(part.log_end):>8} ", ""),
-                (f"{count(part.lag):>6}", "bold yellow" if part.lag else ""),
+                (f"{count(part.committed):>9} " if show_committed else "", ""),
+                (f"{count(part.log_end):>8} " if show_log_end else "", ""),
+                (f"{count(part.lag):>6} ", "bold yellow" if part.lag else ""),
+                (f"{lag_time.format_duration(seconds):>8} ", "yellow" if seconds else ""),
+                (f"{ellipsize(eta_text(figures), 5):>5}", ""),
                 (
                     "  " + ellipsize(part.client_id or "-", owner_width) if show_owner else "",
                     "dim",
@@ -128,6 +174,7 @@ class GroupPanel(Vertical):
         self.group = group
         self.label = label
         self.snapshot: GroupSnapshot | None = None
+        self.lag_times: GroupLagTime | None = None
 
     def compose(self) -> ComposeResult:
         yield LiveStatic(classes="group-line")
@@ -137,26 +184,45 @@ class GroupPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = self.label
 
-    def show(self, snapshot: GroupSnapshot | None, history: Sequence[int]) -> None:
-        """Redraw from the latest snapshot and the group's total-lag history."""
+    def show(
+        self,
+        snapshot: GroupSnapshot | None,
+        history: Sequence[int],
+        lag_times: GroupLagTime | None = None,
+    ) -> None:
+        """Redraw from the latest snapshot, the total-lag history and the tracker's figures."""
         self.snapshot = snapshot
+        self.lag_times = lag_times
         line = self.query_one(".group-line", LiveStatic)
         width = max(10, self.content_size.width)
         if snapshot is None:
             line.show(Content.styled("waiting for the first snapshot…", "dim"))
             return
-        line.show(
-            Content.assemble(
-                (f"● {snapshot.state}", state_style(snapshot.state)),
-                ("   members ", "dim"),
-                (str(len(snapshot.members)), "bold"),
-                ("   total lag ", "dim"),
-                (f"{snapshot.total_lag:,}", "bold yellow" if snapshot.total_lag else "bold green"),
-                (f"   {snapshot.protocol}" if snapshot.protocol else "", "dim"),
-            )
+        verdict = lag_times.verdict if lag_times is not None else verdicts.UNKNOWN
+        oldest = lag_times.lag_seconds if lag_times is not None else None
+        head = Content.assemble(
+            verdict_badge(verdict),
+            (f" ● {snapshot.state}", state_style(snapshot.state)),
+            ("  total lag ", "dim"),
+            (f"{snapshot.total_lag:,}", "bold yellow" if snapshot.total_lag else "bold green"),
         )
+        # Optional tails, most important first: each is shown only while the line still fits.
+        extras: list[Content] = []
+        if lag_times is not None:
+            extras += [
+                Content.assemble(("  max ", "dim"), (lag_time.format_duration(oldest), "bold")),
+                Content.assemble(("  eta ", "dim"), (eta_text(lag_times), "bold")),
+            ]
+        # The members are listed below the partitions: their count is the first to go.
+        extras.append(Content.assemble(("  members ", "dim"), (str(len(snapshot.members)), "bold")))
+        if snapshot.protocol:
+            extras.append(Content.styled(f"  {snapshot.protocol}", "dim"))
+        for extra in extras:
+            if head.cell_length + extra.cell_length <= width:
+                head = head + extra
+        line.show(head)
         self.query_one(".group-spark", LiveStatic).show(lag_bars(history, width))
-        self.query_one(".group-rows", LiveStatic).show(describe_rows(snapshot, width))
+        self.query_one(".group-rows", LiveStatic).show(describe_rows(snapshot, width, lag_times))
         # A fixed caption: one that counted seconds would repaint the panel every poll.
         subtitle = "total lag, last 5 min" if history else ""
         if self.border_subtitle != subtitle:

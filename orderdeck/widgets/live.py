@@ -17,6 +17,7 @@ from orderdeck.rates import RateMeter
 
 if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.lag_tracker import GroupLagTime
 
 RATE_WINDOW_S = 5.0
 
@@ -38,6 +39,8 @@ class LiveModel:
     def __init__(self, history_points: int = 300) -> None:
         self.snapshots: dict[str, GroupSnapshot] = {}
         self.lag_history: dict[str, deque[int]] = {}
+        #: The runtime's lag seconds, time to drain and verdict per group (its tracker's view).
+        self.lag_times: dict[str, GroupLagTime] = {}
         self._topics: dict[str, RateMeter] = {}
         self._history_points = history_points
         self.updates = 0
@@ -59,6 +62,7 @@ class LiveModel:
     def forget(self) -> None:
         """Drop the snapshots (a poll failed): lag is unknown, not what it was before."""
         self.snapshots.clear()
+        self.lag_times.clear()
 
     def topic_rate(self, topic: str) -> float | None:
         """Events/s appended to ``topic`` over the last few seconds."""

@@ -12,7 +12,7 @@ refresh tick, which keeps the callbacks cheap and thread-agnostic and coalesces 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from orderdeck.widgets.log_buffer import LogBuffer
@@ -20,12 +20,16 @@ from orderdeck.widgets.log_buffer import LogBuffer
 if TYPE_CHECKING:
     from orderdeck.events import TopicNames
     from orderdeck.kafka.admin import GroupSnapshot
+    from orderdeck.kafka.cluster_model import ClusterView
     from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport
+    from orderdeck.kafka.lag_tracker import GroupLagTime
+    from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
     from orderdeck.runtime import RuntimeStatus, StartupStep
     from orderdeck.services import FailureRecord, ServiceStatus
     from orderdeck.store import OrderSummary, OrderView, Product
+    from orderdeck.store.views import StuckOrder
 
 
 T = TypeVar("T")
@@ -50,6 +54,10 @@ class StoreReader(Protocol):
     def list_products(self) -> list[Product]: ...
 
     def status_counts(self) -> dict[str, int]: ...
+
+    def stuck_count(self, older_than_s: float = 30.0) -> int: ...
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]: ...
 
 
 class ServiceControl(Protocol):
@@ -106,6 +114,12 @@ class RuntimeLike(Protocol):
 
     async def group_snapshots(self) -> list[GroupSnapshot]: ...
 
+    async def cluster_view(self) -> ClusterView: ...
+
+    def lag_times(self) -> Mapping[str, GroupLagTime]:
+        """Lag seconds, time to drain and verdicts per group, as of the last snapshots."""
+        ...
+
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
 
     async def dead_letters(self, topic: str | None = None) -> list[DeadLetter]: ...
@@ -118,6 +132,12 @@ class RuntimeLike(Protocol):
         value: bytes | None = None,
         force: bool = False,
     ) -> RedriveReport: ...
+
+    async def preview_offset_reset(
+        self, group: str, target: ResetTarget
+    ) -> list[PlannedOffset]: ...
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None: ...
 
 
 class RuntimeHooks:

@@ -17,13 +17,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orderdeck.events import (
+    FINAL_STATUSES,
     HEADER_CORRELATION_ID,
     HEADER_EVENT_TYPE,
     TopicNames,
     dlq_topic,
 )
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
+from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
 from orderdeck.kafka.dead_letters import DeadLetter, Redriven, RedriveReport
+from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
+from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
 from orderdeck.kafka.tail import TailRecord
 from orderdeck.orders import (
     OrderCreated,
@@ -41,6 +45,7 @@ from orderdeck.store import (
     Product,
     StatusChange,
 )
+from orderdeck.store.views import StuckOrder
 
 BASE = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 BASE_MS = int(BASE.timestamp() * 1000)
@@ -187,6 +192,31 @@ class FakeStore:
 
     def list_products(self) -> list[Product]:
         return list(self.products)
+
+    def stuck_count(self, older_than_s: float = 30.0) -> int:
+        """The fixed data's in-flight orders all count as stuck (its clock stands still)."""
+        return sum(1 for o in self.orders.values() if o.status not in FINAL_STATUSES)
+
+    def stuck_orders(self, older_than_s: float = 30.0, limit: int = 100) -> list[StuckOrder]:
+        """The in-flight orders, oldest first, each stopped after its journey's last hop; the
+        age is counted from a fixed clock one minute past the first order."""
+        now = BASE + timedelta(minutes=1)
+        rows = sorted(
+            (o for o in self.orders.values() if o.status not in FINAL_STATUSES),
+            key=lambda o: o.createdAt,
+        )
+        return [
+            StuckOrder(
+                id=o.id,
+                customerId=o.customerId,
+                status=o.status,
+                lastEvent=o.journey[-1].type if o.journey else None,
+                createdAt=o.createdAt,
+                updatedAt=o.updatedAt,
+                stuckForS=(now - o.createdAt).total_seconds(),
+            )
+            for o in rows[:limit]
+        ]
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -335,7 +365,10 @@ class FakeRuntime:
         self.stopped = False
         self.polls = 0
         self.tails: list[FakeTail] = []
+        self.cluster_reads = 0
         self.submitted: list[OrderRequest] = []
+        self.previews: list[tuple[str, ResetTarget]] = []
+        self.resets: list[tuple[str, list[PlannedOffset]]] = []
         self._tail_records = tail_records
         #: Counts to report instead of asking the store on every status() (the real runtime
         #: keeps a cached copy too); set when ``store`` is a real store.
@@ -346,6 +379,7 @@ class FakeRuntime:
         ]
         #: Each redrive asked for: (dlq, positions, value, force).
         self.redrives: list[tuple[str, list[tuple[int, int]] | None, bytes | None, bool]] = []
+        self.lag_tracker = LagTracker()
 
     async def start(self) -> None:
         self.started = True
@@ -433,7 +467,67 @@ class FakeRuntime:
 
     async def group_snapshots(self) -> list[GroupSnapshot]:
         self.polls += 1
-        return self.snapshots_for(self.polls)
+        snapshots = self.snapshots_for(self.polls)
+        self.lag_tracker.observe(snapshots)  # as the real runtime does
+        return snapshots
+
+    def lag_times(self) -> dict[str, GroupLagTime]:
+        return self.lag_tracker.groups()
+
+    def cluster_for(self, step: int) -> ClusterView:
+        """Three brokers, the pipeline topics (two replicas each) and ``__consumer_offsets``.
+        From ``step`` 1 on broker 2 is gone: the partitions it held are under-replicated, those
+        it led are led by their other replica, and ``payment-events.dlq-2`` has no leader."""
+        brokers = tuple(
+            Broker(i, "127.0.0.1", 9091 + i, None, i == 1) for i in (1, 2, 3) if step < 1 or i != 2
+        )
+        topics = []
+        for t, name in enumerate(sorted([*self.names.all(), "__consumer_offsets"])):
+            parts = []
+            for p in range(3):
+                replicas = (1 + (p + t) % 3, 1 + (p + t + 1) % 3)
+                leader, isr = replicas[0], replicas
+                if step >= 1:
+                    isr = tuple(r for r in replicas if r != 2)
+                    if leader == 2:
+                        leader = isr[0]
+                    if name == self.names.payments + ".dlq" and p == 2:
+                        leader, isr = -1, ()
+                end = None if leader < 0 else 100 * t + 7 * p + step
+                parts.append(PartitionInfo(p, leader, replicas, isr, (), end))
+            topics.append(
+                TopicInfo(
+                    name=name,
+                    internal=name.startswith("__"),
+                    partitions=tuple(parts),
+                    retention_ms=604_800_000,
+                    cleanup_policy="compact" if name.startswith("__") else "delete",
+                )
+            )
+        return ClusterView("fake-cluster", 1, brokers, tuple(topics), 1000.0 + step)
+
+    async def cluster_view(self) -> ClusterView:
+        view = self.cluster_for(self.cluster_reads)
+        self.cluster_reads += 1
+        return view
+
+    async def preview_offset_reset(self, group: str, target: ResetTarget) -> list[PlannedOffset]:
+        """The plan over this poll's snapshot (earliest is offset 0, latest the log end)."""
+        (snapshot,) = [s for s in self.snapshots_for(self.polls) if s.group == group]
+        self.previews.append((group, target))
+        return [
+            PlannedOffset(
+                group,
+                p.topic,
+                p.partition,
+                p.committed,
+                0 if target.mode == "earliest" else p.log_end or 0,
+            )
+            for p in snapshot.partitions
+        ]
+
+    async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None:
+        self.resets.append((group, list(plan)))
 
     async def dead_letters(self, topic: str | None = None) -> list[DeadLetter]:
         return [d for d in self.letters if topic is None or d.dlq == topic]

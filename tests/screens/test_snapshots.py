@@ -19,6 +19,7 @@ from textual.widgets import Input
 
 from orderdeck.app import OrderDeckApp
 from orderdeck.runtime import StartupStep
+from orderdeck.screens.cluster import ClusterScreen
 from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.group_panel import GroupPanel
 from orderdeck.widgets.record_view import RecordView
@@ -142,6 +143,22 @@ def test_orders_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None
         await pilot.pause(0.3)
 
     assert snap_compare(deck(), terminal_size=size, run_before=on_screen("6", pick_cancelled))
+
+
+@sizes
+def test_cluster_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def second_read(pilot: Pilot[Any]) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, ClusterScreen)
+        await until(pilot, lambda: screen.view is not None, "the first cluster read")
+        screen.refresh_cluster()  # broker 2 is gone by the second read: leaders moved
+        await until(
+            pilot,
+            lambda: screen.view is not None and screen.view.taken_at > 1000.0,
+            "the second cluster read",
+        )
+
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("7", second_read))
 
 
 class SlowStart(FakeRuntime):
