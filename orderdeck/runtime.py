@@ -28,6 +28,8 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.http_server import EmbeddedServer, build_server
+from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport, read_dead_letters
+from orderdeck.kafka.dead_letters import redrive as redrive_dead_letters
 from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.outage_log import KafkaOutageLog
 from orderdeck.kafka.producer import EventProducer
@@ -656,6 +658,7 @@ class Runtime:
         indexed count over the in-flight orders only)."""
         status = self.status()
         lags = dict(self._lags) if self.kafka_reachable else {}
+        dead = dict(self._dlq_records) if self.kafka_reachable else {}  # no stale depths either
         services = [
             ServiceHealth(name=s.name, state=s.state, instances=s.instances, lag=lags.get(s.group))
             for s in status.services
@@ -681,8 +684,8 @@ class Runtime:
             ),
             services=services,
             totalLag=status.total_lag,
-            deadLetters=dict(self._dlq_records),
-            totalDeadLetters=sum(self._dlq_records.values()) if self._dlq_records else None,
+            deadLetters=dead,
+            totalDeadLetters=sum(dead.values()) if dead else None,
             stuckOrders=await self.store.run(self.store.stuck_count),
         )
 
@@ -766,6 +769,26 @@ class Runtime:
             self._inspector_task = None  # try again on the next call
             raise
         return inspector
+
+    async def dead_letters(self, topic: str | None = None) -> list[DeadLetter]:
+        """The records of one DLQ, or of every pipeline DLQ when ``topic`` is None, for the
+        Dead letters screen (which runs this in a worker and never imports the Kafka code)."""
+        dlqs = [topic] if topic else [dlq_topic(t) for t in self.names.pipeline()]
+        letters: list[DeadLetter] = []
+        for dlq in dlqs:
+            letters.extend(await read_dead_letters(self.kafka, dlq))
+        return letters
+
+    async def redrive(
+        self,
+        dlq: str,
+        positions: Sequence[tuple[int, int]] | None,
+        *,
+        value: bytes | None = None,
+        force: bool = False,
+    ) -> RedriveReport:
+        """Send dead letters of ``dlq`` back to their original topic (see kafka/dead_letters.py)."""
+        return await redrive_dead_letters(self.kafka, dlq, positions, value=value, force=force)
 
     async def cluster_view(self) -> ClusterView:
         """Brokers, controller and every topic's partitions now (the Cluster screen's data).

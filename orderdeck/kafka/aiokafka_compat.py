@@ -241,6 +241,20 @@ def _fail_pending_sends(producer: AIOKafkaProducer) -> None:
     accumulator.fail_all(KafkaConnectionError("producer closed before Kafka acknowledged"))
 
 
+def retrieve_transaction_failure(producer: AIOKafkaProducer) -> None:
+    """Mark a failed transaction's error as seen, so asyncio does not report it at exit.
+
+    A fenced transactional producer (``kafka/dead_letters.py``: a newer redrive of the same
+    DLQ started) sets the error on ``_txn_manager._transaction_waiter``, a future nobody
+    awaits once the caller has its own ProducerFenced. Read defensively: when aiokafka renames
+    it, only the "never retrieved" noise comes back.
+    """
+    manager = getattr(producer, "_txn_manager", None)
+    waiter = getattr(manager, "_transaction_waiter", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done():
+        _consume_exception(waiter)
+
+
 def _consume_exception(future: asyncio.Future[Any]) -> None:
     """Mark a failed send's exception as seen (its caller has gone away)."""
     if not future.cancelled():

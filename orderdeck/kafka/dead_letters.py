@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import DLQ_SUFFIX
+from orderdeck.kafka.aiokafka_compat import retrieve_transaction_failure
 from orderdeck.kafka.clients import new_admin, new_consumer, new_producer
 from orderdeck.kafka.connection import KafkaConnection
 
@@ -188,7 +189,7 @@ def _is_dlq(topic: str) -> bool:
     return topic.endswith(DLQ_SUFFIX) and len(topic) > len(DLQ_SUFFIX)
 
 
-async def _read_topic(
+async def read_committed_records(
     kafka: KafkaConnection, topic: str, partitions: int, *, suffix: str
 ) -> list[Any]:
     """Every committed record of ``topic`` up to the end offsets taken now."""
@@ -235,7 +236,9 @@ async def _redriven(kafka: KafkaConnection, dlq: str, counts: dict[str, int]) ->
         return set()
     prefix = f"{dlq}:"
     remembered: set[str] = set()
-    for record in await _read_topic(kafka, MEMORY_TOPIC, counts[MEMORY_TOPIC], suffix="dlq-memory"):
+    for record in await read_committed_records(
+        kafka, MEMORY_TOPIC, counts[MEMORY_TOPIC], suffix="dlq-memory"
+    ):
         key = record.key.decode() if record.key else ""
         if not key.startswith(prefix):
             continue
@@ -253,7 +256,7 @@ async def read_dead_letters(kafka: KafkaConnection, dlq: str) -> list[DeadLetter
         raise DeadLetterError(f"no topic {dlq!r} on {kafka.bootstrap_servers}")
     if not _is_dlq(dlq):
         raise DeadLetterError(f"{dlq!r} is not a dead-letter topic (its name ends in {DLQ_SUFFIX})")
-    records = await _read_topic(kafka, dlq, counts[dlq], suffix="dlq-read")
+    records = await read_committed_records(kafka, dlq, counts[dlq], suffix="dlq-read")
     remembered = await _redriven(kafka, dlq, counts)
     letters = [
         DeadLetter(
@@ -341,6 +344,16 @@ async def redrive(
     )
     await producer.start()
     try:
+        if not force:
+            # Starting the producer fenced any redrive of this DLQ still under way elsewhere
+            # (same transactional id), so the memory read now is the last word: two processes
+            # racing cannot both send a record.
+            counts = await _partition_counts(kafka)
+            remembered = await _redriven(kafka, dlq, counts)
+            skipped += tuple(d.position for d in todo if d.position in remembered)
+            todo = [d for d in todo if d.position not in remembered]
+            if not todo:
+                return RedriveReport((), skipped, dry_run)
         async with producer.transaction():
             # Everything is queued first and awaited together: one round trip, not one each.
             deliveries: list[asyncio.Future[Any]] = [
@@ -353,7 +366,7 @@ async def redrive(
                 )
                 for letter in todo
             ]
-            metas = await asyncio.gather(*deliveries)
+            metas = await _all_delivered(deliveries)
             memos: list[asyncio.Future[Any]] = [
                 await producer.send(
                     MEMORY_TOPIC,
@@ -362,16 +375,30 @@ async def redrive(
                 )
                 for letter, meta in zip(todo, metas, strict=True)
             ]
-            await asyncio.gather(*memos)
+            await _all_delivered(memos)
         results = [
             Redriven(letter.position, meta.topic, meta.partition, meta.offset)
             for letter, meta in zip(todo, metas, strict=True)
         ]
     except KafkaError as exc:
+        retrieve_transaction_failure(producer)
         raise DeadLetterError(f"redrive of {dlq} failed, nothing was sent: {exc}") from None
     finally:
         await producer.stop()
     return RedriveReport(tuple(results), skipped, dry_run)
+
+
+async def _all_delivered(deliveries: list[asyncio.Future[Any]]) -> list[Any]:
+    """Every delivery's metadata; the first failure raised once all are retrieved.
+
+    A fenced producer fails every pending send: each exception is retrieved here, so none is
+    reported later as "Future exception was never retrieved".
+    """
+    results = await asyncio.gather(*deliveries, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _memo(meta: Any, *, edited: bool) -> bytes:

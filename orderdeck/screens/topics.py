@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from orderdeck.events import dlq_topic
 from orderdeck.rates import RateMeter
 from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.dead_letters import DeadLettersScreen
 from orderdeck.widgets.deck_table import DeckList
 from orderdeck.widgets.formatting import WIDE_FROM, clock_ms
 from orderdeck.widgets.live_static import LiveStatic
@@ -81,6 +82,7 @@ class TopicsScreen(DeckScreen):
         Binding("f", "follow", "Follow"),
         Binding("t", "focus_topics", "Topics"),
         Binding("c", "copy_record", "Copy"),
+        Binding("d", "dead_letters", "Dead letters"),
     ]
 
     def __init__(self) -> None:
@@ -348,6 +350,13 @@ class TopicsScreen(DeckScreen):
         """Start the tail again from the earliest or the latest offset."""
         if self.topic is not None:
             self.start_tail(self.topic, from_beginning)
+
+    def action_dead_letters(self) -> None:
+        """The Dead letters screen for the DLQ tailed now, or for every DLQ otherwise."""
+        dlqs = {dlq_topic(t) for t in self.runtime.names.pipeline()}
+        self.app.push_screen(
+            DeadLettersScreen(self.runtime, self.topic if self.topic in dlqs else None)
+        )
 
     def action_focus_filter(self) -> None:
         """Put the cursor in the filter box."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from orderdeck.events import TopicNames
     from orderdeck.kafka.admin import GroupSnapshot
     from orderdeck.kafka.cluster_model import ClusterView
+    from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport
     from orderdeck.kafka.lag_tracker import GroupLagTime
     from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
     from orderdeck.kafka.tail import TailRecord
@@ -120,6 +121,17 @@ class RuntimeLike(Protocol):
         ...
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> TailLike: ...
+
+    async def dead_letters(self, topic: str | None = None) -> list[DeadLetter]: ...
+
+    async def redrive(
+        self,
+        dlq: str,
+        positions: Sequence[tuple[int, int]] | None,
+        *,
+        value: bytes | None = None,
+        force: bool = False,
+    ) -> RedriveReport: ...
 
     async def preview_offset_reset(
         self, group: str, target: ResetTarget

@@ -21,9 +21,11 @@ from orderdeck.events import (
     HEADER_CORRELATION_ID,
     HEADER_EVENT_TYPE,
     TopicNames,
+    dlq_topic,
 )
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
+from orderdeck.kafka.dead_letters import DeadLetter, Redriven, RedriveReport
 from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
 from orderdeck.kafka.tail import TailRecord
@@ -314,6 +316,20 @@ def _record(topic: str, n: int) -> TailRecord:
     )
 
 
+def _letter(topic: str, n: int) -> DeadLetter:
+    """A dead letter of ``topic`` that a service could not handle (value ``n`` is not JSON)."""
+    headers = (
+        ("dlq-reason", b"handler failed: bad value"),
+        ("dlq-service", b"payment"),
+        ("dlq-original-topic", topic.encode()),
+        ("dlq-original-partition", b"0"),
+        ("dlq-original-offset", str(10 + n).encode()),
+    )
+    return DeadLetter(
+        dlq_topic(topic), 0, n, order_id(n).encode(), b"{not json", headers, redriven=False
+    )
+
+
 class FakeTail:
     """Serves a fixed batch of records once, then nothing."""
 
@@ -357,6 +373,12 @@ class FakeRuntime:
         #: Counts to report instead of asking the store on every status() (the real runtime
         #: keeps a cached copy too); set when ``store`` is a real store.
         self.cached_counts: dict[str, int] | None = None
+        #: Dead letters the Dead letters screen lists; a redrive marks them redriven.
+        self.letters: list[DeadLetter] = [
+            _letter(self.names.resolve("order-events"), n) for n in range(3)
+        ]
+        #: Each redrive asked for: (dlq, positions, value, force).
+        self.redrives: list[tuple[str, list[tuple[int, int]] | None, bytes | None, bool]] = []
         self.lag_tracker = LagTracker()
 
     async def start(self) -> None:
@@ -506,6 +528,38 @@ class FakeRuntime:
 
     async def apply_offset_reset(self, group: str, plan: Sequence[PlannedOffset]) -> None:
         self.resets.append((group, list(plan)))
+
+    async def dead_letters(self, topic: str | None = None) -> list[DeadLetter]:
+        return [d for d in self.letters if topic is None or d.dlq == topic]
+
+    async def redrive(
+        self,
+        dlq: str,
+        positions: Sequence[tuple[int, int]] | None,
+        *,
+        value: bytes | None = None,
+        force: bool = False,
+    ) -> RedriveReport:
+        """Like the real one: skips records redriven before unless ``force``, remembers the rest."""
+        self.redrives.append(
+            (dlq, list(positions) if positions is not None else None, value, force)
+        )
+        chosen = [
+            d
+            for d in self.letters
+            if d.dlq == dlq and (positions is None or (d.partition, d.offset) in positions)
+        ]
+        skipped = tuple(d.position for d in chosen if d.redriven and not force)
+        sent = tuple(
+            Redriven(d.position, d.original_topic, d.partition, 100 + d.offset)
+            for d in chosen
+            if d.position not in skipped
+        )
+        done = {r.source for r in sent}
+        self.letters = [
+            replace(d, redriven=True) if d.position in done else d for d in self.letters
+        ]
+        return RedriveReport(sent=sent, skipped=skipped, dry_run=False)
 
     def open_tail(self, topics: Sequence[str], from_beginning: bool) -> FakeTail:
         tail = FakeTail(topics, self._tail_records)

@@ -8,14 +8,17 @@ so each one also exercises the real shutdown path.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import httpx
-from textual.widgets import DataTable, Input, Select
+from textual.widgets import DataTable, Input, Select, TextArea
 
-from orderdeck.events import FINAL_STATUSES, TopicNames
+from orderdeck.events import FINAL_STATUSES, TopicNames, dlq_topic, headers_for
 from orderdeck.orders import OrderRequest
 from orderdeck.runtime import Runtime
+from orderdeck.screens.dead_letters import ConfirmScreen, DeadLettersScreen, EditValueScreen
 from orderdeck.screens.groups import GroupsScreen
 from orderdeck.screens.orders import OrdersScreen
 from orderdeck.screens.services import ServicesScreen
@@ -25,6 +28,7 @@ from orderdeck.widgets.journey import JourneyView
 from orderdeck.widgets.live_static import LiveStatic
 from orderdeck.widgets.record_view import RecordView
 from tests.screens.helpers import running_app, until
+from tests.services.conftest import order_placed
 
 
 async def place(runtime: Runtime, count: int, customer: str = "load") -> list[str]:
@@ -264,3 +268,57 @@ async def test_the_form_says_the_catalog_loaded_and_drops_a_fixed_fields_message
         assert "at least 1" in str(error.render())
         quantity.value = "3"  # the field changes: its message is about the old value
         await until(pilot, lambda: not error.display, "the message to clear")
+
+
+async def test_a_poison_order_fixed_and_redriven_from_the_dead_letters_screen_ends_final(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    async with running_app(kafka_bootstrap, topic_names, tmp_path) as (app, pilot, runtime):
+        fixed = order_placed("poppy", [("sku-cable", 1)])
+        poison = json.loads(fixed.model_dump_json())
+        poison["payload"]["items"][0]["quantity"] = 5000  # more than one order may ask for
+        await runtime.producer.send_many(
+            [
+                (
+                    topic_names.orders,
+                    fixed.orderId.encode(),
+                    json.dumps(poison).encode(),
+                    list(headers_for(fixed)),
+                )
+            ]
+        )
+        dlq = dlq_topic(topic_names.orders)
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(await runtime.dead_letters(dlq)) != 1:
+            assert asyncio.get_running_loop().time() < deadline, "the poison never reached its DLQ"
+            await pilot.pause(0.2)
+
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TopicsScreen), "the Topics screen")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, DeadLettersScreen), "Dead letters")
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        await until(pilot, lambda: screen.loaded and len(screen.letters) >= 1, "the letters")
+        [row] = [i for i, d in enumerate(screen.letters) if d.dlq == dlq]
+        screen.query_one(DataTable).move_cursor(row=row)
+        await pilot.press("space", "e")
+        await until(pilot, lambda: isinstance(app.screen, EditValueScreen), "the edit modal")
+        app.screen.query_one(TextArea).load_text(fixed.model_dump_json())
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is screen, "the edit modal to close")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: screen.message == "redriven 1", "the redrive", 30)
+
+        def final() -> bool:
+            order = runtime.store.get_order(fixed.orderId)
+            return order is not None and order.status in FINAL_STATUSES
+
+        await until(pilot, final, "the redriven order to reach a final state", 60)
+        await until(
+            pilot,
+            lambda: any(d.redriven for d in screen.letters if d.dlq == dlq),
+            "the table to say the record was redriven",
+        )

@@ -16,7 +16,13 @@ from typing import Any
 
 from orderdeck.events import FINAL_STATUSES, TopicNames, dlq_topic, headers_for
 from orderdeck.kafka.connection import KafkaConnection
-from orderdeck.kafka.dead_letters import REDRIVEN_FROM, read_dead_letters, redrive
+from orderdeck.kafka.dead_letters import (
+    REDRIVEN_FROM,
+    DeadLetterError,
+    read_committed_records,
+    read_dead_letters,
+    redrive,
+)
 from orderdeck.kafka.producer import EventProducer
 from orderdeck.services.supervisor import Supervisor
 from orderdeck.store import StoreBackend
@@ -24,18 +30,19 @@ from tests.services.conftest import order_placed, wait_for
 from tests.services.test_dead_letters import _read_all
 
 
-async def orderdeck(bootstrap: str, *args: str) -> tuple[int, str, str]:
+async def orderdeck(bootstrap: str, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
     """Run the CLI in its own process; (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "orderdeck.cli",
         *args,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "ORDERDECK_BOOTSTRAP_SERVERS": bootstrap},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -187,6 +194,11 @@ async def test_mistakes_are_one_line_errors(
         (("dlq", "redrive", dlq, "--offset", "0:x"), "is not PARTITION:OFFSET"),
         (("dlq", "redrive", dlq, "--offset", "0:999"), f"no record at 0:999 in {dlq}"),
     ]
+    code, out, err = await orderdeck(
+        kafka_bootstrap, "dlq", "redrive", dlq, "--all", "--value-file", "-", stdin=b"nope"
+    )
+    assert code == 1
+    assert "the value from stdin is not JSON" in err
     for args, message in cases:
         code, out, err = await orderdeck(kafka_bootstrap, *args)
         assert code == 1, (args, out, err)
@@ -201,3 +213,24 @@ async def test_mistakes_are_one_line_errors(
     header, row = out.splitlines()
     assert header.split() == ["POSITION", "ORIGINAL", "SERVICE", "REDRIVEN", "REASON"]
     assert row.split()[1:] == [f"{topic_names.inventory}:-:-", "-", "no", "r"]
+
+
+async def test_two_racing_redrives_send_a_record_once(
+    kafka_bootstrap: str, topic_names: TopicNames, producer: EventProducer
+) -> None:
+    dlq = dlq_topic(topic_names.notifications)
+    headers = [("dlq-original-topic", topic_names.notifications.encode())]
+    await producer.send_many([(dlq, b"ord-r", b"{}", headers)])
+    kafka = KafkaConnection(kafka_bootstrap)
+    outcomes = await asyncio.gather(
+        redrive(kafka, dlq, None), redrive(kafka, dlq, None), return_exceptions=True
+    )
+    sent = [o for o in outcomes if not isinstance(o, BaseException) and o.sent]
+    assert len(sent) == 1, outcomes
+    # The loser either saw the winner's memo or was fenced before it could commit.
+    for other in outcomes:
+        if other is not sent[0]:
+            assert isinstance(other, DeadLetterError) or other.skipped, outcomes
+    # Every committed record the topic holds now (a fenced send was aborted, never committed).
+    copies = await read_committed_records(kafka, topic_names.notifications, 3, suffix="test")
+    assert [c.key for c in copies] == [b"ord-r"]

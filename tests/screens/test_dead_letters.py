@@ -1,0 +1,60 @@
+"""The Dead letters screen over the fake runtime: open with ``d``, select, edit, redrive."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Static, TextArea
+
+from orderdeck.screens.dead_letters import ConfirmScreen, DeadLettersScreen, EditValueScreen
+from orderdeck.screens.topics import TopicsScreen
+from tests.screens.fake_runtime import FakeRuntime
+from tests.screens.helpers import until, until_ready
+from tests.screens.test_snapshots import deck
+
+
+async def test_a_poison_record_is_edited_to_json_and_redriven_once() -> None:
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TopicsScreen), "the Topics screen")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, DeadLettersScreen), "Dead letters")
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        await until(pilot, lambda: screen.loaded, "the dead letters to load")
+        table = screen.query_one(DataTable)
+        assert table.row_count == 3
+        assert screen.topic is None  # the tail was on orders, not a DLQ: every DLQ is shown
+
+        await pilot.press("down", "space")
+        assert screen.selected == {"order-events.dlq:0:1"}
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EditValueScreen), "the edit modal")
+        modal = app.screen
+        await pilot.press("ctrl+s")  # the poison value is still not JSON: refused, named
+        error = str(modal.query_one("#edit-error", Static).render())
+        assert "order-events.dlq:0:1: not JSON" in error
+        modal.query_one(TextArea).load_text('{"fixed": true}')
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is screen, "the edit modal to close")
+        assert screen.edits == {"order-events.dlq:0:1": b'{"fixed": true}'}
+
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: screen.message.startswith("redriven"), "the redrive")
+        assert runtime.redrives == [("order-events.dlq", [(0, 1)], b'{"fixed": true}', False)]
+        assert screen.message == "redriven 1"
+        assert table.get_row("order-events.dlq:0:1")[-1] == "yes"
+
+        # Once redriven, it is skipped unless forced.
+        await pilot.press("space", "r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: "skipped" in screen.message, "the skip")
+        await pilot.press("space", "F", "r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: runtime.redrives[-1][3], "a forced redrive")
+        await until(pilot, lambda: screen.message == "redriven 1", "the forced redrive")
