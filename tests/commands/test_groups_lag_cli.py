@@ -63,7 +63,7 @@ async def test_one_shot_lag_seconds_from_the_record_at_the_committed_offset(
     kafka_bootstrap: str, topic_names: TopicNames
 ) -> None:
     topic, group = await lagging_and_caught_up_group(kafka_bootstrap, topic_names)
-    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--json")
+    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--json", "--window", "0")
     assert code == 0, err
     (shaped,) = json.loads(out)
     parts = {p["partition"]: p for p in shaped["partitions"]}
@@ -137,7 +137,9 @@ async def test_lag_time_table_adds_three_columns_and_says_how_it_measured(
     kafka_bootstrap: str, topic_names: TopicNames
 ) -> None:
     topic, group = await lagging_and_caught_up_group(kafka_bootstrap, topic_names)
-    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--lag-time")
+    code, out, err = await orderdeck(
+        kafka_bootstrap, "groups", group, "--lag-time", "--window", "0"
+    )
     assert code == 0, err
     lines = [line for line in out.splitlines() if line]
     assert lines[0].split() == list(LAG_TIME_COLUMNS)
