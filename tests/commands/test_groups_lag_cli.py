@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from orderdeck.cli import build_parser
 from orderdeck.commands.groups_lag import LAG_TIME_COLUMNS, _record_ages, duration
 from orderdeck.events import TopicNames
 from orderdeck.kafka.admin import GroupInspector
@@ -178,3 +179,9 @@ async def test_groups_at_different_offsets_of_one_partition_each_get_their_recor
     assert 2 * AGE - 1 <= ages[(old, topic, 0)] <= 2 * AGE + 60
     assert AGE - 1 <= ages[(new, topic, 0)] <= AGE + 60
     assert ages[(old, topic, 0)] - ages[(new, topic, 0)] >= AGE - 1
+
+
+def test_the_window_defaults_to_five_seconds_and_zero_means_one_look() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["groups", "--json"]).window == 5.0
+    assert parser.parse_args(["groups", "--json", "--window", "0"]).window == 0.0
