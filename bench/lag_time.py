@@ -13,8 +13,7 @@ times are computed per partition:
 Printed: median and p90 of |window - truth| over all lagging (partition, second) pairs, the
 largest truth seen (so the pause is visibly measured), and the share of samples with a window
 figure. Without ``--bootstrap-servers`` the bench runs its own broker and stops it at the end.
-The CPU half of item 7 (groups view with 50 x 12 partitions) needs the long-running tracker and
-the Groups panel, not built yet.
+The CPU half of item 7 (groups view with 50 x 12 partitions) is ``bench/groups_view_cpu.py``.
 """
 
 from __future__ import annotations

@@ -61,13 +61,14 @@ class PipelineScreen(DeckScreen):
         # (4 times a second, plus after each group poll) they are equal to last time, and
         # building a dozen lines of content only for LiveStatic to discard them is most of
         # what the control center costs at rest.
-        shown = (status, edges)
+        lag_times = [self.live.lag_times.get(service.group) for service in status.services]
+        shown = (status, edges, lag_times)
         if shown != self._shown:
             self._shown = shown
             chain = self.query_one(PipelineChain)
             chain.show_api(status.api_url or "API disabled", status.api, status.orders_per_s)
-            for service, edge in zip(status.services, edges, strict=True):
-                chain.show_service(service, edge)
+            for service, edge, figures in zip(status.services, edges, lag_times, strict=True):
+                chain.show_service(service, edge, figures)
             self._show_counts(status.status_counts)
             self._show_dead_letters([(dlq_topic(s.inbox), s.dead_letters) for s in status.services])
             self._show_replication(status.under_replicated, status.offline_partitions)

@@ -1,9 +1,11 @@
 """The pipeline drawn as a chain: API → topic → service → topic → … with live numbers.
 
 Each service box shows its state, instances and counters; each arrow between boxes is the
-topic the next service consumes, with the events/s flowing into it and the lag its
-consumer group has on it. The chain is the order's happy path; the boxes' counters include
-the side paths (refunds, rejections) too.
+topic the next service consumes, with the events/s flowing into it, the lag its
+consumer group has on it in records and in seconds (the group's oldest partition), and the
+group's health verdict as a coloured badge: a stalled edge stands out before its count
+grows. The chain is the order's happy path; the boxes' counters include the side paths
+(refunds, rejections) too.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
-from orderdeck.widgets.formatting import count, rate, state_style
+from orderdeck.kafka import lag_time, verdicts
+from orderdeck.widgets.formatting import count, ellipsize, rate, state_style
+from orderdeck.widgets.group_panel import verdict_badge
 from orderdeck.widgets.live_static import LiveStatic
 
 if TYPE_CHECKING:
+    from orderdeck.kafka.lag_tracker import GroupLagTime
     from orderdeck.services import ServiceStatus
     from orderdeck.widgets.live import EdgeStats
 
@@ -56,24 +61,33 @@ class StageBox(LiveStatic):
 
 
 class EdgeLine(LiveStatic):
-    """The arrow between two boxes: topic name, events/s into it, consumer lag."""
+    """The arrow between two boxes: topic, events/s into it, consumer lag and its verdict.
 
-    DEFAULT_CSS = """
-    EdgeLine { height: 1; padding: 0 0 0 4; }
+    Sized to stay on one line of an 80-column terminal (76 cells with the badge).
     """
 
-    def show_edge(self, edge: EdgeStats) -> None:
+    DEFAULT_CSS = """
+    EdgeLine { height: 1; padding: 0 0 0 2; }
+    """
+
+    def show_edge(self, edge: EdgeStats, lag_times: GroupLagTime | None = None) -> None:
         """Redraw with the edge's numbers; lag is highlighted when records wait."""
         lag_style = "bold yellow" if edge.lag else "green"
+        seconds = lag_times.lag_seconds if lag_times is not None else None
+        verdict = lag_times.verdict if lag_times is not None else verdicts.UNKNOWN
+        badge = verdict_badge(verdict)
         self.show(
             Content.assemble(
                 ("▼ ", "bold $accent"),
-                (f"{edge.topic:<28}", "bold"),
+                (f"{ellipsize(edge.topic, 20):<20}", "bold"),
                 ("in ", "dim"),
-                (f"{rate(edge.rate):>9}", ""),
-                ("   lag ", "dim"),
+                (f"{rate(edge.rate):>8}", ""),
+                ("  lag ", "dim"),
                 (f"{count(edge.lag):>7}", lag_style),
-                ("   end ", "dim"),
+                (f" {lag_time.format_duration(seconds):>6} ", lag_style),
+                badge,
+                (" " * (6 - len(badge.plain)), ""),
+                ("  end ", "dim"),
                 (f"{count(edge.log_end):>8}", ""),
             )
         )
@@ -109,11 +123,13 @@ class PipelineChain(Vertical):
             ),
         )
 
-    def show_service(self, status: ServiceStatus, edge: EdgeStats) -> None:
-        """Redraw one service box and the edge feeding it."""
+    def show_service(
+        self, status: ServiceStatus, edge: EdgeStats, lag_times: GroupLagTime | None = None
+    ) -> None:
+        """Redraw one service box and the edge feeding it (with its group's lag figures)."""
         if status.name not in self.service_names:
             return
-        self.query_one(f"#edge-{status.name}", EdgeLine).show_edge(edge)
+        self.query_one(f"#edge-{status.name}", EdgeLine).show_edge(edge, lag_times)
         plural = "s" if status.instances != 1 else ""
         body = Content.assemble(
             (f"● {status.state:<10}", state_style(status.state)),

@@ -136,7 +136,9 @@ async def test_groups_json_matches_the_official_tool_for_a_live_and_an_empty_gro
             if tp.partition in committed:
                 await consumer.commit({tp: OffsetAndMetadata(committed[tp.partition], "")})
 
-        code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--json")
+        code, out, err = await orderdeck(
+            kafka_bootstrap, "groups", group, "--json", "--window", "0"
+        )
         assert code == 0, err
         (live,) = json.loads(out)
         official, _ = await official_describe(kafka_bootstrap, group)
@@ -151,7 +153,7 @@ async def test_groups_json_matches_the_official_tool_for_a_live_and_an_empty_gro
             await consumer.stop()
 
     # The members left: an Empty group, rows only for committed partitions, no owner.
-    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--json")
+    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--json", "--window", "0")
     assert code == 0, err
     (empty,) = json.loads(out)
     official, tool_err = await official_describe(kafka_bootstrap, group)

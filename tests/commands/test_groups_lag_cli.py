@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from orderdeck.cli import build_parser
 from orderdeck.commands.groups_lag import LAG_TIME_COLUMNS, _record_ages, duration
 from orderdeck.events import TopicNames
 from orderdeck.kafka.admin import GroupInspector
@@ -63,7 +64,7 @@ async def test_one_shot_lag_seconds_from_the_record_at_the_committed_offset(
     kafka_bootstrap: str, topic_names: TopicNames
 ) -> None:
     topic, group = await lagging_and_caught_up_group(kafka_bootstrap, topic_names)
-    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--json")
+    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--json", "--window", "0")
     assert code == 0, err
     (shaped,) = json.loads(out)
     parts = {p["partition"]: p for p in shaped["partitions"]}
@@ -137,7 +138,9 @@ async def test_lag_time_table_adds_three_columns_and_says_how_it_measured(
     kafka_bootstrap: str, topic_names: TopicNames
 ) -> None:
     topic, group = await lagging_and_caught_up_group(kafka_bootstrap, topic_names)
-    code, out, err = await orderdeck(kafka_bootstrap, "groups", group, "--lag-time")
+    code, out, err = await orderdeck(
+        kafka_bootstrap, "groups", group, "--lag-time", "--window", "0"
+    )
     assert code == 0, err
     lines = [line for line in out.splitlines() if line]
     assert lines[0].split() == list(LAG_TIME_COLUMNS)
@@ -176,3 +179,9 @@ async def test_groups_at_different_offsets_of_one_partition_each_get_their_recor
     assert 2 * AGE - 1 <= ages[(old, topic, 0)] <= 2 * AGE + 60
     assert AGE - 1 <= ages[(new, topic, 0)] <= AGE + 60
     assert ages[(old, topic, 0)] - ages[(new, topic, 0)] >= AGE - 1
+
+
+def test_the_window_defaults_to_five_seconds_and_zero_means_one_look() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["groups", "--json"]).window == 5.0
+    assert parser.parse_args(["groups", "--json", "--window", "0"]).window == 0.0

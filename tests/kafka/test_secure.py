@@ -346,7 +346,7 @@ def test_commands_use_the_secure_data_dirs_client_properties_by_themselves(
     assert topics.returncode == 0, topics.stderr
     assert re.search(r"^order-events\s+3\s", topics.stdout, re.M)
 
-    groups = run_cli("groups", "--json", "--data-dir", data_dir)
+    groups = run_cli("groups", "--json", "--window", "0", "--data-dir", data_dir)
     assert groups.returncode == 0, groups.stderr
     password = password_of(secure_kafka)
     for done in (start, topics, groups):

@@ -144,7 +144,7 @@ def test_groups_json_shows_the_four_groups_with_partitions_and_lag_over_sasl_ssl
     async def settled() -> bool:
         # Services commit at most every 250 ms: wait until all four have committed the order.
         done = await asyncio.to_thread(
-            run_cli, "groups", "--json", "--kafka-config", str(secure_run.config)
+            run_cli, "groups", "--json", "--window", "0", "--kafka-config", str(secure_run.config)
         )
         assert done.returncode == 0, done.stderr
         assert password_of(secure_kafka) not in done.stdout + done.stderr
