@@ -22,7 +22,7 @@ import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -211,27 +211,24 @@ class _Described:
     members: tuple[GroupMember, ...]
 
 
-class GroupInspector:
-    """Takes consumer-group snapshots with the admin calls of ``kafka-consumer-groups``.
+class AdminSession:
+    """One admin client held for an object's whole life: started once, closed once.
 
-    Holds one admin client for its whole life and remembers each group's coordinator, so a
-    snapshot of all groups costs a handful of small requests, most of them concurrent. It
-    never joins a group, fetches records, or (unlike a consumer's metadata requests)
-    auto-creates a topic a group still has offsets for after the topic was deleted.
+    The readers that poll the cluster every second or two (:class:`GroupInspector`,
+    ``cluster.ClusterReader``) share this lifecycle so each refresh reuses its connections.
     """
 
     def __init__(
         self,
         kafka: KafkaConnection,
         *,
-        client_suffix: str = "inspect",
+        client_suffix: str,
         request_timeout_ms: int = 10_000,
     ) -> None:
         self.kafka = kafka
         self._client_suffix = client_suffix
         self._request_timeout_ms = request_timeout_ms
         self._admin: AIOKafkaAdminClient | None = None
-        self._coordinators: dict[str, int] = {}
 
     async def start(self) -> None:
         """Connect; raises KafkaUnavailableError when the cluster does not answer."""
@@ -253,7 +250,7 @@ class GroupInspector:
         if admin is not None:
             await admin.close()
 
-    async def __aenter__(self) -> GroupInspector:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -263,8 +260,28 @@ class GroupInspector:
     @property
     def _client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
-            raise RuntimeError("GroupInspector is not started")
+            raise RuntimeError(f"{type(self).__name__} is not started")
         return self._admin
+
+
+class GroupInspector(AdminSession):
+    """Takes consumer-group snapshots with the admin calls of ``kafka-consumer-groups``.
+
+    Holds one admin client for its whole life and remembers each group's coordinator, so a
+    snapshot of all groups costs a handful of small requests, most of them concurrent. It
+    never joins a group, fetches records, or (unlike a consumer's metadata requests)
+    auto-creates a topic a group still has offsets for after the topic was deleted.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaConnection,
+        *,
+        client_suffix: str = "inspect",
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        super().__init__(kafka, client_suffix=client_suffix, request_timeout_ms=request_timeout_ms)
+        self._coordinators: dict[str, int] = {}
 
     async def list_groups(self) -> list[str]:
         """Names of the cluster's consumer groups, sorted (what ``--list`` prints)."""

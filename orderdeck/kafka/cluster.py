@@ -30,9 +30,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
-from orderdeck.kafka.admin import list_latest, unreachable
+from orderdeck.kafka.admin import AdminSession, list_latest
 from orderdeck.kafka.aiokafka_compat import send_request
-from orderdeck.kafka.clients import new_admin
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
 from orderdeck.kafka.connection import KafkaConnection
 
@@ -46,7 +45,7 @@ class UnknownTopicError(OrderdeckError):
     """A topic asked for by name that the cluster does not have."""
 
 
-class ClusterReader:
+class ClusterReader(AdminSession):
     """Takes :class:`ClusterView` snapshots; keeps one admin client for its whole life, so
     the Cluster screen's refresh every two seconds costs three small round trips."""
 
@@ -57,37 +56,7 @@ class ClusterReader:
         client_suffix: str = "cluster",
         request_timeout_ms: int = 10_000,
     ) -> None:
-        self.kafka = kafka
-        self._client_suffix = client_suffix
-        self._request_timeout_ms = request_timeout_ms
-        self._admin: AIOKafkaAdminClient | None = None
-
-    async def start(self) -> None:
-        """Connect; raises KafkaUnavailableError when the cluster does not answer."""
-        admin = new_admin(
-            self.kafka,
-            client_suffix=self._client_suffix,
-            request_timeout_ms=self._request_timeout_ms,
-        )
-        try:
-            await admin.start()
-        except KafkaError as exc:
-            await admin.close()
-            raise KafkaUnavailableError(unreachable(self.kafka.bootstrap_servers, exc)) from exc
-        self._admin = admin
-
-    async def close(self) -> None:
-        """Close the admin client; safe to call twice or after a failed start."""
-        admin, self._admin = self._admin, None
-        if admin is not None:
-            await admin.close()
-
-    async def __aenter__(self) -> ClusterReader:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        super().__init__(kafka, client_suffix=client_suffix, request_timeout_ms=request_timeout_ms)
 
     async def describe(
         self,
@@ -104,9 +73,7 @@ class ClusterReader:
         Raises :class:`UnknownTopicError` for a named topic the cluster lacks and
         KafkaUnavailableError when the cluster does not answer.
         """
-        admin = self._admin
-        if admin is None:
-            raise RuntimeError("ClusterReader is not started")
+        admin = self._client
         names = sorted(set(topics)) if topics is not None else None
         try:
             request = MetadataRequest(names, allow_auto_topic_creation=False)
