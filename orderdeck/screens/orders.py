@@ -234,8 +234,6 @@ class OrdersScreen(DeckScreen):
                 self.show_order(found.id)
 
     def _show_list(self, orders: list[OrderSummary]) -> None:
-        table = self.query_one(DataTable)
-        keep = self.selected_id
         wide = bool(self._wide)
         rows = [
             (
@@ -249,31 +247,11 @@ class OrdersScreen(DeckScreen):
             )
             for order in orders
         ]
-        ids = [order.id for order in orders]
-        self._ids = ids
-        self.shown_filter = self.status_filter
-        self.lists_shown += 1
         signature = [
-            (oid, r[2].plain, clock(o.updatedAt))
-            for oid, r, o in zip(ids, rows, orders, strict=True)
+            (order.id, row[2].plain, clock(order.updatedAt))
+            for order, row in zip(orders, rows, strict=True)
         ]
-        if signature == self._listed:
-            return
-        self._listed = signature
-        # Rebuilding moves the cursor; those moves are ours, not the user's choice.
-        with self.prevent(DataTable.RowHighlighted):
-            table.clear()
-            for oid, row in zip(ids, rows, strict=True):
-                table.add_row(*row, key=oid)
-            if keep is not None and keep in table.rows:
-                table.move_cursor(row=table.get_row_index(keep), animate=False)
-        # Arriving on the screen (or a new filter) shows the newest order's journey.
-        if self.selected_id is None and ids:
-            self.selected_id = ids[0]
-            with self.prevent(DataTable.RowHighlighted):
-                table.move_cursor(row=0, animate=False)
-        if self.selected_id is None:
-            self.query_one(JourneyView).show(None)
+        self._fill([order.id for order in orders], rows, signature)
 
     def _show_stuck(self, orders: list[StuckOrder]) -> None:
         """The stuck rows: status, the last event the journey reached, and the age."""
@@ -289,28 +267,36 @@ class OrdersScreen(DeckScreen):
             )
             for order in orders
         ]
-        self._fill([order.id for order in orders], rows, [r[2].plain for r in rows])
+        signature = [
+            (order.id, row[2].plain, "".join(str(cell) for cell in row[3:]))
+            for order, row in zip(orders, rows, strict=True)
+        ]
+        self._fill([order.id for order in orders], rows, signature)
 
-    def _fill(self, ids: list[str], rows: list[tuple[object, ...]], states: list[str]) -> None:
-        """Put ``rows`` in the table unless they are what it shows, keeping the cursor."""
+    def _fill(
+        self,
+        ids: list[str],
+        rows: list[tuple[object, ...]],
+        signature: list[tuple[str, str, str]],
+    ) -> None:
+        """Put ``rows`` in the table unless ``signature`` (what the rows show that can change)
+        is what it shows already, keeping the cursor; both the list and the stuck view."""
         table = self.query_one(DataTable)
         keep = self.selected_id
         self._ids = ids
         self.shown_filter = self.status_filter
         self.lists_shown += 1
-        signature = [
-            (oid, state, "".join(str(cell) for cell in row[3:]))
-            for oid, state, row in zip(ids, states, rows, strict=True)
-        ]
         if signature == self._listed:
             return
         self._listed = signature
+        # Rebuilding moves the cursor; those moves are ours, not the user's choice.
         with self.prevent(DataTable.RowHighlighted):
             table.clear()
             for oid, row in zip(ids, rows, strict=True):
                 table.add_row(*row, key=oid)
             if keep is not None and keep in table.rows:
                 table.move_cursor(row=table.get_row_index(keep), animate=False)
+        # Arriving on the screen (or a new filter) shows the newest order's journey.
         if self.selected_id is None and ids:
             self.selected_id = ids[0]
             with self.prevent(DataTable.RowHighlighted):
