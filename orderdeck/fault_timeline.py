@@ -242,7 +242,9 @@ class FaultTimeline:
                 if f.baseline.leaders.get(tp) == broker and leader not in (broker, -1)
             ]
             if moved:
-                self._step(f, "leaders moved", f"{len(moved)} leaders moved off {broker}", seen.at)
+                n = len(moved)
+                text = f"leader of {n} partition{'s' if n > 1 else ''} moved off broker {broker}"
+                self._step(f, "leaders moved", text, seen.at)
         if seen.under_replicated:
             self._step(
                 f, "isr shrank", f"ISR shrank ({seen.under_replicated} under-replicated)", seen.at

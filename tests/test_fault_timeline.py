@@ -49,7 +49,7 @@ def test_a_killed_broker_recovers_once_it_is_back_lag_is_zero_and_old_orders_are
     assert texts(timeline) == [
         "kill -9 broker 2",
         "broker 2 process gone",
-        "1 leaders moved off 2",
+        "leader of 1 partition moved off broker 2",
         "ISR shrank (2 under-replicated)",
         "start broker 2 asked",
         "broker 2 back",
