@@ -77,6 +77,8 @@ class FaultSummary:
     label: str
     at: float
     recovered_at: float | None
+    #: Why the fault could not be caused (the action failed); it never recovers then.
+    failed: str | None = None
 
     @property
     def recovery_s(self) -> float | None:
@@ -103,6 +105,7 @@ class _Fault:
     #: For a slow-down: the moment the latency was taken away.
     restored_at: float | None = None
     broker_down_at: float | None = None
+    failed: str | None = None
 
 
 class FaultTimeline:
@@ -151,6 +154,12 @@ class FaultTimeline:
                 return
         self._add(TimelineEntry(at, 0, f"start broker {broker}", "note"))
 
+    def failed(self, fault_id: int, reason: str, at: float) -> None:
+        """The action behind ``fault_id`` failed: it is closed, with no recovery time."""
+        f = self._faults[fault_id]
+        f.failed = reason
+        self._add(TimelineEntry(at, fault_id, f"{f.label} failed: {reason}", "note"))
+
     def note(self, text: str, at: float) -> None:
         """A line that belongs to no fault (an action that failed, say)."""
         self._add(TimelineEntry(at, 0, text, "note"))
@@ -171,7 +180,8 @@ class FaultTimeline:
     def summaries(self) -> list[FaultSummary]:
         """Every fault with its recovery time (None while recovering), oldest first."""
         return [
-            FaultSummary(f.fault_id, f.label, f.at, f.recovered_at) for f in self._faults.values()
+            FaultSummary(f.fault_id, f.label, f.at, f.recovered_at, f.failed)
+            for f in self._faults.values()
         ]
 
     def open_faults(self) -> list[tuple[int, float]]:
@@ -188,7 +198,7 @@ class FaultTimeline:
         return [
             f
             for f in self._faults.values()
-            if f.recovered_at is None and (not kinds or f.kind in kinds)
+            if f.recovered_at is None and f.failed is None and (not kinds or f.kind in kinds)
         ]
 
     def _advance(self, f: _Fault, seen: Observation) -> None:

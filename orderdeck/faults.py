@@ -22,7 +22,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -178,10 +178,13 @@ class FaultInjector:
         names: TopicNames,
         kafka: Callable[[], KafkaConnection],
         service_faults: Callable[[], ServiceFaults],
+        services: Sequence[str] = SERVICE_NAMES,
         broker_control: BrokerControl | None = None,
         watcher: TimelineWatcher | None = None,
     ) -> None:
         self.names = names
+        #: The services this process runs (only those can be crashed or slowed here).
+        self.services = tuple(services)
         self._kafka = kafka
         self._service_faults = service_faults
         #: None while no local Kafka is controlled here (an external cluster).
@@ -199,13 +202,13 @@ class FaultInjector:
 
     def crash_service(self, name: str) -> None:
         """Make the service's workers raise; the supervisor restarts them."""
-        faults = self._service_faults()
+        faults = self._own(name)
         self._timeline.fault("crash", name, f"crash {name}", self._now())
         faults.crash(name)
 
     def slow_service(self, name: str, ms: float) -> None:
         """Add ``ms`` milliseconds of latency per record to the service."""
-        faults = self._service_faults()
+        faults = self._own(name)
         if ms <= 0:
             raise OrderdeckError("the latency must be more than 0 ms per record")
         self._timeline.fault("slow", name, f"slow {name} by {ms:g} ms/record", self._now())
@@ -213,7 +216,7 @@ class FaultInjector:
 
     def unslow_service(self, name: str) -> None:
         """Take the service's added latency away."""
-        self._service_faults().unslow(name)
+        self._own(name).unslow(name)
         self._timeline.restored(name, self._now())
 
     def slowed(self) -> dict[str, float]:
@@ -222,7 +225,12 @@ class FaultInjector:
             faults = self._service_faults()
         except OrderdeckError:
             return {}
-        return {s: faults.slow_ms(s) for s in SERVICE_NAMES if faults.slow_ms(s) > 0}
+        return {s: faults.slow_ms(s) for s in self.services if faults.slow_ms(s) > 0}
+
+    def _own(self, name: str) -> ServiceFaults:
+        if name not in self.services:
+            raise OrderdeckError(f"{name} does not run in this process")
+        return self._service_faults()
 
     async def inject_poison(self, topic: str) -> None:
         """Produce one record that does not decode into ``topic`` (a pipeline topic)."""
@@ -230,13 +238,14 @@ class FaultInjector:
 
         if topic not in self.names.pipeline():
             raise OrderdeckError(f"{topic} is not one of the pipeline's topics")
-        self._timeline.fault("poison", topic, f"poison record into {topic}", self._now())
-        producer = new_producer(self._kafka(), client_suffix="chaos", acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(topic, POISON_VALUE, key=POISON_KEY)
-        finally:
-            await producer.stop()
+        fault = self._timeline.fault("poison", topic, f"poison record into {topic}", self._now())
+        async with self._failing(fault):
+            producer = new_producer(self._kafka(), client_suffix="chaos", acks="all")
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, POISON_VALUE, key=POISON_KEY)
+            finally:
+                await producer.stop()
 
     # ------------------------------------------------------------------ brokers
 
@@ -249,24 +258,41 @@ class FaultInjector:
     async def stop_broker(self, broker_id: int) -> None:
         """Stop a broker cleanly (SIGTERM: a controlled shutdown)."""
         control = self._control()
-        self._timeline.fault("stop_broker", str(broker_id), f"stop broker {broker_id}", self._now())
-        await asyncio.to_thread(control.stop, broker_id)
+        fault = self._timeline.fault(
+            "stop_broker", str(broker_id), f"stop broker {broker_id}", self._now()
+        )
+        async with self._failing(fault):
+            await asyncio.to_thread(control.stop, broker_id)
         self._timeline.broker_stopped(str(broker_id), self._now())
 
     async def kill_broker(self, broker_id: int) -> None:
         """``kill -9`` a broker."""
         control = self._control()
-        self._timeline.fault(
+        fault = self._timeline.fault(
             "kill_broker", str(broker_id), f"kill -9 broker {broker_id}", self._now()
         )
-        await asyncio.to_thread(control.kill, broker_id)
+        async with self._failing(fault):
+            await asyncio.to_thread(control.kill, broker_id)
         self._timeline.broker_stopped(str(broker_id), self._now())
 
     async def start_broker(self, broker_id: int) -> None:
         """Start a stopped or killed broker again (returns once it answers)."""
         control = self._control()
         self._timeline.broker_started(str(broker_id), self._now())
-        await asyncio.to_thread(control.start, broker_id)
+        try:
+            await asyncio.to_thread(control.start, broker_id)
+        except Exception as exc:
+            self._timeline.note(f"start broker {broker_id} failed: {exc}", self._now())
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _failing(self, fault_id: int) -> AsyncIterator[None]:
+        """Close ``fault_id`` as failed (and re-raise) when the action behind it fails."""
+        try:
+            yield
+        except Exception as exc:
+            self._timeline.failed(fault_id, str(exc) or type(exc).__name__, self._now())
+            raise
 
     def _control(self) -> BrokerControl:
         if self.broker_control is None:

@@ -196,6 +196,7 @@ class Runtime:
             names=self.names,
             kafka=lambda: self.kafka,
             service_faults=lambda: self.supervisor.faults,
+            services=self.services,
             broker_control=broker_control,
         )
         self._started = False

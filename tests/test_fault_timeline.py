@@ -159,3 +159,14 @@ def test_the_watcher_asks_for_order_counts_only_while_a_fault_is_open() -> None:
     asyncio.run(watcher.orders(count))  # 130: orders older than 30 s are from before it
     assert asked == [0.0, 30.0]
     assert watcher.timeline.last_seen().older_in_flight == {fault: 4}
+
+
+def test_a_fault_whose_action_failed_is_closed_without_a_recovery_time() -> None:
+    timeline = FaultTimeline()
+    fault = timeline.fault("stop_broker", "1", "stop broker 1", at=1.0)
+    timeline.failed(fault, "no broker 1 here", at=1.1)
+    timeline.observe(Observation(at=2.0, kafka_reachable=False, total_lag=0))
+    assert texts(timeline) == ["stop broker 1", "stop broker 1 failed: no broker 1 here"]
+    (summary,) = timeline.summaries()
+    assert (summary.failed, summary.recovery_s) == ("no broker 1 here", None)
+    assert timeline.open_faults() == []

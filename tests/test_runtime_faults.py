@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orderdeck.config import Settings
+from orderdeck.errors import OrderdeckError
 from orderdeck.events import FINAL_STATUSES, TopicNames, dlq_topic
 from orderdeck.fault_timeline import FaultSummary
 from orderdeck.faults import local_broker_control
@@ -153,3 +154,16 @@ async def test_the_local_broker_stopped_and_killed_comes_back_with_every_order_f
         assert sum(t.startswith("recovered in") for t in steps) == 2
     finally:
         await runtime.stop()
+
+
+async def test_faults_that_cannot_be_caused_are_refused_or_marked_failed(
+    runtime: Runtime,
+) -> None:
+    with pytest.raises(OrderdeckError, match="does not run in this process"):
+        runtime.faults.crash_service("shipping")
+    assert await runtime.faults.brokers() == []  # an external cluster: nothing to control
+    with pytest.raises(OrderdeckError, match="no local Kafka"):
+        await runtime.faults.stop_broker(1)
+    with pytest.raises(OrderdeckError, match="not one of the pipeline's topics"):
+        await runtime.faults.inject_poison("__consumer_offsets")
+    assert runtime.faults.timeline().faults == ()

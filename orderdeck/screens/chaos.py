@@ -267,7 +267,9 @@ class ChaosScreen(DeckScreen):
                 summary.append(" · ")
             summary.append(f"{fault.label} ")
             took = fault.recovery_s
-            if took is None:
+            if fault.failed is not None:
+                summary.append("failed", "red")
+            elif took is None:
                 summary.append("recovering…", "yellow")
             else:
                 summary.append(f"{took:.1f} s", "bold green")
