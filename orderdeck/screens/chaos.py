@@ -129,6 +129,20 @@ def actions_for(
     return rows
 
 
+def _follow(selected: str | None, keys: list[str], row: int) -> int:
+    """Where the cursor goes when the actions change: the same action, or else the one
+    that replaced it for the same target (killing broker 1 turns its rows into "start
+    broker 1"), so a second ``enter`` never lands on an unrelated fault."""
+    if selected in keys:
+        return keys.index(selected)
+    if selected is not None:
+        target = selected.partition(":")[2]
+        for index, key in enumerate(keys):
+            if key.partition(":")[2] == target:
+                return index
+    return min(row, len(keys) - 1)
+
+
 class ConfirmScreen(ModalScreen[bool]):
     """Asks before a fault is caused: ``y`` goes ahead, ``n`` or ``esc`` does nothing."""
 
@@ -208,7 +222,9 @@ class ChaosScreen(DeckScreen):
         yield actions
         yield Static("", id="chaos-recovery")
         timeline = DeckTable(id="chaos-timeline", cursor_type="row")
-        timeline.add_columns("TIME (UTC)", "AFTER", "EVENT")
+        # FAULT: which fault a line belongs to (several may recover at once) and AFTER, how
+        # long after that fault it came.
+        timeline.add_columns("TIME (UTC)", "FAULT", "AFTER", "EVENT")
         yield timeline
 
     def on_mount(self) -> None:
@@ -219,10 +235,14 @@ class ChaosScreen(DeckScreen):
 
     def refresh_live(self, *, full: bool) -> None:
         if time.monotonic() - self._asked_at >= REFRESH_S:
-            self._asked_at = time.monotonic()
-            self._read_brokers()
+            self.refresh_brokers()
         self._draw_actions()
         self._draw_timeline(self.runtime.faults.timeline())
+
+    def refresh_brokers(self) -> None:
+        """Read the brokers' processes now (a worker; the answer comes as BrokersRead)."""
+        self._asked_at = time.monotonic()
+        self._read_brokers()
 
     @work(group="chaos-brokers", exclusive=True, exit_on_error=False, name="read the brokers")
     async def _read_brokers(self) -> None:
@@ -250,11 +270,12 @@ class ChaosScreen(DeckScreen):
             return
         table = self.query_one("#chaos-actions", DeckTable)
         row = table.cursor_row
+        selected = self.actions[row].key if 0 <= row < len(self.actions) else None
         table.clear()
         for action in actions:
             table.add_row(action.verb, action.target, key=action.key)
         if actions:
-            table.move_cursor(row=min(row, len(actions) - 1))
+            table.move_cursor(row=_follow(selected, [a.key for a in actions], row))
         self.actions = actions
 
     def _draw_timeline(self, view: TimelineView) -> None:
@@ -265,7 +286,7 @@ class ChaosScreen(DeckScreen):
         for index, fault in enumerate(view.faults[-shown:]):
             if index:
                 summary.append(" · ")
-            summary.append(f"{fault.label} ")
+            summary.append(f"#{fault.fault_id} {fault.label} ")
             took = fault.recovery_s
             if fault.failed is not None:
                 summary.append("failed", "red")
@@ -285,6 +306,7 @@ class ChaosScreen(DeckScreen):
             after = "" if began is None or entry.kind == "fault" else f"+{entry.at - began:.1f} s"
             table.add_row(
                 clock(datetime.fromtimestamp(entry.at, UTC)),
+                f"#{entry.fault_id}" if entry.fault_id else "",
                 after,
                 Text(entry.text, STEP_STYLES[entry.kind]),
             )

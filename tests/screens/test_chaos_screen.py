@@ -4,6 +4,7 @@ the real pipeline, recovered on the timeline)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def actions(app: OrderDeckApp) -> list[str]:
 
 def timeline_texts(app: OrderDeckApp) -> list[str]:
     table: DataTable[Any] = app.screen.query_one("#chaos-timeline", DataTable)
-    return [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
+    return [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
 
 
 async def choose(pilot: Any, key: str) -> None:
@@ -86,8 +87,8 @@ async def test_the_timeline_shows_faults_their_steps_and_recovery_time() -> None
         assert "leader of 1 partition moved off broker 2" in lines
         assert "recovered in 13.6 s" in lines
         recovery = str(app.screen.query_one("#chaos-recovery", Static).render())
-        assert "kill -9 broker 2 13.6 s" in recovery
-        assert "slow inventory by 100 ms/record recovering…" in recovery
+        assert "#1 kill -9 broker 2 13.6 s" in recovery
+        assert "#2 slow inventory by 100 ms/record recovering…" in recovery
 
 
 async def test_a_service_crashed_from_the_screen_recovers_on_the_timeline(
@@ -111,3 +112,21 @@ async def test_a_service_crashed_from_the_screen_recovers_on_the_timeline(
         assert "inventory running again" in lines
         (inventory,) = [s for s in runtime.supervisor.statuses() if s.name == "inventory"]
         assert inventory.restarts >= 1
+
+
+async def test_the_cursor_follows_its_target_when_the_actions_change() -> None:
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("8")
+        await until(pilot, lambda: "kill_broker:3" in actions(app), "the brokers read")
+        await choose(pilot, "kill_broker:3")
+        # Broker 3 is killed: its two rows become one "start broker 3", under the cursor.
+        runtime.faults.broker_refs[2] = replace(runtime.faults.broker_refs[2], running=False)
+        screen = app.screen
+        assert isinstance(screen, ChaosScreen)
+        screen.refresh_brokers()
+        await until(pilot, lambda: "start_broker:3" in actions(app), "the second read")
+        table = app.screen.query_one("#chaos-actions", DataTable)
+        assert actions(app)[table.cursor_row] == "start_broker:3"
