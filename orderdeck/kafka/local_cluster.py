@@ -71,6 +71,8 @@ NODE_HEAP_OPTS = ("-Xms128m", "-Xmx384m")
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
 _LOOPBACK = "127.0.0.1"
+#: How long a restarted node waits for its ports to be released by the killed JVM's sockets.
+PORT_RELEASE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,8 @@ class ClusterNode(LocalKafka):
         self._remove_run_files()
         libs = self.install()
         java = checked_java()
-        _check_port_free(self.port, f"broker {self.node_id}")
-        _check_port_free(self.controller_port, f"controller {self.node_id}")
+        _wait_port_free(self.port, f"broker {self.node_id}")
+        _wait_port_free(self.controller_port, f"controller {self.node_id}")
         connection = KafkaConnection(self.bootstrap_servers)
         if _read_text(self.cluster_id_path) is None:
             # Every node's storage is formatted with the cluster's one id.
@@ -406,6 +408,20 @@ def _plan_ports(port: int, size: int) -> list[NodePorts]:
     return [
         NodePorts(i + 1, b, c) for i, (b, c) in enumerate(zip(brokers, controllers, strict=True))
     ]
+
+
+def _wait_port_free(port: int, role: str, seconds: float = PORT_RELEASE_S) -> None:
+    """Wait until ``port`` can be bound: right after a kill -9 the other nodes' connections
+    to the dead node keep its ports busy for a moment."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _check_port_free(port, role)
+            return
+        except PortInUseError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _voters(ports: list[NodePorts]) -> str:
