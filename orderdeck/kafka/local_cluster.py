@@ -356,11 +356,10 @@ class LocalCluster:
         for _, pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        for node, _ in alive:
-            node.stop(timeout)  # waits for the SIGTERM already sent, escalates if needed
         for node in self.nodes:
-            if not node.is_running():
-                node._remove_run_files()
+            # Waits for the SIGTERM already sent and escalates if needed; a node that was
+            # down already is only reaped (this process may have started it).
+            node.stop(timeout)
         return bool(alive)
 
 

@@ -21,7 +21,12 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from orderdeck.events import encode, headers_for
-from orderdeck.kafka.aiokafka_compat import FORCE_CLOSE_S, cancel_tasks, stop_within
+from orderdeck.kafka.aiokafka_compat import (
+    FORCE_CLOSE_S,
+    cancel_tasks,
+    send_to_any_broker,
+    stop_within,
+)
 from orderdeck.kafka.clients import client_id_for, new_producer
 from orderdeck.kafka.connection import KafkaConnection
 
@@ -203,7 +208,7 @@ class EventProducer:
         try:
             async with asyncio.timeout(timeout):
                 partitions = sorted(await self._producer.partitions_for(topic))
-                response = await client.send(client.get_random_node(), request)
+                response = await send_to_any_broker(client, request)
         except (TimeoutError, KafkaError, OSError):
             return None
         partition = PARTITIONER(key, partitions, partitions)
