@@ -156,9 +156,22 @@ class _SingleBroker:
         return self._local.start()
 
 
-def local_broker_control(local: LocalKafka) -> BrokerControl:
-    """The broker control of the single local broker the runtime started or adopted."""
-    return NodeBrokerControl(lambda: [_SingleBroker(local)])
+class BrokerNodes(Protocol):
+    """A local Kafka of several brokers (``kafka/local_cluster.py``'s ``LocalCluster``)."""
+
+    @property
+    def nodes(self) -> Sequence[BrokerNode]: ...
+
+
+def local_broker_control(local: LocalKafka | BrokerNodes) -> BrokerControl:
+    """The broker control of the local Kafka the runtime started or adopted: the nodes of a
+    local cluster, or the single broker as node 1."""
+    from orderdeck.kafka.local import LocalKafka
+
+    if isinstance(local, LocalKafka):
+        single = _SingleBroker(local)
+        return NodeBrokerControl(lambda: [single])
+    return NodeBrokerControl(lambda: local.nodes)
 
 
 @dataclass(frozen=True)

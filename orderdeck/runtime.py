@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
     from orderdeck.kafka.cluster import ClusterReader
     from orderdeck.kafka.cluster_model import ClusterView
-    from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.local import LocalKafka, StartResult
+    from orderdeck.kafka.local_cluster import ClusterStartResult, LocalCluster
     from orderdeck.kafka.offset_reset import PlannedOffset, ResetTarget, TopicSelection
     from orderdeck.kafka.tail import TopicTail
     from orderdeck.services.supervisor import Supervisor
@@ -153,7 +154,7 @@ class Runtime:
         self._steps: dict[StepName, StartupStep] = {
             n: StartupStep(n, "pending") for n in STEP_NAMES
         }
-        self._local: LocalKafka | None = None
+        self._local: LocalKafka | LocalCluster | None = None
         self._stop_local = False
         self._store: StoreBackend | None = None
         self._producer: EventProducer | None = None
@@ -213,6 +214,14 @@ class Runtime:
     def bootstrap_servers(self) -> str:
         """Where Kafka is (the local broker's real port once it started)."""
         return self.kafka.bootstrap_servers
+
+    @property
+    def local_cluster(self) -> LocalCluster | None:
+        """The three local brokers this runtime started or adopted (broker faults act on
+        its ``nodes``); None on a single broker or an external cluster."""
+        from orderdeck.kafka.local_cluster import LocalCluster
+
+        return self._local if isinstance(self._local, LocalCluster) else None
 
     @property
     def store(self) -> StoreBackend:
@@ -303,14 +312,17 @@ class Runtime:
 
         self._kafka_state = "starting"
         if self.settings.uses_local_kafka:
-            from orderdeck.kafka.local import LocalKafka
+            from orderdeck.kafka.local_cluster import local_kafka_for
 
             self._progress("kafka", "running", "starting the local Apache Kafka")
-            local = LocalKafka(self.settings.data_dir, port=self.settings.kafka_port)
+            local = local_kafka_for(
+                self.settings.data_dir, self.settings.kafka_port, self.settings.local_brokers
+            )
             self._local = local
             if self.faults.broker_control is None:
                 self.faults.broker_control = local_broker_control(local)
-            starting = asyncio.ensure_future(asyncio.to_thread(local.start))
+            start: Callable[[], StartResult | ClusterStartResult] = local.start
+            starting = asyncio.ensure_future(asyncio.to_thread(start))
             try:
                 result = await asyncio.shield(starting)
             except asyncio.CancelledError:
