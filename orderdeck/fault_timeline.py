@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 FaultKind = Literal["stop_broker", "kill_broker", "crash", "slow", "poison"]
 STABLE = "Stable"
+#: How long after its recovery a fault still collects late steps.
+LATE_STEPS_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,12 @@ class _Fault:
     recovered_at: float | None = None
     #: For a slow-down: the moment the latency was taken away.
     restored_at: float | None = None
+    #: A stopped or killed broker: when its process was gone, when the cluster was seen
+    #: without it (metadata lists a dead broker until its session times out), and when its
+    #: process ran again.
     broker_down_at: float | None = None
+    seen_absent: bool = False
+    broker_up_at: float | None = None
     failed: str | None = None
 
 
@@ -144,7 +151,7 @@ class FaultTimeline:
         for f in self._open("stop_broker", "kill_broker"):
             if f.target == broker and f.broker_down_at is None:
                 f.broker_down_at = at
-                self._step(f, "down", f"broker {broker} process gone", at)
+                self._step(f, "process gone", f"broker {broker} process gone", at)
 
     def broker_started(self, broker: str, at: float) -> None:
         """Broker ``broker`` was asked to start (a step of its open stop or kill fault)."""
@@ -153,6 +160,13 @@ class FaultTimeline:
                 self._step(f, "start asked", f"start broker {broker} asked", at)
                 return
         self._add(TimelineEntry(at, 0, f"start broker {broker}", "note"))
+
+    def broker_up(self, broker: str, at: float) -> None:
+        """Broker ``broker``'s process answers again (its start returned)."""
+        for f in self._open("stop_broker", "kill_broker"):
+            if f.target == broker and f.broker_up_at is None:
+                f.broker_up_at = at
+                self._step(f, "process up", f"broker {broker} process running", at)
 
     def failed(self, fault_id: int, reason: str, at: float) -> None:
         """The action behind ``fault_id`` failed: it is closed, with no recovery time."""
@@ -165,9 +179,13 @@ class FaultTimeline:
         self._add(TimelineEntry(at, 0, text, "note"))
 
     def observe(self, seen: Observation) -> None:
-        """Feed one poll's observation to every open fault."""
-        for f in list(self._open()):
-            if seen.at >= f.at:
+        """Feed one poll's observation to every open fault, and to those recovered in the
+        last :data:`LATE_STEPS_S` (a step such as "ISR back to full" may come after the
+        recovery: replicas catch up after the pipeline did)."""
+        for f in self._faults.values():
+            if f.failed is not None or seen.at < f.at:
+                continue
+            if f.recovered_at is None or seen.at - f.recovered_at <= LATE_STEPS_S:
                 self._advance(f, seen)
         self._last = _merged(self._last, seen)
 
@@ -227,7 +245,7 @@ class FaultTimeline:
         if older == 0 and f.final_at is None and seen.at >= f.cleared_at:
             f.final_at = seen.at
             self._step(f, "final", "every order from before the fault final", seen.at)
-        if f.lag_zero_at is not None and f.final_at is not None:
+        if f.lag_zero_at is not None and f.final_at is not None and f.recovered_at is None:
             f.recovered_at = max(f.lag_zero_at, f.final_at)
             took = f.recovered_at - f.at
             self._add(
@@ -236,15 +254,21 @@ class FaultTimeline:
 
     def _broker_steps(self, f: _Fault, seen: Observation) -> None:
         broker = int(f.target)
-        down = seen.kafka_reachable is False or (
+        absent = seen.kafka_reachable is False or (
             seen.brokers is not None and broker not in seen.brokers
         )
-        back = seen.kafka_reachable is not False and (
-            seen.brokers is not None and broker in seen.brokers
+        if absent:
+            f.seen_absent = True
+            if f.broker_down_at is None:
+                f.broker_down_at = seen.at
+            self._step(f, "absent", f"broker {broker} gone from the cluster", seen.at)
+        # Listed again after it was seen gone, or listed by a read made after its process
+        # ran again: a read before that may still list the dead broker.
+        listed = seen.brokers is not None and broker in seen.brokers
+        back = listed and (
+            (f.seen_absent and not absent)
+            or (f.broker_up_at is not None and seen.at >= f.broker_up_at)
         )
-        if down and f.broker_down_at is None:
-            f.broker_down_at = seen.at
-            self._step(f, "down", f"broker {broker} gone from the cluster", seen.at)
         if seen.leaders is not None and f.baseline.leaders:
             moved = [
                 tp
@@ -259,7 +283,7 @@ class FaultTimeline:
             self._step(
                 f, "isr shrank", f"ISR shrank ({seen.under_replicated} under-replicated)", seen.at
             )
-        if f.broker_down_at is not None and back:
+        if back:
             self._step(f, "back", f"broker {broker} back", seen.at)
             self._clear(f, seen.at)
         if f.cleared_at is not None and seen.under_replicated == 0:

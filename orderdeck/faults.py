@@ -297,6 +297,7 @@ class FaultInjector:
         except Exception as exc:
             self._timeline.note(f"start broker {broker_id} failed: {exc}", self._now())
             raise
+        self._timeline.broker_up(str(broker_id), self._now())
 
     @contextlib.asynccontextmanager
     async def _failing(self, fault_id: int) -> AsyncIterator[None]:

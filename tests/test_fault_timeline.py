@@ -41,6 +41,7 @@ def test_a_killed_broker_recovers_once_it_is_back_lag_is_zero_and_old_orders_are
     # Lag 0 before the broker is back does not count: the fault is not over yet.
     timeline.observe(Observation(at=15.0, total_lag=0, older_in_flight={fault: 0}))
     assert timeline.summaries()[0].recovered_at is None
+    timeline.broker_up("2", at=17.0)
     timeline.observe(Observation(at=18.0, brokers=frozenset({1, 2, 3}), under_replicated=0))
     timeline.observe(Observation(at=19.0, total_lag=0))
     assert timeline.summaries()[0].recovered_at is None  # no orders count since it cleared
@@ -49,9 +50,11 @@ def test_a_killed_broker_recovers_once_it_is_back_lag_is_zero_and_old_orders_are
     assert texts(timeline) == [
         "kill -9 broker 2",
         "broker 2 process gone",
+        "broker 2 gone from the cluster",
         "leader of 1 partition moved off broker 2",
         "ISR shrank (2 under-replicated)",
         "start broker 2 asked",
+        "broker 2 process running",
         "broker 2 back",
         "ISR back to full",
         "lag 0",
@@ -61,6 +64,21 @@ def test_a_killed_broker_recovers_once_it_is_back_lag_is_zero_and_old_orders_are
     (summary,) = timeline.summaries()
     assert summary.recovery_s == 10.0
     assert timeline.open_faults() == []
+
+
+def test_a_dead_broker_the_metadata_still_lists_is_not_back_until_it_runs_again() -> None:
+    timeline = FaultTimeline()
+    timeline.fault("kill_broker", "2", "kill -9 broker 2", at=1.0)
+    timeline.broker_stopped("2", at=1.1)
+    # Until its session times out the controller still lists the dead broker.
+    timeline.observe(Observation(at=2.0, brokers=frozenset({1, 2, 3}), under_replicated=0))
+    assert "broker 2 back" not in texts(timeline)
+    timeline.broker_started("2", at=3.0)
+    timeline.observe(Observation(at=4.0, brokers=frozenset({1, 2, 3}), under_replicated=0))
+    assert "broker 2 back" not in texts(timeline)  # its start has not returned yet
+    timeline.broker_up("2", at=6.0)
+    timeline.observe(Observation(at=6.5, brokers=frozenset({1, 2, 3}), under_replicated=0))
+    assert texts(timeline)[-2:] == ["broker 2 back", "ISR back to full"]
 
 
 def test_an_unreachable_single_broker_counts_as_down() -> None:
@@ -170,3 +188,17 @@ def test_a_fault_whose_action_failed_is_closed_without_a_recovery_time() -> None
     (summary,) = timeline.summaries()
     assert (summary.failed, summary.recovery_s) == ("no broker 1 here", None)
     assert timeline.open_faults() == []
+
+
+def test_a_step_after_the_recovery_is_still_recorded_for_a_while() -> None:
+    timeline = FaultTimeline()
+    fault = timeline.fault("stop_broker", "3", "stop broker 3", at=0.0)
+    timeline.broker_stopped("3", at=0.5)
+    timeline.observe(Observation(at=1.0, brokers=frozenset({1, 2}), under_replicated=4))
+    timeline.observe(Observation(at=5.0, brokers=frozenset({1, 2, 3}), under_replicated=4))
+    timeline.observe(Observation(at=6.0, total_lag=0, older_in_flight={fault: 0}))
+    assert texts(timeline)[-1] == "recovered in 6.0 s"
+    timeline.observe(Observation(at=9.0, under_replicated=0))
+    timeline.observe(Observation(at=500.0, under_replicated=0, total_lag=0))
+    assert texts(timeline)[-2:] == ["recovered in 6.0 s", "ISR back to full"]
+    assert timeline.summaries()[0].recovery_s == 6.0
