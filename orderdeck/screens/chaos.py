@@ -209,6 +209,9 @@ class ChaosScreen(DeckScreen):
     def __init__(self) -> None:
         super().__init__()
         self.brokers: list[BrokerRef] = []
+        #: False until the brokers were read once: the list is drawn whole, not grown under
+        #: the cursor (which would follow its row down when the broker rows arrive).
+        self.brokers_read = False
         self.slow_ms = DEFAULT_SLOW_MS
         self.actions: list[ChaosAction] = []
         #: What each action finished with, newest last (for the tests and the status line).
@@ -249,15 +252,18 @@ class ChaosScreen(DeckScreen):
         try:
             brokers = await self.runtime.faults.brokers()
         except Exception:  # the list keeps the last answer; the next refresh asks again
-            return
+            brokers = self.brokers
         self.post_message(BrokersRead(brokers))
 
     @on(BrokersRead)
     def _brokers_read(self, message: BrokersRead) -> None:
         self.brokers = message.brokers
+        self.brokers_read = True
         self._draw_actions()
 
     def _draw_actions(self) -> None:
+        if not self.brokers_read:
+            return
         status = self.runtime.status()
         actions = actions_for(
             self.brokers,

@@ -218,7 +218,7 @@ def test_chaos_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def brokers_read(pilot: Pilot[Any]) -> None:
         screen = pilot.app.screen
         assert isinstance(screen, ChaosScreen)
-        await until(pilot, lambda: bool(screen.brokers), "the brokers read")
+        await until(pilot, lambda: screen.brokers_read, "the brokers read")
         await pilot.pause()
 
     assert snap_compare(deck(), terminal_size=size, run_before=on_screen("8", brokers_read))
