@@ -149,8 +149,9 @@ class FaultTimeline:
     def broker_stopped(self, broker: str, at: float) -> None:
         """Broker ``broker``'s process is gone (the stop or kill returned)."""
         for f in self._open("stop_broker", "kill_broker"):
-            if f.target == broker and f.broker_down_at is None:
-                f.broker_down_at = at
+            if f.target == broker:
+                # A clean stop may end after the cluster already fenced the broker.
+                f.broker_down_at = at if f.broker_down_at is None else f.broker_down_at
                 self._step(f, "process gone", f"broker {broker} process gone", at)
 
     def broker_started(self, broker: str, at: float) -> None:

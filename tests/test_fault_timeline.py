@@ -85,8 +85,13 @@ def test_an_unreachable_single_broker_counts_as_down() -> None:
     timeline = FaultTimeline()
     timeline.fault("stop_broker", "1", "stop broker 1", at=1.0)
     timeline.observe(Observation(at=2.0, kafka_reachable=False))
+    timeline.broker_stopped("1", at=3.0)  # a clean stop can outlast the broker's fencing
     timeline.observe(Observation(at=5.0, kafka_reachable=True, brokers=frozenset({1})))
-    assert texts(timeline)[1:] == ["broker 1 gone from the cluster", "broker 1 back"]
+    assert texts(timeline)[1:] == [
+        "broker 1 gone from the cluster",
+        "broker 1 process gone",
+        "broker 1 back",
+    ]
 
 
 def test_a_crash_clears_when_the_service_runs_again_and_the_group_settles() -> None:
