@@ -53,6 +53,8 @@ class Observation:
     #: Service group -> (state, member ids).
     groups: Mapping[str, tuple[str, frozenset[str]]] | None = None
     total_lag: int | None = None
+    #: (group, topic, partition) -> (committed offset or None, log-end offset or None).
+    offsets: Mapping[tuple[str, str, int], tuple[int | None, int | None]] | None = None
     #: Service -> (state, restarts).
     services: Mapping[str, tuple[str, int]] | None = None
     #: Dead-letter topic -> records in it.
@@ -102,6 +104,10 @@ class _Fault:
     steps: set[str] = field(default_factory=set)
     cleared_at: float | None = None
     lag_zero_at: float | None = None
+    #: The log-end offsets seen first after the fault cleared: once every group committed
+    #: past them, the backlog the fault left is consumed (under a steady load the lag is
+    #: rarely exactly 0 at the moment of a poll).
+    backlog_ends: dict[tuple[str, str, int], int] | None = None
     final_at: float | None = None
     recovered_at: float | None = None
     #: For a slow-down: the moment the latency was taken away.
@@ -239,9 +245,8 @@ class FaultTimeline:
                 self._step(f, "group stable", "every group stable", seen.at)
         if f.cleared_at is None:
             return
-        if seen.total_lag == 0 and f.lag_zero_at is None:
-            f.lag_zero_at = seen.at
-            self._step(f, "lag 0", "lag 0", seen.at)
+        if f.lag_zero_at is None:
+            self._caught_up(f, seen)
         older = (seen.older_in_flight or {}).get(f.fault_id)
         if older == 0 and f.final_at is None and seen.at >= f.cleared_at:
             f.final_at = seen.at
@@ -252,6 +257,24 @@ class FaultTimeline:
             self._add(
                 TimelineEntry(f.recovered_at, f.fault_id, f"recovered in {took:.1f} s", "recovered")
             )
+
+    def _caught_up(self, f: _Fault, seen: Observation) -> None:
+        """Lag 0, or every group committed past the log ends seen when the fault cleared."""
+        if seen.total_lag == 0:
+            f.lag_zero_at = seen.at
+            self._step(f, "lag 0", "lag 0", seen.at)
+            return
+        if seen.offsets is None:
+            return
+        if f.backlog_ends is None:
+            f.backlog_ends = {k: end for k, (_, end) in seen.offsets.items() if end is not None}
+            return
+        if all(
+            (seen.offsets.get(k, (None, None))[0] or 0) >= end for k, end in f.backlog_ends.items()
+        ):
+            f.lag_zero_at = seen.at
+            text = f"backlog consumed (lag {seen.total_lag} is newer than the fault)"
+            self._step(f, "lag 0", text, seen.at)
 
     def _broker_steps(self, f: _Fault, seen: Observation) -> None:
         broker = int(f.target)
@@ -378,6 +401,11 @@ class TimelineWatcher:
                     s.group: (s.state, frozenset(m.member_id for m in s.members)) for s in snapshots
                 },
                 total_lag=sum(s.total_lag for s in snapshots),
+                offsets={
+                    (s.group, p.topic, p.partition): (p.committed, p.log_end)
+                    for s in snapshots
+                    for p in s.partitions
+                },
             )
         )
 

@@ -207,3 +207,27 @@ def test_a_step_after_the_recovery_is_still_recorded_for_a_while() -> None:
     timeline.observe(Observation(at=500.0, under_replicated=0, total_lag=0))
     assert texts(timeline)[-2:] == ["recovered in 6.0 s", "ISR back to full"]
     assert timeline.summaries()[0].recovery_s == 6.0
+
+
+def test_under_a_steady_load_the_fault_recovers_once_its_backlog_is_consumed() -> None:
+    timeline = FaultTimeline()
+    fault = timeline.fault("crash", "payment", "crash payment", at=0.0)
+    timeline.observe(Observation(at=1.0, services={"payment": ("running", 1)}))
+
+    def offsets(committed: int, end: int) -> Observation:
+        return Observation(
+            at=float(committed),
+            total_lag=end - committed,
+            offsets={("payment-events", "payment-events", 0): (committed, end)},
+        )
+
+    timeline.observe(offsets(2, 40))  # the log end when the fault cleared: 40
+    timeline.observe(offsets(30, 50))  # not past 40 yet
+    assert "lag 0" not in " ".join(texts(timeline))
+    timeline.observe(offsets(45, 52))  # past 40: what the fault held up is through
+    timeline.observe(Observation(at=46.0, older_in_flight={fault: 0}))
+    assert texts(timeline)[-3:] == [
+        "backlog consumed (lag 7 is newer than the fault)",
+        "every order from before the fault final",
+        "recovered in 46.0 s",
+    ]
