@@ -216,6 +216,8 @@ class ChaosScreen(DeckScreen):
         self.actions: list[ChaosAction] = []
         #: What each action finished with, newest last (for the tests and the status line).
         self.done: list[str] = []
+        #: The action under way (a broker takes seconds to stop or start): one at a time.
+        self.busy: ChaosAction | None = None
         self._asked_at = float("-inf")
         self._shown_entries = -1
 
@@ -336,10 +338,16 @@ class ChaosScreen(DeckScreen):
         table = self.query_one("#chaos-actions", DeckTable)
         if not self.actions or not 0 <= table.cursor_row < len(self.actions):
             return
+        if self.busy is not None:
+            self.notify(
+                f"{self.busy.verb} {self.busy.target} is still under way", severity="warning"
+            )
+            return
         action = self.actions[table.cursor_row]
 
         def answered(yes: bool | None) -> None:
-            if yes:
+            if yes and self.busy is None:
+                self.busy = action
                 self._do(action)
 
         self.app.push_screen(ConfirmScreen(action.question), answered)
@@ -347,29 +355,35 @@ class ChaosScreen(DeckScreen):
     @work(group="chaos-act", exit_on_error=False, name="cause a fault")
     async def _do(self, action: ChaosAction) -> None:
         kind, _, target = action.key.partition(":")
-        faults = self.runtime.faults
         try:
-            if kind == "stop_broker":
-                self.notify(f"stopping broker {target}…")
-                await faults.stop_broker(int(target))
-            elif kind == "kill_broker":
-                await faults.kill_broker(int(target))
-            elif kind == "start_broker":
-                self.notify(f"starting broker {target}…")
-                await faults.start_broker(int(target))
-            elif kind == "crash":
-                faults.crash_service(target)
-            elif kind == "slow":
-                faults.slow_service(target, self.slow_ms)
-            elif kind == "unslow":
-                faults.unslow_service(target)
-            elif kind == "poison":
-                await faults.inject_poison(target)
+            await self._act(kind, target)
         except Exception as exc:  # said on screen; nothing else to undo
             self.notify(f"{action.verb} {target}: {exc}", severity="error")
             self.done.append(f"failed: {action.key}")
             return
+        finally:
+            self.busy = None
         self.done.append(action.key)
         self.notify(f"{action.verb} {target}: done — watch the timeline")
         self._asked_at = float("-inf")  # a broker's state changed: read it again now
         self.tick(full=True)
+
+    async def _act(self, kind: str, target: str) -> None:
+        """Cause the fault ``kind`` on ``target`` through the runtime."""
+        faults = self.runtime.faults
+        if kind == "stop_broker":
+            self.notify(f"stopping broker {target}…")
+            await faults.stop_broker(int(target))
+        elif kind == "kill_broker":
+            await faults.kill_broker(int(target))
+        elif kind == "start_broker":
+            self.notify(f"starting broker {target}…")
+            await faults.start_broker(int(target))
+        elif kind == "crash":
+            faults.crash_service(target)
+        elif kind == "slow":
+            faults.slow_service(target, self.slow_ms)
+        elif kind == "unslow":
+            faults.unslow_service(target)
+        elif kind == "poison":
+            await faults.inject_poison(target)

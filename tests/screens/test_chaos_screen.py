@@ -4,6 +4,7 @@ the real pipeline, recovered on the timeline)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,33 @@ async def test_the_cursor_follows_its_target_when_the_actions_change() -> None:
         await until(pilot, lambda: "start_broker:3" in actions(app), "the second read")
         table = app.screen.query_one("#chaos-actions", DataTable)
         assert actions(app)[table.cursor_row] == "start_broker:3"
+
+
+async def test_a_second_action_waits_for_the_first_to_finish() -> None:
+    runtime = FakeRuntime()
+    release = asyncio.Event()
+
+    async def slow_start(broker_id: int) -> None:
+        runtime.faults.asked.append(("start_broker", broker_id))
+        await release.wait()
+
+    runtime.faults.start_broker = slow_start  # type: ignore[method-assign]
+    app = deck(runtime)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("8")
+        await until(pilot, lambda: "start_broker:2" in actions(app), "the brokers read")
+        screen = app.screen
+        assert isinstance(screen, ChaosScreen)
+        await choose(pilot, "start_broker:2")
+        await pilot.press("enter", "y")
+        await until(pilot, lambda: screen.busy is not None, "the start under way")
+        await choose(pilot, "crash:order")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is screen  # no modal: the start is still under way
+        assert runtime.faults.asked == [("start_broker", 2)]
+        release.set()
+        await until(pilot, lambda: screen.busy is None, "the start done")
+        await pilot.press("enter", "y")
+        await until(pilot, lambda: ("crash", "order") in runtime.faults.asked, "the crash")
