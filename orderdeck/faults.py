@@ -10,9 +10,9 @@ Service faults go through the supervisor's :class:`~orderdeck.services.faults.Se
 (the real worker raises, or waits per record). A poison record is produced like any other
 record, through ``kafka/clients.py``, so the service dead-letters it as it would any record
 that does not decode. Brokers are reached through a :class:`BrokerControl`: the runtime
-builds :func:`local_broker_control` for the single local broker it started; a local cluster
-hands its nodes to :class:`NodeBrokerControl`. Broker calls block (a JVM starts in seconds),
-so they run in a thread.
+builds one with :func:`local_broker_control` for the local Kafka it started or adopted (the
+nodes of a three-broker ``LocalCluster``, or the single broker as node 1). Broker calls
+block (a JVM starts in seconds), so they run in a thread.
 """
 
 from __future__ import annotations
