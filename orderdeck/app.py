@@ -65,6 +65,7 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("services", "5", "Services"),
     ("orders", "6", "Orders"),
     ("cluster", "7", "Cluster"),
+    ("chaos", "8", "Chaos"),
 )
 POLL_INTERVAL_S = 1.0
 TICK_INTERVAL_S = 0.25
@@ -101,6 +102,7 @@ class OrderDeckApp(App[int]):
         "services": _lazy_screen("services", "ServicesScreen"),
         "orders": _lazy_screen("orders", "OrdersScreen"),
         "cluster": _lazy_screen("cluster", "ClusterScreen"),
+        "chaos": _lazy_screen("chaos", "ChaosScreen"),
     }
 
     #: Narrow terminals get the ``-narrow`` class on every screen, and their CSS the compact

@@ -67,7 +67,17 @@ class Settings(BaseModel):
     )
     kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
     partitions: int = Field(default=3, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Copies of each new topic's partitions; None: 3 on three brokers or more "
+        "(with min.insync.replicas=2), else the broker count.",
+    )
+    local_brokers: int | None = Field(
+        default=None,
+        description="Brokers of the local Kafka (1 or 3, --brokers); None: as the data dir "
+        "was set up (a recorded three-broker cluster keeps being used).",
+    )
     topic_prefix: str = Field(
         default="",
         description="Prefix for every topic and group name (tests use it to share a broker).",

@@ -528,9 +528,14 @@ async def _produce(
 ) -> Delivery:
     from aiokafka.errors import KafkaError
 
+    topic = names.resolve(event.topic)
     try:
-        return await producer.send_event(event, names.resolve(event.topic), timeout=ack_timeout)
+        return await producer.send_event(event, topic, timeout=ack_timeout)
     except TimeoutError:
-        raise OrderNotAcknowledgedError(ack_timeout, "timed out") from None
+        # On a replicated cluster the usual cause is brokers down: say which (the 503 names
+        # NOT_ENOUGH_REPLICAS) rather than only that the wait ran out.
+        shortage = await producer.replica_shortage(topic, event.orderId.encode())
+        cause = f"timed out; {shortage}" if shortage else "timed out"
+        raise OrderNotAcknowledgedError(ack_timeout, cause) from None
     except KafkaError as exc:
         raise OrderNotAcknowledgedError(ack_timeout, type(exc).__name__) from None

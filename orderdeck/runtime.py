@@ -27,6 +27,7 @@ from orderdeck.api_models import HealthReport, KafkaHealth, ServiceHealth
 from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames, dlq_topic
+from orderdeck.faults import BrokerControl, FaultInjector, local_broker_control
 from orderdeck.http_server import EmbeddedServer, build_server
 from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport, read_dead_letters
 from orderdeck.kafka.dead_letters import redrive as redrive_dead_letters
@@ -52,7 +53,8 @@ if TYPE_CHECKING:
     from orderdeck.kafka.admin import GroupInspector, GroupSnapshot
     from orderdeck.kafka.cluster import ClusterReader
     from orderdeck.kafka.cluster_model import ClusterView
-    from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.local import LocalKafka, StartResult
+    from orderdeck.kafka.local_cluster import ClusterStartResult, LocalCluster
     from orderdeck.kafka.offset_reset import PlannedOffset, ResetTarget, TopicSelection
     from orderdeck.kafka.tail import TopicTail
     from orderdeck.services.supervisor import Supervisor
@@ -128,6 +130,7 @@ class Runtime:
         ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
         monitor: bool = True,
         store_on_loop: bool = False,
+        broker_control: BrokerControl | None = None,
     ) -> None:
         self.settings = settings
         #: Run store transactions on the event loop's thread (see ``Store.run_inline``): for
@@ -151,7 +154,7 @@ class Runtime:
         self._steps: dict[StepName, StartupStep] = {
             n: StartupStep(n, "pending") for n in STEP_NAMES
         }
-        self._local: LocalKafka | None = None
+        self._local: LocalKafka | LocalCluster | None = None
         self._stop_local = False
         self._store: StoreBackend | None = None
         self._producer: EventProducer | None = None
@@ -188,6 +191,15 @@ class Runtime:
         self.lag_tracker = LagTracker()
         self._snapshot_at = 0.0
         self._rate = RateMeter(RATE_WINDOW_S)
+        #: The Chaos screen's faults and their timeline (``broker_control`` stops, kills and
+        #: starts the local brokers; the single local broker's is made when it starts).
+        self.faults = FaultInjector(
+            names=self.names,
+            kafka=lambda: self.kafka,
+            service_faults=lambda: self.supervisor.faults,
+            services=self.services,
+            broker_control=broker_control,
+        )
         self._started = False
         self._running = False
 
@@ -202,6 +214,14 @@ class Runtime:
     def bootstrap_servers(self) -> str:
         """Where Kafka is (the local broker's real port once it started)."""
         return self.kafka.bootstrap_servers
+
+    @property
+    def local_cluster(self) -> LocalCluster | None:
+        """The three local brokers this runtime started or adopted (broker faults act on
+        its ``nodes``); None on a single broker or an external cluster."""
+        from orderdeck.kafka.local_cluster import LocalCluster
+
+        return self._local if isinstance(self._local, LocalCluster) else None
 
     @property
     def store(self) -> StoreBackend:
@@ -292,12 +312,17 @@ class Runtime:
 
         self._kafka_state = "starting"
         if self.settings.uses_local_kafka:
-            from orderdeck.kafka.local import LocalKafka
+            from orderdeck.kafka.local_cluster import local_kafka_for
 
             self._progress("kafka", "running", "starting the local Apache Kafka")
-            local = LocalKafka(self.settings.data_dir, port=self.settings.kafka_port)
+            local = local_kafka_for(
+                self.settings.data_dir, self.settings.kafka_port, self.settings.local_brokers
+            )
             self._local = local
-            starting = asyncio.ensure_future(asyncio.to_thread(local.start))
+            if self.faults.broker_control is None:
+                self.faults.broker_control = local_broker_control(local)
+            start: Callable[[], StartResult | ClusterStartResult] = local.start
+            starting = asyncio.ensure_future(asyncio.to_thread(start))
             try:
                 result = await asyncio.shield(starting)
             except asyncio.CancelledError:
@@ -547,6 +572,7 @@ class Runtime:
                 self._counts = counts
                 self._rate.add(time.monotonic(), sum(counts.values()))
                 self._orders_per_s = self._rate.rate() or 0.0
+                await self._watch_faults()
                 if tick % LAG_EVERY_N_TICKS == 0:
                     await self._refresh_kafka()
             except asyncio.CancelledError:
@@ -576,18 +602,20 @@ class Runtime:
         elif state != self._kafka_state:
             log.warning("Kafka at %s is %s", self.bootstrap_servers, state)
         self._kafka_state = state
+        self.faults.watcher.kafka(reachable)
         if not reachable:
             return
         await self._refresh_replication()
         if not (self.services or self.external_services):
             await self._refresh_dead_letters()
             return
-        if time.monotonic() - self._snapshot_at < LAG_MAX_AGE_S:
-            return  # somebody (the groups screen) asked very recently
-        try:
-            await asyncio.wait_for(self.group_snapshots(), LAG_TIMEOUT_S)
-        except Exception as exc:
-            log.debug("group snapshots failed: %s", exc)
+        # Not when somebody (the control center's poll) asked very recently; the dead-letter
+        # depths are read all the same (nobody else reads them).
+        if time.monotonic() - self._snapshot_at >= LAG_MAX_AGE_S:
+            try:
+                await asyncio.wait_for(self.group_snapshots(), LAG_TIMEOUT_S)
+            except Exception as exc:
+                log.debug("group snapshots failed: %s", exc)
         await self._refresh_dead_letters()
 
     async def _refresh_replication(self) -> None:
@@ -599,6 +627,15 @@ class Runtime:
             log.debug("cluster metadata failed: %s", exc)
             return
         self._replication = (view.under_replicated, view.offline)
+        self.faults.watcher.cluster(view)
+
+    async def _watch_faults(self) -> None:
+        """Feed the chaos timeline the services' states and, while a fault is open, how many
+        in-flight orders are older than it (one indexed count per open fault)."""
+        if self._supervisor is not None:
+            self.faults.watcher.services(self._supervisor.statuses())
+        store = self.store
+        await self.faults.watcher.orders(lambda age: store.run(store.stuck_count, age))
 
     async def _refresh_dead_letters(self) -> None:
         """The depth of every dead-letter topic, from its offsets: the same number whichever
@@ -607,6 +644,7 @@ class Runtime:
         try:
             inspector = await self._ensure_inspector()
             self._dlq_records = await asyncio.wait_for(inspector.topic_records(dlqs), LAG_TIMEOUT_S)
+            self.faults.watcher.dead_letters(self._dlq_records)
         except Exception as exc:
             log.debug("dead-letter offsets failed: %s", exc)
 
@@ -725,6 +763,7 @@ class Runtime:
         snapshots = await inspector.describe(self.service_groups())
         self._snapshots = snapshots
         self.lag_tracker.observe(snapshots)
+        self.faults.watcher.groups(snapshots)
         self._lags = {s.group: s.total_lag for s in snapshots}
         self._total_lag = sum(self._lags.values())
         self._snapshot_at = time.monotonic()
@@ -798,6 +837,7 @@ class Runtime:
         """
         view = await (await self._cluster_reader()).describe()
         self._replication = (view.under_replicated, view.offline)
+        self.faults.watcher.cluster(view)
         return view
 
     async def _cluster_reader(self) -> ClusterReader:

@@ -36,6 +36,18 @@ def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_brokers_flag(parser: argparse.ArgumentParser) -> None:
+    """``--brokers 1|3``: how many local brokers to run (only without an external cluster)."""
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="local brokers to run: 3 is a real three-broker KRaft cluster (replication "
+        "factor 3, min.insync.replicas=2); default: as the data dir was set up, else 1",
+    )
+
+
 def kafka_to_inspect(args: argparse.Namespace) -> KafkaConnection:
     """The flags' cluster, else the data dir's local broker if it is running.
 
@@ -49,7 +61,11 @@ def kafka_to_inspect(args: argparse.Namespace) -> KafkaConnection:
     if getattr(args, "bootstrap_servers", None):
         return KafkaConnection(str(args.bootstrap_servers))
     from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.local_cluster import LocalCluster
 
+    cluster = LocalCluster.load(args.data_dir)
+    if cluster is not None and cluster.is_running():
+        return cluster.connection()
     local = LocalKafka(args.data_dir)
     if local.status() is None:
         raise OrderdeckError(
@@ -104,6 +120,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         values["kafka_config"] = args.kafka_config
     if getattr(args, "data_dir", None) is not None:
         values["data_dir"] = args.data_dir
+    if getattr(args, "brokers", None) is not None:
+        values["local_brokers"] = args.brokers
     if getattr(args, "port", None) is not None:
         values["api_port"] = args.port
     if getattr(args, "store", None):

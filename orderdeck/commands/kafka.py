@@ -13,11 +13,18 @@ import time
 from typing import TYPE_CHECKING
 
 from orderdeck.commands import kafka_describe
-from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
+from orderdeck.commands.common import (
+    add_brokers_flag,
+    add_data_dir_flag,
+    add_kafka_flags,
+    kafka_to_inspect,
+)
 from orderdeck.defaults import DEFAULT_KAFKA_PORT, env_default
+from orderdeck.errors import OrderdeckError
 
 if TYPE_CHECKING:
     from orderdeck.kafka.local import LocalKafka
+    from orderdeck.kafka.local_cluster import LocalCluster
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "<data-dir>/kafka/client.properties for orderdeck and `kcat -F`; the data dir stays "
         "secure on later starts",
     )
+    add_brokers_flag(start)
     start.set_defaults(func=run_start)
 
     stop = actions.add_parser("stop", help="shut the local broker down cleanly")
@@ -135,6 +143,9 @@ def run_start(args: argparse.Namespace) -> int:
     from orderdeck.kafka.topics import ensure_topics
 
     _quiet_client_logs()
+    cluster = _cluster(args)
+    if cluster is not None:
+        return _start_cluster(cluster, args)
     kafka = _local(args)
     if not is_installed() and kafka.status() is None:
         print(f"Installing Apache Kafka {KAFKA_VERSION} with Maven (first time only)...")
@@ -158,8 +169,57 @@ def run_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> LocalCluster | None:
+    """The data dir's three brokers when asked for (``--brokers 3``) or recorded there."""
+    from orderdeck.kafka.local_cluster import LocalCluster, local_kafka_for
+
+    port = getattr(args, "port", DEFAULT_KAFKA_PORT)
+    chosen = local_kafka_for(args.data_dir, port, getattr(args, "brokers", None))
+    return chosen if isinstance(chosen, LocalCluster) else None
+
+
+def _start_cluster(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    from orderdeck.kafka.local import KAFKA_VERSION
+    from orderdeck.kafka.local_cluster import NODE_HEAP_OPTS
+    from orderdeck.kafka.topics import ensure_topics
+
+    if args.secure:
+        raise OrderdeckError("--secure is for the single local broker, not --brokers 3")
+    result = cluster.start(timeout=args.timeout)
+    if result.already_running:
+        print(f"Kafka's {len(cluster.nodes)} brokers already run for {cluster.data_dir}.")
+    else:
+        print(
+            f"Started Apache Kafka {KAFKA_VERSION} on {len(cluster.nodes)} brokers in "
+            f"{result.seconds:.1f} s (heap {' '.join(NODE_HEAP_OPTS)} each):"
+        )
+    for node in cluster.nodes:
+        print(
+            f"  broker {node.node_id}: {node.bootstrap} (controller port "
+            f"{node.controller_port}, pid {node.pid}); log: {node.log_path}"
+        )
+    report = asyncio.run(ensure_topics(cluster.connection()))
+    if report.created:
+        print(
+            f"Created topics (replication factor 3, min.insync.replicas=2): "
+            f"{', '.join(report.created)}"
+        )
+    print(result.bootstrap_servers)
+    return 0
+
+
 def run_stop(args: argparse.Namespace) -> int:
-    """Stop this data dir's broker if it runs."""
+    """Stop this data dir's broker (or every broker of its cluster) if it runs."""
+    cluster = _cluster(args)
+    if cluster is not None:
+        pids = [(node, node.pid) for node in cluster.nodes]
+        if not cluster.stop(timeout=args.timeout):
+            print(f"Kafka is not running for {cluster.data_dir}.")
+            return 0
+        for node, pid in pids:
+            if pid is not None:
+                print(f"Stopped broker {node.node_id} (pid {pid}) on {node.bootstrap}.")
+        return 0
     kafka = _local(args)
     status = kafka.status()
     if status is None or not kafka.stop(timeout=args.timeout):
@@ -170,7 +230,13 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """Print the broker's address, pid, version and uptime; exit 1 when it is not running."""
+    """Print the broker's address, pid, version and uptime; exit 1 when it is not running.
+
+    For a cluster: a line per broker; exit 1 when none runs (some down is still a cluster).
+    """
+    cluster = _cluster(args)
+    if cluster is not None:
+        return _cluster_status(cluster)
     kafka = _local(args)
     status = kafka.status()
     if status is None:
@@ -184,6 +250,24 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"data dir:  {status.data_dir}")
     print(f"log:       {status.log_path}")
     return 0
+
+
+def _cluster_status(cluster: LocalCluster) -> int:
+    running = 0
+    print(f"bootstrap: {cluster.bootstrap_servers}")
+    print(f"data dir:  {cluster.data_dir} (cluster id {cluster.cluster_id})")
+    for node in cluster.nodes:
+        status = node.status()
+        if status is None:
+            print(f"broker {node.node_id}:  {node.bootstrap}  down")
+            continue
+        running += 1
+        print(
+            f"broker {node.node_id}:  {node.bootstrap}  pid {status.pid}  "
+            f"Apache Kafka {status.version}  up {_duration(status.uptime)}  log {node.log_path}"
+        )
+    print(f"running:   {running} of {len(cluster.nodes)} brokers")
+    return 0 if running else 1
 
 
 def run_topics(args: argparse.Namespace) -> int:

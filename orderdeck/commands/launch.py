@@ -12,6 +12,7 @@ import argparse
 from orderdeck.commands.api_access import add_api_access_flags
 from orderdeck.commands.common import (
     add_api_port_flag,
+    add_brokers_flag,
     add_data_dir_flag,
     add_kafka_flags,
     add_store_flag,
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "is given, the order API and the four services) inside the Textual control center.",
     )
     add_kafka_flags(parser)
+    add_brokers_flag(parser)
     add_api_port_flag(parser)
     add_api_access_flags(parser)
     add_data_dir_flag(parser)

@@ -21,6 +21,7 @@ from typing import Any
 from orderdeck.commands.api_access import add_api_access_flags
 from orderdeck.commands.common import (
     add_api_port_flag,
+    add_brokers_flag,
     add_data_dir_flag,
     add_kafka_flags,
     add_store_flag,
@@ -83,6 +84,7 @@ def register(subparsers: Any) -> None:
     add_api_port_flag(parser)
     add_api_access_flags(parser)
     add_kafka_flags(parser)
+    add_brokers_flag(parser)
     add_data_dir_flag(parser)
     add_store_flag(parser)
     parser.set_defaults(func=run)

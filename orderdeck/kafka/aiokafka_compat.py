@@ -23,7 +23,8 @@ tasks are cancelled, then its connections closed. That needs
 
 **ListOffsets and Metadata requests** (:func:`send_request`): ``AIOKafkaAdminClient`` has no
 ListOffsets call and only asks for metadata with ``allow_auto_topic_creation``, so
-``kafka/admin.py`` sends those requests through the admin client's ``_send_request``. The public
+``kafka/admin.py`` sends those requests through the admin client's ``_send_request`` (or, to
+any broker, its ``_client``: see :func:`send_request`). The public
 alternatives were weighed and do not give the numbers the official ``kafka-consumer-groups``
 tool gives: ``AIOKafkaConsumer.end_offsets()`` waits for a partition without a leader until its
 request timeout and then raises (the tool shows ``-`` for that partition and goes on), and blocks
@@ -42,12 +43,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     ),
     #: Of each batch queued in a producer's accumulator.
     "MessageBatch": ("future", "_msg_futures", "_drain_waiter", "retry_count"),
-    "AIOKafkaAdminClient": ("_send_request",),
+    "AIOKafkaAdminClient": ("_send_request", "_client"),
 }
 
 #: Coordinator tasks, of a group consumer and of one outside any group; absent ones are skipped.
@@ -109,8 +111,29 @@ def queued_batches(producer: AIOKafkaProducer) -> list[Any]:
 
 
 async def send_request(admin: AIOKafkaAdminClient, request: Any, node_id: int | None = None) -> Any:
-    """Send a protocol request through ``admin``'s connections (to ``node_id``, or any broker)."""
-    return await admin._send_request(request, node_id)
+    """Send a protocol request through ``admin``'s connections (to ``node_id``, or any broker).
+
+    "Any broker" tries each one the client knows, in random order: aiokafka would pick one at
+    random and fail when it is a broker that just died, which its metadata names until the
+    next refresh — on a three-broker cluster, every third Cluster-screen refresh after a kill.
+    """
+    if node_id is not None:
+        return await admin._send_request(request, node_id)
+    return await send_to_any_broker(admin._client, request)
+
+
+async def send_to_any_broker(client: Any, request: Any) -> Any:
+    """Send ``request`` to the first broker of ``client`` (an AIOKafkaClient) that answers."""
+    nodes = [broker.nodeId for broker in client.cluster.brokers()]
+    random.shuffle(nodes)
+    failure: KafkaError = KafkaConnectionError("no broker is known")
+    for node in nodes:
+        try:
+            return await client.send(node, request)
+        except (KafkaConnectionError, NodeNotReadyError) as exc:
+            failure = exc
+            client.force_metadata_update()  # learn that it is gone
+    raise failure
 
 
 async def stop_within(kafka: KafkaClient, grace: float, what: str) -> None:

@@ -214,11 +214,15 @@ async def is_ready(kafka: KafkaConnection, timeout: float) -> bool:  # noqa: ASY
     need a real client's handshake, which :func:`check_connection` does on one connection.
     """
     if kafka.is_plaintext:
-        host, port = probe.parse_bootstrap(kafka.bootstrap_servers)[0]
-        try:
-            return (await probe.probe_async(host, port, timeout=timeout)).ready
-        except probe.ProbeError:
-            return False
+        # Every bootstrap address in turn: with one broker of three down the cluster still
+        # answers, and asking only the first would call it unreachable.
+        for host, port in probe.parse_bootstrap(kafka.bootstrap_servers):
+            try:
+                if (await probe.probe_async(host, port, timeout=timeout)).ready:
+                    return True
+            except probe.ProbeError:
+                continue
+        return False
     try:
         return (await check_connection(kafka, timeout)).ready
     except KafkaUnavailableError:

@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.admin.config_resource import ConfigResourceType
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import DescribeConfigsRequest
 from aiokafka.protocol.metadata import MetadataRequest
 
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
@@ -149,20 +150,19 @@ async def _topic_configs(
     """topic -> {retention.ms, cleanup.policy} (with broker defaults applied by the broker)."""
     if not topics:
         return {}
+    # The request admin.describe_configs would make, sent through send_request so that a
+    # broker that just died is skipped rather than picked at random.
     resources = [
-        ConfigResource(
-            ConfigResourceType.TOPIC, name, dict.fromkeys((RETENTION_MS, CLEANUP_POLICY))
-        )
-        for name in topics
+        (ConfigResourceType.TOPIC, name, [RETENTION_MS, CLEANUP_POLICY]) for name in topics
     ]
     configs: dict[str, dict[str, str | None]] = {}
-    for response in await admin.describe_configs(resources):
-        for resource in response.to_object()["resources"]:
-            if resource["error_code"] != 0:
-                continue  # deleted meanwhile: the topic shows without settings
-            configs[resource["resource_name"]] = {
-                entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
-            }
+    response = await send_request(admin, DescribeConfigsRequest(resources))
+    for resource in response.to_object()["resources"]:
+        if resource["error_code"] != 0:
+            continue  # deleted meanwhile: the topic shows without settings
+        configs[resource["resource_name"]] = {
+            entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
+        }
     return configs
 
 

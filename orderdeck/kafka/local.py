@@ -158,11 +158,23 @@ class LocalKafka:
     secure whatever is asked (see :attr:`secure`).
     """
 
-    def __init__(self, data_dir: Path, port: int = 9092, *, secure: bool = False) -> None:
+    #: The JVM's heap unless KAFKA_HEAP_OPTS is set; a node of a local cluster takes less.
+    heap_opts: tuple[str, ...] = HEAP_OPTS
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 9092,
+        *,
+        secure: bool = False,
+        kafka_dir: Path | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.port = port
         self._secure_requested = secure
-        self.kafka_dir = self.data_dir / "kafka"
+        # A node of a local cluster (kafka/local_cluster.py) keeps its files in a directory
+        # of its own under <data-dir>/kafka.
+        self.kafka_dir = Path(kafka_dir).absolute() if kafka_dir else self.data_dir / "kafka"
         self.config_path = self.kafka_dir / "server.properties"
         self.pid_path = self.kafka_dir / "kafka.pid"
         self.state_path = self.kafka_dir / "broker.json"
@@ -352,6 +364,17 @@ class LocalKafka:
         return _free_port()
 
     def _write_config(self, controller_port: int, connection: KafkaConnection) -> None:
+        config = self._config(controller_port, connection)
+        lines = ["# Written by `orderdeck kafka start` on every start; edits are overwritten."]
+        lines += [f"{key}={value}" for key, value in config.items()]
+        text = "\n".join(lines) + "\n"
+        if connection.uses_sasl:
+            write_private(self.config_path, text.encode())
+        else:
+            _write_atomic(self.config_path, text)
+
+    def _config(self, controller_port: int, connection: KafkaConnection) -> dict[str, str]:
+        """The broker's ``server.properties`` as a dict (a cluster node amends it)."""
         listener = connection.security_protocol
         config = {
             "process.roles": "broker,controller",
@@ -385,13 +408,7 @@ class LocalKafka:
             # The log cleaner grabs 128 MB of heap by default; a laptop broker needs far less.
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
         }
-        lines = ["# Written by `orderdeck kafka start` on every start; edits are overwritten."]
-        lines += [f"{key}={value}" for key, value in config.items()]
-        text = "\n".join(lines) + "\n"
-        if connection.uses_sasl:
-            write_private(self.config_path, text.encode())
-        else:
-            _write_atomic(self.config_path, text)
+        return config
 
     def _security_config(self, connection: KafkaConnection) -> dict[str, str]:
         """SASL/SCRAM and TLS settings of the data listener (none for plaintext)."""
@@ -476,7 +493,7 @@ class LocalKafka:
         cds_opts, dump = _class_archive_options(java, libs)
         command = [
             java,
-            *_env_opts("KAFKA_HEAP_OPTS", HEAP_OPTS),
+            *_env_opts("KAFKA_HEAP_OPTS", self.heap_opts),
             *_env_opts("KAFKA_JVM_PERFORMANCE_OPTS", self.performance_opts),
             *COMMON_OPTS,
             *cds_opts,

@@ -17,11 +17,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from orderdeck.events import encode, headers_for
-from orderdeck.kafka.aiokafka_compat import FORCE_CLOSE_S, cancel_tasks, stop_within
+from orderdeck.kafka.aiokafka_compat import (
+    FORCE_CLOSE_S,
+    cancel_tasks,
+    send_to_any_broker,
+    stop_within,
+)
 from orderdeck.kafka.clients import client_id_for, new_producer
 from orderdeck.kafka.connection import KafkaConnection
 
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 DEFAULT_REQUEST_TIMEOUT_MS = 10_000
 #: How long stop() lets pending sends drain before failing them (Kafka may be unreachable).
 STOP_TIMEOUT_S = 1.0
+#: How long the reason for an unacknowledged send may take to find out (see replica_shortage).
+SHORTAGE_CHECK_S = 1.0
 
 #: (topic, key, value, headers) of one record for :meth:`EventProducer.send_many`.
 RawRecord = tuple[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
@@ -62,6 +69,21 @@ class KeyPartitioner:
 
 #: One memo for every producer of the process.
 PARTITIONER = KeyPartitioner()
+
+
+def _shortage(
+    topic: str, partition: int, leader: int, replicas: Sequence[int], isr: Sequence[int]
+) -> str | None:
+    where = f"{topic}[{partition}]"
+    if leader < 0:
+        return f"partition {where} has no leader"
+    # orderdeck gives three-replica topics min.insync.replicas=2 (kafka/topics.py).
+    if len(replicas) >= 3 and len(isr) < 2:
+        return (
+            f"not enough in-sync replicas: partition {where} has {len(isr)} of "
+            f"{len(replicas)} in sync and min.insync.replicas=2"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -164,6 +186,39 @@ class EventProducer:
             return await delivery
         async with asyncio.timeout(timeout):
             return await delivery
+
+    async def replica_shortage(
+        self,
+        topic: str,
+        key: bytes,
+        timeout: float = SHORTAGE_CHECK_S,  # noqa: ASYNC109 - a bound on one small request
+    ) -> str | None:
+        """Why a send to ``key``'s partition may not be acknowledged, when the cause is
+        replication: the partition has no leader, or fewer in-sync replicas than an
+        ``acks=all`` write needs (NOT_ENOUGH_REPLICAS). None when that is not the case or the
+        cluster does not answer within ``timeout``.
+
+        The idempotent producer retries NOT_ENOUGH_REPLICAS until the caller's bound runs out,
+        so the error itself never reaches the caller; fresh metadata says it instead.
+        """
+        from aiokafka.protocol.metadata import MetadataRequest
+
+        client = self._producer.client
+        request = MetadataRequest([topic], allow_auto_topic_creation=False)
+        try:
+            async with asyncio.timeout(timeout):
+                partitions = sorted(await self._producer.partitions_for(topic))
+                response = await send_to_any_broker(client, request)
+        except (TimeoutError, KafkaError, OSError):
+            return None
+        partition = PARTITIONER(key, partitions, partitions)
+        for entry in response.to_object()["topics"]:
+            for part in entry.get("partitions") or ():
+                if entry.get("topic") == topic and part["partition"] == partition:
+                    return _shortage(
+                        topic, partition, part["leader"], part["replicas"], part["isr"]
+                    )
+        return None
 
     # Single events (the API's OrderPlaced) are gathered into record batches, as send_many
     # does for a service's batch: the requests that finish validation while the previous

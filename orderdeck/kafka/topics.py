@@ -27,6 +27,10 @@ from orderdeck.kafka.clients import new_admin, new_consumer
 from orderdeck.kafka.connection import KafkaConnection
 
 _TOPIC_ALREADY_EXISTS = 36
+#: Copies of each partition on a cluster of three or more brokers, and how many must have a
+#: write before it is acknowledged.
+FULL_REPLICATION = 3
+FULL_MIN_INSYNC = 2
 _REQUEST_TIMEOUT_MS = 15_000
 
 
@@ -111,14 +115,20 @@ class TopicAdmin:
         self,
         topics: Sequence[str],
         partitions: int = 3,
-        replication_factor: int = 1,
+        replication_factor: int | None = 1,
         wait_s: float = 30.0,
     ) -> TopicReport:
-        """Create the missing ``topics``; raise TopicError for ones with too few partitions."""
+        """Create the missing ``topics``; raise TopicError for ones with too few partitions.
+
+        ``replication_factor=None`` takes it from the cluster (:meth:`cluster_replication`).
+        """
         existing = await self.partition_counts()
         self._check_partitions(topics, existing, partitions)
         missing = [t for t in topics if t not in existing]
-        created = await self._create(missing, partitions, replication_factor) if missing else []
+        if replication_factor is None and missing:
+            replication_factor = await self.cluster_replication()
+        replicas = replication_factor or 1
+        created = await self._create(missing, partitions, replicas) if missing else []
         counts = await self._wait_led(topics, wait_s)
         # Checked again: a topic created by someone else a moment ago shows up only now.
         self._check_partitions(topics, counts, partitions)
@@ -148,9 +158,25 @@ class TopicAdmin:
                 f"could not delete topics on {self.kafka.bootstrap_servers}: {exc}"
             ) from None
 
+    async def cluster_replication(self) -> int:
+        """The replication factor the pipeline's topics get here: 3 copies where there are
+        three brokers or more (the local cluster of ``kafka start --brokers 3``), else one
+        per broker."""
+        brokers = await self._admin.describe_cluster()
+        return max(1, min(FULL_REPLICATION, len(brokers.get("brokers") or ())))
+
     async def _create(self, topics: list[str], partitions: int, replication: int) -> list[str]:
+        # With three copies a write must reach two before it is acknowledged (acks=all), so
+        # one lost broker loses nothing and two lost refuse writes instead of keeping one copy.
+        configs = {"min.insync.replicas": str(FULL_MIN_INSYNC)} if replication >= 3 else {}
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in topics
+            NewTopic(
+                t,
+                num_partitions=partitions,
+                replication_factor=replication,
+                topic_configs=configs,
+            )
+            for t in topics
         ]
         try:
             response = await self._admin.create_topics(new)
@@ -220,9 +246,12 @@ async def ensure_topics(
     kafka: KafkaConnection,
     names: TopicNames = TopicNames(),  # noqa: B008 - frozen dataclass, safe as a default
     partitions: int = 3,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
 ) -> TopicReport:
     """Make sure the four pipeline topics and their ``.dlq`` topics exist; idempotent.
+
+    ``replication_factor=None``: 3 (with ``min.insync.replicas=2``) on three brokers or
+    more, else the broker count.
 
     Returns once the topics have partition leaders and the services' consumer groups have a
     coordinator, so consumers started next join their groups at once.

@@ -28,6 +28,7 @@ from orderdeck.events import TopicNames
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.rates import RateMeter
 from orderdeck.services import SERVICE_NAMES, FailureRecord, Service, ServiceCounters, ServiceStatus
+from orderdeck.services.faults import ServiceFaults
 from orderdeck.services.inventory import InventoryService
 from orderdeck.services.notification import NotificationService
 from orderdeck.services.order import OrderService
@@ -120,6 +121,8 @@ class Supervisor:
         self._store = store
         self._owns_store = store is None
         self._store_lock = asyncio.Lock()
+        #: Crashes and slow-downs the control center injects into the workers.
+        self.faults = ServiceFaults()
 
     # -- lifecycle
 
@@ -337,6 +340,7 @@ class Supervisor:
                 paused=group.paused,
                 on_failure=self._record_failure,
                 store=store,
+                faults=self.faults,
             )
             slot.worker = worker
             try:

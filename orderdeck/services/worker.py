@@ -46,6 +46,7 @@ from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord, Service, ServiceCounters
 from orderdeck.services.acks import Abandoned, AckPipeline
 from orderdeck.services.batch import BatchApplier, StoreCalls
+from orderdeck.services.faults import NO_FAULTS, ServiceFaults
 from orderdeck.store import open_store
 from orderdeck.store.tx import StoreBackend
 from orderdeck.store.url import StoreURL
@@ -108,6 +109,7 @@ class ServiceWorker:
         on_failure: Callable[[FailureRecord], None] | None = None,
         on_batch: Callable[[], None] | None = None,
         store: StoreBackend | None = None,
+        faults: ServiceFaults | None = None,
     ) -> None:
         self.service = service
         self.kafka = kafka
@@ -133,6 +135,8 @@ class ServiceWorker:
         self._owns_store = store is None
         self._last_sweep = 0.0
         self._last_prune = 0.0
+        #: Crashes and latency injected from the control center (services/faults.py).
+        self._fault = (faults or NO_FAULTS).switch(service.name)
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -242,6 +246,7 @@ class ServiceWorker:
     async def _loop(self, consumer: AIOKafkaConsumer, pipeline: AckPipeline) -> None:
         try:
             while not self._stopping.is_set():
+                self._fault.check()
                 pipeline.advance()
                 # While batches are under way, come back soon to commit what was acked.
                 batch = await consumer.getmany(
@@ -307,6 +312,7 @@ class ServiceWorker:
         """Apply a batch in one transaction, then hand it to the pipeline to send and commit."""
         assert self._calls is not None
         records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
+        await self._fault.delay(len(records), self._stopping)  # a slow-down from the Chaos screen
         # Taken before the transaction: sends of earlier batches that finish meanwhile add
         # their ids afresh, for the next transaction.
         sent = pipeline.take_sent()

@@ -19,6 +19,7 @@ from orderdeck.widgets.log_buffer import LogBuffer
 
 if TYPE_CHECKING:
     from orderdeck.events import TopicNames
+    from orderdeck.faults import BrokerRef, TimelineView
     from orderdeck.kafka.admin import GroupSnapshot
     from orderdeck.kafka.cluster_model import ClusterView
     from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport
@@ -86,6 +87,31 @@ class TailLike(Protocol):
     ) -> list[TailRecord]: ...
 
 
+class FaultControl(Protocol):
+    """The faults the Chaos screen causes and the timeline of their recovery
+    (``orderdeck.faults.FaultInjector``)."""
+
+    def crash_service(self, name: str) -> None: ...
+
+    def slow_service(self, name: str, ms: float) -> None: ...
+
+    def unslow_service(self, name: str) -> None: ...
+
+    def slowed(self) -> dict[str, float]: ...
+
+    async def inject_poison(self, topic: str) -> None: ...
+
+    async def brokers(self) -> list[BrokerRef]: ...
+
+    async def stop_broker(self, broker_id: int) -> None: ...
+
+    async def kill_broker(self, broker_id: int) -> None: ...
+
+    async def start_broker(self, broker_id: int) -> None: ...
+
+    def timeline(self) -> TimelineView: ...
+
+
 class RuntimeLike(Protocol):
     """Everything the control center needs from the running system."""
 
@@ -103,6 +129,9 @@ class RuntimeLike(Protocol):
 
     @property
     def supervisor(self) -> ServiceControl: ...
+
+    @property
+    def faults(self) -> FaultControl: ...
 
     async def start(self) -> None: ...
 

@@ -12,6 +12,7 @@ from orderdeck.events import TopicNames
 from orderdeck.kafka.admin import GroupInspector
 from orderdeck.kafka.clients import client_id_for, is_ready, new_consumer, wait_until_ready
 from orderdeck.kafka.connection import KafkaConnection
+from tests.conftest import free_port
 
 
 def test_client_ids_are_the_prefix_and_the_role() -> None:
@@ -53,6 +54,15 @@ async def test_a_group_member_carries_the_prefixed_client_id(
 async def test_readiness_of_the_session_broker(kafka_connection: KafkaConnection) -> None:
     await wait_until_ready(kafka_connection, timeout=10)
     assert await is_ready(kafka_connection, timeout=5)
+
+
+async def test_a_cluster_whose_first_bootstrap_broker_is_down_is_still_ready(
+    kafka_bootstrap: str,
+) -> None:
+    # One broker of three killed: the cluster answers through the others.
+    gone = f"127.0.0.1:{free_port()}"
+    assert await is_ready(KafkaConnection(f"{gone},{kafka_bootstrap}"), timeout=2)
+    assert not await is_ready(KafkaConnection(gone), timeout=2)
 
 
 async def test_a_tls_client_on_a_plaintext_port_is_not_ready_and_says_so_in_time(

@@ -23,6 +23,8 @@ from orderdeck.events import (
     TopicNames,
     dlq_topic,
 )
+from orderdeck.fault_timeline import FaultTimeline, Observation
+from orderdeck.faults import BrokerRef, TimelineView
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
 from orderdeck.kafka.dead_letters import DeadLetter, Redriven, RedriveReport
@@ -352,6 +354,86 @@ class FakeTail:
         return []
 
 
+def _chaos_history(names: TopicNames) -> FaultTimeline:
+    """A kill -9 of broker 2 that recovered, then a slow-down still recovering (fixed times)."""
+    at = BASE.timestamp()
+    timeline = FaultTimeline()
+    leaders = {(names.orders, 0): 2, (names.orders, 1): 3}
+    timeline.observe(Observation(at=at, brokers=frozenset({1, 2, 3}), leaders=leaders))
+    killed = timeline.fault("kill_broker", "2", "kill -9 broker 2", at + 1.0)
+    timeline.broker_stopped("2", at + 1.2)
+    timeline.observe(
+        Observation(
+            at=at + 3.4,
+            brokers=frozenset({1, 3}),
+            leaders={(names.orders, 0): 1, (names.orders, 1): 3},
+            under_replicated=6,
+            groups={names.orders: ("PreparingRebalance", frozenset())},
+        )
+    )
+    timeline.broker_started("2", at + 8.0)
+    timeline.observe(
+        Observation(
+            at=at + 14.6,
+            brokers=frozenset({1, 2, 3}),
+            under_replicated=0,
+            groups={names.orders: ("Stable", frozenset({"m1"}))},
+            total_lag=0,
+            older_in_flight={killed: 0},
+        )
+    )
+    slow = timeline.fault("slow", "inventory", "slow inventory by 100 ms/record", at + 30.0)
+    timeline.observe(Observation(at=at + 32.0, total_lag=48, older_in_flight={slow: 5}))
+    return timeline
+
+
+class FakeFaults:
+    """The fault API with a fixed history; actions are recorded, not carried out."""
+
+    def __init__(self, names: TopicNames) -> None:
+        self.names = names
+        self.history = _chaos_history(names)
+        self.asked: list[tuple[str, object]] = []
+        self.broker_refs = [
+            BrokerRef(1, "127.0.0.1:9092", True, 4101),
+            BrokerRef(2, "127.0.0.1:9094", False, None),
+            BrokerRef(3, "127.0.0.1:9096", True, 4303),
+        ]
+        self._slowed = {"inventory": 100.0}
+
+    def crash_service(self, name: str) -> None:
+        self.asked.append(("crash", name))
+
+    def slow_service(self, name: str, ms: float) -> None:
+        self.asked.append(("slow", (name, ms)))
+        self._slowed[name] = ms
+
+    def unslow_service(self, name: str) -> None:
+        self.asked.append(("unslow", name))
+        self._slowed.pop(name, None)
+
+    def slowed(self) -> dict[str, float]:
+        return dict(self._slowed)
+
+    async def inject_poison(self, topic: str) -> None:
+        self.asked.append(("poison", topic))
+
+    async def brokers(self) -> list[BrokerRef]:
+        return list(self.broker_refs)
+
+    async def stop_broker(self, broker_id: int) -> None:
+        self.asked.append(("stop_broker", broker_id))
+
+    async def kill_broker(self, broker_id: int) -> None:
+        self.asked.append(("kill_broker", broker_id))
+
+    async def start_broker(self, broker_id: int) -> None:
+        self.asked.append(("start_broker", broker_id))
+
+    def timeline(self) -> TimelineView:
+        return TimelineView(tuple(self.history.entries()), tuple(self.history.summaries()))
+
+
 class FakeRuntime:
     """A runtime with fixed data and a fixed clock (see module docstring)."""
 
@@ -361,6 +443,7 @@ class FakeRuntime:
         self.api_url = "http://127.0.0.1:3000"
         self.store = FakeStore()
         self.supervisor = FakeSupervisor(self.names)
+        self.faults = FakeFaults(self.names)
         self.started = False
         self.stopped = False
         self.polls = 0

@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from orderdeck.app import OrderDeckApp
 from orderdeck.config import Settings
 from orderdeck.events import TopicNames
+from orderdeck.faults import BrokerControl
 from orderdeck.runtime import Runtime
 from orderdeck.screens.startup import StartupScreen
 from orderdeck.widgets.runtime_link import RuntimeHooks
@@ -54,6 +55,7 @@ async def running_app(
     data_dir: Path,
     *,
     kafka_config: Path | None = None,
+    broker_control: BrokerControl | None = None,
 ) -> AsyncIterator[tuple[OrderDeckApp, Pilot[int], Runtime]]:
     """The app with a real runtime, started; quits it with ``q`` at the end.
 
@@ -73,6 +75,7 @@ async def running_app(
         log_handler=hooks.log_buffer,
         on_progress=hooks.on_progress,
         on_change=hooks.on_change,
+        broker_control=broker_control,
     )
     app = OrderDeckApp(runtime, hooks=hooks)
     try:

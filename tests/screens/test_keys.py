@@ -43,8 +43,8 @@ async def test_f_keys_switch_screens_from_a_text_field_and_the_footer_says_so() 
         await pilot.pause()
         keys = footer(app)
         assert keys.get("esc") == "Leave field"
-        assert keys.get("F1…F7") == "Screens"
-        assert "1…7" not in keys
+        assert keys.get("F1…F8") == "Screens"
+        assert "1…8" not in keys
         assert "q" not in keys
         await pilot.press("3")
         assert app.screen.query_one("#customer", Input).value.endswith("3")
@@ -54,7 +54,7 @@ async def test_f_keys_switch_screens_from_a_text_field_and_the_footer_says_so() 
         await until(pilot, lambda: isinstance(app.screen, SubmitScreen), "Submit again")
         # Back on Submit the focus is on the results, so the digits switch screens again.
         assert isinstance(app.focused, DataTable)
-        assert footer(app).get("1…7") == "Screens"
+        assert footer(app).get("1…8") == "Screens"
 
 
 async def test_escape_leaves_a_field_and_digits_work_again() -> None:

@@ -19,6 +19,7 @@ from textual.widgets import Input
 
 from orderdeck.app import OrderDeckApp
 from orderdeck.runtime import StartupStep
+from orderdeck.screens.chaos import ChaosScreen
 from orderdeck.screens.cluster import ClusterScreen
 from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.group_panel import GroupPanel
@@ -210,3 +211,14 @@ def test_topics_filter_focused(snap_compare: SnapCompare) -> None:
         await pilot.pause()
 
     assert snap_compare(deck(), terminal_size=(80, 24), run_before=on_screen("3", into_filter))
+
+
+@pytest.mark.parametrize("size", [SIZES["80x24"], SIZES["120x36"]], ids=["80x24", "120x36"])
+def test_chaos_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def brokers_read(pilot: Pilot[Any]) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, ChaosScreen)
+        await until(pilot, lambda: screen.brokers_read, "the brokers read")
+        await pilot.pause()
+
+    assert snap_compare(deck(), terminal_size=size, run_before=on_screen("8", brokers_read))
