@@ -146,11 +146,22 @@ class ServiceProcesses:
     def states(self) -> list[tuple[str, str]]:
         """(service, state) for every service run by a child.
 
-        ``running`` only while the child is alive and reporting (it reports once its own
-        start-up is over); ``starting`` from its spawn to its first report; ``restarting`` as
-        soon as it has exited, even before the watcher has noticed.
+        While the child is alive and reporting (it reports once its own start-up is over),
+        each service's state is the one the child last reported for it: a service task
+        that crashed inside a live child reads ``restarting`` or ``failed`` here too.
+        Otherwise the child's own state: ``starting`` from its spawn to its first report,
+        ``restarting`` as soon as it has exited, even before the watcher has noticed.
         """
-        return [(name, self._state(child)) for child in self._children for name in child.services]
+        states = []
+        for child in self._children:
+            state = self._state(child)
+            reported = (
+                self.events.states(child.events_fd)
+                if state == "running" and child.events_fd is not None
+                else {}
+            )
+            states += [(name, reported.get(name, state)) for name in child.services]
+        return states
 
     def _state(self, child: _Child) -> str:
         if child.state != "running":
