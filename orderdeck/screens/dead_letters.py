@@ -128,7 +128,9 @@ class DeadLettersScreen(DeckScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DeckTable)
-        table.add_columns("", "POSITION", "REASON", "ORIGINAL", "SERVICE", "REDRIVEN")
+        # REASON last: it can be a long parser message, and the columns after it would be
+        # pushed off the screen (a DataTable column is as wide as its widest cell).
+        table.add_columns("", "POSITION", "SERVICE", "ORIGINAL", "REDRIVEN", "REASON")
         self.action_reload()
 
     # ------------------------------------------------------------------ view
@@ -143,7 +145,7 @@ class DeadLettersScreen(DeckScreen):
                 "e" if d.position in self.edits else " "
             )
             redriven = "yes" if d.redriven else "no"
-            table.add_row(mark, d.position, d.reason, original, d.service, redriven, key=d.position)
+            table.add_row(mark, d.position, d.service, original, redriven, d.reason, key=d.position)
         if self.letters:
             table.move_cursor(row=min(row, len(self.letters) - 1))
         self._show_state()
