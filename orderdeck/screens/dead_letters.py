@@ -130,7 +130,8 @@ class DeadLettersScreen(DeckScreen):
         table = self.query_one(DeckTable)
         # REASON last: it can be a long parser message, and the columns after it would be
         # pushed off the screen (a DataTable column is as wide as its widest cell).
-        table.add_columns("", "POSITION", "SERVICE", "ORIGINAL", "REDRIVEN", "REASON")
+        # The columns of ``orderdeck dlq list``.
+        table.add_columns("", "POSITION", "ORIGINAL", "SERVICE", "REDRIVEN", "REASON")
         self.action_reload()
 
     # ------------------------------------------------------------------ view
@@ -145,7 +146,7 @@ class DeadLettersScreen(DeckScreen):
                 "e" if d.position in self.edits else " "
             )
             redriven = "yes" if d.redriven else "no"
-            table.add_row(mark, d.position, d.service, original, redriven, d.reason, key=d.position)
+            table.add_row(mark, d.position, original, d.service, redriven, d.reason, key=d.position)
         if self.letters:
             table.move_cursor(row=min(row, len(self.letters) - 1))
         self._show_state()
