@@ -104,7 +104,9 @@ class DeadLettersScreen(DeckScreen):
         Binding("a", "select_all", "All"),
         Binding("e", "edit", "Edit"),
         Binding("r", "redrive", "Redrive"),
-        Binding("F", "toggle_force", "Force"),
+        # One key, two labels: the footer says what ``F`` will do.
+        Binding("F", "force(True)", "Force"),
+        Binding("F", "force(False)", "No force"),
         Binding("R", "reload", "Reload"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -198,9 +200,17 @@ class DeadLettersScreen(DeckScreen):
         self.selected = set() if self.selected == every else every
         self._show()
 
-    def action_toggle_force(self) -> None:
-        self.force = not self.force
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if allowed and action == "force":
+            return parameters == (not self.force,)
+        return allowed
+
+    def action_force(self, on: bool) -> None:
+        """``F``: redrive again records redriven before (or stop doing so)."""
+        self.force = on
         self._show_state()
+        self.refresh_bindings()
 
     def action_edit(self) -> None:
         letter = self._current()
