@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from orderdeck.app import OrderDeckApp  # noqa: E402
 from orderdeck.config import Settings  # noqa: E402
+from orderdeck.defaults import DEFAULT_API_PORT  # noqa: E402
 from orderdeck.kafka.connection import KafkaConnection  # noqa: E402
 from orderdeck.kafka.local import LocalKafka  # noqa: E402
 from orderdeck.kafka.producer import EventProducer  # noqa: E402
@@ -47,12 +48,17 @@ POISON = (
 )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(preferred: int) -> int:
+    """``preferred`` (the default a user sees) if nobody listens there, else any free port."""
+    for wanted in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", wanted))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+            return port
+    raise SystemExit("docs_screenshots: no free port")
 
 
 async def until(pilot: Pilot[Any], condition: Callable[[], bool], what: str, within: float) -> None:
@@ -105,13 +111,15 @@ async def main(bootstrap: str | None, out: Path) -> None:
         work = Path(scratch)
         broker = None
         if bootstrap is None:
-            broker = LocalKafka(work / "kafka", port=free_port())
+            broker = LocalKafka(work / "kafka", port=free_port(9092))
             await asyncio.to_thread(broker.start)
             bootstrap = broker.bootstrap_servers
         try:
             hooks = RuntimeHooks()
             settings = Settings(
-                bootstrap_servers=bootstrap, data_dir=work / "data", api_port=free_port()
+                bootstrap_servers=bootstrap,
+                data_dir=work / "data",
+                api_port=free_port(DEFAULT_API_PORT),
             )
             runtime = Runtime(
                 settings,
