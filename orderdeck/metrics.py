@@ -403,11 +403,17 @@ class ChildEventTotals:
         self._partial: dict[int, bytes] = {}
         self._reported: set[int] = set()
         self._states: dict[int, dict[str, str]] = {}
+        self._reported_at: dict[int, float] = {}
 
     def reporting(self, fd: int) -> bool:
         """True once the child on ``fd`` sent a report: it runs its services (a child starts
         reporting only after its start-up finished) and its pipe is still open."""
         return fd in self._reported and fd in self._live
+
+    def report_age(self, fd: int) -> float | None:
+        """Seconds since the child on ``fd`` last reported (None: no report yet)."""
+        at = self._reported_at.get(fd)
+        return None if at is None else time.monotonic() - at
 
     def states(self, fd: int) -> ServiceStates:
         """The service states in the latest report of the child on ``fd`` (empty before
@@ -454,6 +460,7 @@ class ChildEventTotals:
             if decoded is not None:
                 self._live[fd], self._states[fd] = decoded
                 self._reported.add(fd)
+                self._reported_at[fd] = time.monotonic()
                 break
 
     def _retire(self, fd: int) -> None:
@@ -461,6 +468,7 @@ class ChildEventTotals:
         self._partial.pop(fd, None)
         self._reported.discard(fd)
         self._states.pop(fd, None)
+        self._reported_at.pop(fd, None)
         if report is None:
             return
         with contextlib.suppress(ValueError, RuntimeError):

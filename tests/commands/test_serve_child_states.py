@@ -1,4 +1,4 @@
-"""``serve --processes``: a service that is stuck or crashing inside a live child is not green.
+"""``serve --processes``: a service stuck, crashing or silent inside a live child is not green.
 
 The child process stays alive throughout (so watching the process alone would say
 ``running``); what fails is one service task inside it. Two real faults, both made from this
@@ -10,6 +10,8 @@ service's worker crashes, and crashes again on every restart, until it is put ba
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -110,3 +112,29 @@ async def test_a_stuck_or_crashing_service_in_a_live_child_shows_in_health(
     database.close()
     assert _children(serve.proc.pid) == [child], "the child process itself never exited"
     assert "crashed (OperationalError: no such table: outbox" in serve.log(), serve.log()
+
+
+async def test_a_child_that_stops_reporting_is_not_shown_running(serve: ServeProcess) -> None:
+    """A child that is alive but silent (stopped here with SIGSTOP; a stuck event loop looks
+    the same) runs nothing anyone can see: its services read ``unknown``, then ``running``
+    again once it reports."""
+    await asyncio.to_thread(serve.wait_serving, 60, 2)
+    [child] = _children(serve.proc.pid)
+    async with httpx.AsyncClient(base_url=serve.url, timeout=10) as client:
+
+        async def states() -> set[str]:
+            health = (await client.get("/health")).json()
+            return {s["state"] for s in health["services"]}
+
+        async def are(*wanted: str) -> bool:
+            return await states() == set(wanted)
+
+        await wait_for(lambda: are("running"), within=60, what="the services to run")
+        os.kill(child, signal.SIGSTOP)
+        try:
+            await wait_for(lambda: are("unknown"), within=30, what="/health to see the silence")
+            assert (await client.get("/health")).json()["status"] == "degraded"
+        finally:
+            os.kill(child, signal.SIGCONT)
+        await wait_for(lambda: are("running"), within=60, what="the services to run again")
+    assert _children(serve.proc.pid) == [child], "the same child throughout"
