@@ -297,10 +297,8 @@ class OrderDeckApp(App[int]):
             if states == {"running"}:
                 overall = f"running {running}/{len(services)}"
             else:
-                worst = next(
-                    (s for s in ("failed", "restarting", "paused", "starting") if s in states),
-                    "degraded",
-                )
+                worse_first = ("failed", "restarting", "waiting", "paused", "starting")
+                worst = next((s for s in worse_first if s in states), "degraded")
                 overall = f"{worst} {running}/{len(services)}"
         # Before start-up is over the runtime reports parts as "stopped"; they are starting.
         starting = not self.ready and not self.stopping and not self.start_error

@@ -71,6 +71,8 @@ OUTCOMES = ("processed", "replayed", "dead_lettered", "failed")
 LATENCY_CATCH_UP = 20_000
 #: How often a services child sends its totals to its parent.
 RELAY_INTERVAL_S = 1.0
+#: The key of the service states in a child's report (not a service name: those are words).
+STATES_KEY = "_states"
 #: Orders take milliseconds to seconds from acceptance to a final status; a paused service
 #: can hold them for minutes.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -344,15 +346,30 @@ class _TimedApp:
 # ----------------------------------------------------------------------------- children
 
 
-def encode_service_events(events: ServiceEvents) -> bytes:
-    """One line of a child's report (well under PIPE_BUF, so a pipe write is atomic)."""
-    return json.dumps(events, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+#: ``service -> state`` of a child's services (``running``, ``restarting``, ``failed``...).
+ServiceStates = Mapping[str, str]
+
+
+def encode_service_events(events: ServiceEvents, states: ServiceStates | None = None) -> bytes:
+    """One line of a child's report (well under PIPE_BUF, so a pipe write is atomic).
+
+    The states ride along under a key no service can have, so the parent learns that a
+    service inside a live child is restarting or failed, not only that the child is alive.
+    """
+    report: dict[str, Any] = dict(events)
+    if states is not None:
+        report[STATES_KEY] = dict(states)
+    return json.dumps(report, separators=(",", ":"), sort_keys=True).encode() + b"\n"
 
 
 async def relay_service_events(
-    fd: int, source: Callable[[], ServiceEvents], interval: float = RELAY_INTERVAL_S
+    fd: int,
+    source: Callable[[], ServiceEvents],
+    interval: float = RELAY_INTERVAL_S,
+    states: Callable[[], ServiceStates] | None = None,
 ) -> None:
-    """In a services child: write ``source()`` to ``fd`` every ``interval`` until cancelled.
+    """In a services child: write ``source()`` (and ``states()``) to ``fd`` every
+    ``interval`` until cancelled.
 
     A last report is written when cancelled (after the services stopped), so the parent's sum
     includes the final batches. A full or broken pipe drops a report: the next one carries
@@ -362,7 +379,7 @@ async def relay_service_events(
 
     def report() -> None:
         with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(fd, encode_service_events(source()))
+            os.write(fd, encode_service_events(source(), states() if states else None))
 
     try:
         while True:
@@ -385,11 +402,23 @@ class ChildEventTotals:
         self._retired: Counter[tuple[str, str]] = Counter()
         self._partial: dict[int, bytes] = {}
         self._reported: set[int] = set()
+        self._states: dict[int, dict[str, str]] = {}
+        self._reported_at: dict[int, float] = {}
 
     def reporting(self, fd: int) -> bool:
         """True once the child on ``fd`` sent a report: it runs its services (a child starts
         reporting only after its start-up finished) and its pipe is still open."""
         return fd in self._reported and fd in self._live
+
+    def report_age(self, fd: int) -> float | None:
+        """Seconds since the child on ``fd`` last reported (None: no report yet)."""
+        at = self._reported_at.get(fd)
+        return None if at is None else time.monotonic() - at
+
+    def states(self, fd: int) -> ServiceStates:
+        """The service states in the latest report of the child on ``fd`` (empty before
+        its first report and after its pipe closed)."""
+        return self._states.get(fd, {})
 
     def follow(self, fd: int) -> None:
         """Start reading reports from ``fd`` (the read end of a child's pipe)."""
@@ -427,16 +456,19 @@ class ChildEventTotals:
             return
         *lines, self._partial[fd] = (self._partial[fd] + data).split(b"\n")
         for line in reversed(lines):  # the newest complete report is all that matters
-            report = _decode_report(line)
-            if report is not None:
-                self._live[fd] = report
+            decoded = _decode_report(line)
+            if decoded is not None:
+                self._live[fd], self._states[fd] = decoded
                 self._reported.add(fd)
+                self._reported_at[fd] = time.monotonic()
                 break
 
     def _retire(self, fd: int) -> None:
         report = self._live.pop(fd, None)
         self._partial.pop(fd, None)
         self._reported.discard(fd)
+        self._states.pop(fd, None)
+        self._reported_at.pop(fd, None)
         if report is None:
             return
         with contextlib.suppress(ValueError, RuntimeError):
@@ -447,15 +479,20 @@ class ChildEventTotals:
                 self._retired[(service, outcome)] += count
 
 
-def _decode_report(line: bytes) -> dict[str, dict[str, int]] | None:
+def _decode_report(line: bytes) -> tuple[dict[str, dict[str, int]], dict[str, str]] | None:
+    """(events, states) of one report line; None for a line that is not a report."""
     try:
         raw: Any = json.loads(line)
     except ValueError:
         return None
     if not isinstance(raw, dict):
         return None
-    return {
+    states = raw.pop(STATES_KEY, None)
+    events = {
         str(service): {str(k): int(v) for k, v in outcomes.items() if isinstance(v, int)}
         for service, outcomes in raw.items()
         if isinstance(outcomes, dict)
     }
+    if not isinstance(states, dict):
+        return events, {}
+    return events, {str(k): str(v) for k, v in states.items() if isinstance(v, str)}

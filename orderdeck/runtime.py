@@ -727,6 +727,10 @@ class Runtime:
             stuckOrders=await self.store.run(self.store.stuck_count),
         )
 
+    def service_states(self) -> dict[str, str]:
+        """service -> state of this process's services (what a ``--processes`` child reports)."""
+        return {s.name: s.state for s in self.status().services}
+
     def service_events(self) -> dict[str, dict[str, int]]:
         """The events this process's services handled, by service and outcome (metrics)."""
         return service_events_of(self._supervisor.statuses() if self._supervisor else [])

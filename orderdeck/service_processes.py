@@ -46,6 +46,9 @@ CHILD_STOP_GRACE_S = 3.5
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 #: A child that ran this long before exiting is restarted without back-off.
 STABLE_AFTER_S = 30.0
+#: A live child whose last report is this old is not known to run its services (stopped,
+#: or its event loop stuck): its services read ``unknown``. It reports once a second.
+SILENT_AFTER_S = 10.0
 
 
 def split_services(services: Sequence[str], processes: int) -> list[tuple[str, ...]]:
@@ -146,11 +149,23 @@ class ServiceProcesses:
     def states(self) -> list[tuple[str, str]]:
         """(service, state) for every service run by a child.
 
-        ``running`` only while the child is alive and reporting (it reports once its own
-        start-up is over); ``starting`` from its spawn to its first report; ``restarting`` as
-        soon as it has exited, even before the watcher has noticed.
+        While the child is alive and reporting (it reports once its own start-up is over),
+        each service's state is the one the child last reported for it: a service task
+        that crashed inside a live child reads ``restarting`` or ``failed`` here too.
+        Otherwise the child's own state: ``starting`` from its spawn to its first report,
+        ``restarting`` as soon as it has exited, even before the watcher has noticed,
+        ``unknown`` while it is alive but has not reported for SILENT_AFTER_S.
         """
-        return [(name, self._state(child)) for child in self._children for name in child.services]
+        states = []
+        for child in self._children:
+            state = self._state(child)
+            reported = (
+                self.events.states(child.events_fd)
+                if state == "running" and child.events_fd is not None
+                else {}
+            )
+            states += [(name, reported.get(name, state)) for name in child.services]
+        return states
 
     def _state(self, child: _Child) -> str:
         if child.state != "running":
@@ -161,6 +176,9 @@ class ServiceProcesses:
             return "restarting"  # killed; asyncio has not reaped it yet
         if child.events_fd is None or not self.events.reporting(child.events_fd):
             return "starting"
+        age = self.events.report_age(child.events_fd)
+        if age is not None and age > SILENT_AFTER_S:
+            return "unknown"
         return "running"
 
     def pids(self) -> list[int]:

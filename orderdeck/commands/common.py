@@ -124,6 +124,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         values["local_brokers"] = args.brokers
     if getattr(args, "port", None) is not None:
         values["api_port"] = args.port
+    kafka_port = env_default("KAFKA_PORT")
+    if kafka_port is not None:  # the local broker's port, as for ``orderdeck kafka start``
+        if not kafka_port.isdigit() or not 0 < int(kafka_port) < 65536:
+            raise OrderdeckError(f"ORDERDECK_KAFKA_PORT must be a port number, not {kafka_port!r}")
+        values["kafka_port"] = int(kafka_port)
     if getattr(args, "store", None):
         from orderdeck.store import check_backend, parse_store_url
 

@@ -120,7 +120,13 @@ def _local(args: argparse.Namespace) -> LocalKafka:
 
 def run_install(args: argparse.Namespace) -> int:
     """Install the jars (a no-op when the cache is complete)."""
-    from orderdeck.kafka.install import KAFKA_VERSION, is_installed, kafka_home_libs, libs_dir
+    from orderdeck.kafka.install import (
+        KAFKA_VERSION,
+        install,
+        is_installed,
+        kafka_home_libs,
+        libs_dir,
+    )
 
     home = kafka_home_libs()
     if home is not None:
@@ -131,7 +137,11 @@ def run_install(args: argparse.Namespace) -> int:
         return 0
     print(f"Installing Apache Kafka {KAFKA_VERSION} with Maven (first time only)...", flush=True)
     began = time.monotonic()
-    libs = libs_dir()
+
+    def still_working(elapsed: float) -> None:
+        print(f"  still resolving the jars with Maven ({elapsed:.0f} s so far)...", flush=True)
+
+    libs = install(progress=still_working)
     print(f"Installed Apache Kafka {KAFKA_VERSION} in {time.monotonic() - began:.1f} s: {libs}")
     return 0
 

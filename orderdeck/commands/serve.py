@@ -238,7 +238,11 @@ async def _serve(
             starting.result()  # raises a start-up failure
             settle_heap()
             if events_fd is not None:
-                relay = asyncio.create_task(relay_service_events(events_fd, runtime.service_events))
+                relay = asyncio.create_task(
+                    relay_service_events(
+                        events_fd, runtime.service_events, states=runtime.service_states
+                    )
+                )
             if shares:
                 children = ServiceProcesses(
                     shares,

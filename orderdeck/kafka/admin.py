@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.offset import OffsetRequest
 
+from orderdeck.backoff import Backoff
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.kafka.aiokafka_compat import send_request
 from orderdeck.kafka.clients import new_admin
@@ -42,6 +43,10 @@ STABLE = "Stable"
 #: DescribeGroups / OffsetFetch error codes that mean "ask the (new) coordinator again".
 _COORDINATOR_MOVED = frozenset({14, 15, 16})  # LOAD_IN_PROGRESS, NOT_AVAILABLE, NOT_COORDINATOR
 _GROUP_ID_NOT_FOUND = 69
+#: How long a group call keeps asking while no coordinator is available. A fresh broker has
+#: none until it has created its offsets topic, which takes seconds on a busy machine; a
+#: coordinator that moved answers again within a second.
+COORDINATOR_WAIT_S = 15.0
 #: Protocol types of groups the official tool lists as consumer groups ("" = commit-only group).
 _CONSUMER_PROTOCOL_TYPES = frozenset({"consumer", ""})
 
@@ -390,14 +395,14 @@ class GroupInspector(AdminSession):
         schema, which is harmless for one group but misreads the second group onwards.
         """
         admin = self._client
-        for attempt in range(3):
-            node = await self._coordinator(group)
+        retry = _CoordinatorRetry(group)
+        while True:
             try:
+                node = await self._coordinator(group)
                 responses = await admin.describe_consumer_groups([group], group_coordinator_id=node)
-            except KafkaError:
+            except KafkaError as exc:
                 self._coordinators.pop(group, None)
-                if attempt == 2:
-                    raise
+                await retry.after(exc)
                 continue
             entry: Any = responses[0].groups[0]
             error_code, name, state, protocol_type, protocol, members = entry[:6]
@@ -414,21 +419,23 @@ class GroupInspector(AdminSession):
             if error_code not in _COORDINATOR_MOVED:
                 raise OrderdeckError(f"cannot describe group {group!r}: error code {error_code}")
             self._coordinators.pop(group, None)
-            await asyncio.sleep(0.1 * (attempt + 1))
-        raise KafkaUnavailableError(f"the coordinator of group {group!r} is not available")
+            await retry.after(None)
 
     async def _committed(self, group: str) -> dict[tuple[str, int], int]:
         """The group's committed offsets; partitions without a commit are absent."""
         admin = self._client
-        node = await self._coordinator(group)
-        try:
-            offsets = await admin.list_consumer_group_offsets(group, group_coordinator_id=node)
-        except KafkaError:
-            self._coordinators.pop(group, None)
-            offsets = await admin.list_consumer_group_offsets(
-                group, group_coordinator_id=await self._coordinator(group)
-            )
-        return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items() if om.offset >= 0}
+        retry = _CoordinatorRetry(group)
+        while True:
+            try:
+                node = await self._coordinator(group)
+                offsets = await admin.list_consumer_group_offsets(group, group_coordinator_id=node)
+            except KafkaError as exc:
+                self._coordinators.pop(group, None)
+                await retry.after(exc)
+                continue
+            return {
+                (tp.topic, tp.partition): om.offset for tp, om in offsets.items() if om.offset >= 0
+            }
 
     async def _log_end_offsets(self, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """ListOffsets(latest) for the partitions that exist; others are left out."""
@@ -509,3 +516,27 @@ def _members(raw: Sequence[Any], *, decode: bool) -> tuple[GroupMember, ...]:
             assigned = ()  # a member of a non-standard client; show it without partitions
         members.append(GroupMember(member_id, client_id, host, assigned))
     return tuple(sorted(members, key=lambda m: (m.client_id, m.member_id)))
+
+
+class _CoordinatorRetry:
+    """The retries of one group call while its coordinator is unavailable or moved: with a
+    growing delay, until :data:`COORDINATOR_WAIT_S` has passed since the call began."""
+
+    def __init__(self, group: str) -> None:
+        self._group = group
+        self._deadline = time.monotonic() + COORDINATOR_WAIT_S
+        self._backoff = Backoff.doubling(0.1, cap=1.0)
+
+    async def after(self, error: KafkaError | None) -> None:
+        """Wait before the next try, or raise: ``error`` (a KafkaError the call raised; None
+        for an error code in the answer) when it is not worth retrying or time is up."""
+        # An unreachable broker is an outage, not a coordinator on its way: fail at once.
+        if error is not None and (not error.retriable or isinstance(error, KafkaConnectionError)):
+            raise error
+        if time.monotonic() + self._backoff.delay > self._deadline:
+            if error is not None:
+                raise error
+            raise KafkaUnavailableError(
+                f"the coordinator of group {self._group!r} is not available"
+            )
+        await self._backoff.sleep()

@@ -265,17 +265,26 @@ def _fail_pending_sends(producer: AIOKafkaProducer) -> None:
 
 
 def retrieve_transaction_failure(producer: AIOKafkaProducer) -> None:
-    """Mark a failed transaction's error as seen, so asyncio does not report it at exit.
+    """Mark a failed transaction's errors as seen, so asyncio does not report them at exit.
 
     A fenced transactional producer (``kafka/dead_letters.py``: a newer redrive of the same
-    DLQ started) sets the error on ``_txn_manager._transaction_waiter``, a future nobody
-    awaits once the caller has its own ProducerFenced. Read defensively: when aiokafka renames
-    it, only the "never retrieved" noise comes back.
+    DLQ started) has its sender die with ProducerFenced, which is then set on
+    ``_txn_manager._transaction_waiter`` and on every batch the producer still holds: on the
+    drain waiter of each batch the sender had not taken yet (one whose partition it was
+    adding to the transaction when it was fenced), which only a ``send_batch`` caller awaits.
+    Nobody awaits any of them once the caller has its own ProducerFenced. Read defensively:
+    when aiokafka renames one, only the "never retrieved" noise comes back.
     """
     manager = getattr(producer, "_txn_manager", None)
     waiter = getattr(manager, "_transaction_waiter", None)
     if isinstance(waiter, asyncio.Future) and waiter.done():
         _consume_exception(waiter)
+    for batch in queued_batches(producer):
+        for future in (batch.future, batch._drain_waiter, *(f for f, _ in batch._msg_futures)):
+            if future.done():
+                _consume_exception(future)
+            else:
+                future.add_done_callback(_consume_exception)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

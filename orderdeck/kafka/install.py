@@ -18,8 +18,9 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from orderdeck.errors import OrderdeckError
@@ -29,6 +30,9 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.xml")
 MIN_JAVA = 17
 MARKER = ".installed.json"
 _MAVEN_TIMEOUT = 900.0
+#: How often an install says it is still at work: a first one takes a minute or more, and
+#: Maven (run quiet, its output kept for the error message) prints nothing meanwhile.
+PROGRESS_EVERY_S = 10.0
 #: Named in full so the plugin is pinned too (Maven's built-in default is years old) and a
 #: registry failure is reported as such rather than as an unknown "dependency:" prefix.
 COPY_DEPENDENCIES = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
@@ -107,11 +111,12 @@ def libs_dir() -> Path:
     return kafka_home_libs() or install()
 
 
-def install(directory: Path | None = None) -> Path:
+def install(directory: Path | None = None, progress: Callable[[float], None] | None = None) -> Path:
     """Resolve the pinned Kafka into ``directory`` (default: the cache) and return its libs/.
 
     Idempotent and cheap when already installed. Concurrent installs into the same directory
-    wait for each other (file lock) instead of copying twice.
+    wait for each other (file lock) instead of copying twice. ``progress`` is called with the
+    seconds elapsed every PROGRESS_EVERY_S while Maven works.
     """
     directory = directory or cache_dir()
     if is_installed(directory):
@@ -126,7 +131,7 @@ def install(directory: Path | None = None) -> Path:
     with locked(directory / ".lock"):
         if is_installed(directory):  # another process finished while we waited
             return directory / "libs"
-        _copy_dependencies(mvn, directory)
+        _copy_dependencies(mvn, directory, progress)
     return directory / "libs"
 
 
@@ -141,7 +146,9 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _copy_dependencies(mvn: str, directory: Path) -> None:
+def _copy_dependencies(
+    mvn: str, directory: Path, progress: Callable[[float], None] | None = None
+) -> None:
     (directory / MARKER).unlink(missing_ok=True)
     staging = directory / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -157,26 +164,35 @@ def _copy_dependencies(mvn: str, directory: Path) -> None:
         f"-DoutputDirectory={staging}",
         "-DincludeScope=runtime",
     ]
-    try:
-        done = subprocess.run(
-            command,
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=_MAVEN_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise MavenError(
-            f"Maven did not finish resolving Apache Kafka {KAFKA_VERSION} within "
-            f"{_MAVEN_TIMEOUT:.0f} s; is the Maven registry reachable?"
-        ) from None
-    if done.returncode != 0 or not any(staging.glob("kafka_2.*.jar")):
+    began = time.monotonic()
+    with subprocess.Popen(
+        command,
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    ) as maven:
+        while True:
+            try:
+                out, err = maven.communicate(timeout=PROGRESS_EVERY_S)
+                break
+            except subprocess.TimeoutExpired:  # still at work: say so, then wait on
+                elapsed = time.monotonic() - began
+                if elapsed >= _MAVEN_TIMEOUT:
+                    maven.kill()
+                    maven.communicate()
+                    raise MavenError(
+                        f"Maven did not finish resolving Apache Kafka {KAFKA_VERSION} within "
+                        f"{_MAVEN_TIMEOUT:.0f} s; is the Maven registry reachable?"
+                    ) from None
+                if progress is not None:
+                    progress(elapsed)
+    if maven.returncode != 0 or not any(staging.glob("kafka_2.*.jar")):
         shutil.rmtree(staging, ignore_errors=True)
         raise MavenError(
             f"Maven could not resolve Apache Kafka {KAFKA_VERSION}: "
-            f"{maven_failure_reason(done.stdout + done.stderr)}"
+            f"{maven_failure_reason(out + err)}"
         )
     target = directory / "libs"
     shutil.rmtree(target, ignore_errors=True)

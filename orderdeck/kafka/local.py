@@ -107,7 +107,8 @@ class PortInUseError(LocalKafkaError):
     def __init__(self, port: int, role: str = "Kafka") -> None:
         super().__init__(
             f"port {port} on {_LOOPBACK} is already in use, so the {role} listener cannot "
-            "start there; stop whatever holds it or choose another port with --port"
+            "start there; stop whatever holds it, or choose another port (orderdeck kafka "
+            "start --port N; launch and serve: ORDERDECK_KAFKA_PORT=N)"
         )
         self.port = port
 

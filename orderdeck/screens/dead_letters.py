@@ -18,12 +18,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Static, TextArea
+from textual.screen import ModalScreen
+from textual.widgets import Static, TextArea
+
+from orderdeck.screens.base import DeckScreen
+from orderdeck.widgets.deck_table import DeckTable
 
 if TYPE_CHECKING:
     from orderdeck.kafka.dead_letters import DeadLetter
-    from orderdeck.widgets.runtime_link import RuntimeLike
 
 
 def json_error(text: str, position: str) -> str | None:
@@ -87,23 +89,30 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class DeadLettersScreen(Screen[None]):
-    """A table of dead letters; select, edit, redrive."""
+class DeadLettersScreen(DeckScreen):
+    """A table of dead letters; select, edit, redrive.
+
+    A deck screen like the others, though pushed over Topics: the same header, key bar (with
+    ``?`` and the screen keys) and ``j``/``k``/``g``/``G`` in its table.
+    """
 
     CSS_PATH = "dead_letters.tcss"
+    TITLE_TEXT = "Dead letters"
+    HOME_FOCUS = "#dlq-table"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle_row", "Select", priority=True),
         Binding("a", "select_all", "All"),
         Binding("e", "edit", "Edit"),
         Binding("r", "redrive", "Redrive"),
-        Binding("F", "toggle_force", "Force"),
+        # One key, two labels: the footer says what ``F`` will do.
+        Binding("F", "force(True)", "Force"),
+        Binding("F", "force(False)", "No force"),
         Binding("R", "reload", "Reload"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
-    def __init__(self, runtime: RuntimeLike, topic: str | None) -> None:
+    def __init__(self, topic: str | None) -> None:
         super().__init__()
-        self.runtime = runtime
         #: The DLQ shown, or None for every pipeline DLQ.
         self.topic = topic
         self.letters: list[DeadLetter] = []
@@ -115,20 +124,22 @@ class DeadLettersScreen(Screen[None]):
         #: True once the first load finished (tests wait for it).
         self.loaded = False
 
-    def compose(self) -> ComposeResult:
+    def body(self) -> ComposeResult:
         yield Static(id="dlq-state")
-        yield DataTable(id="dlq-table", cursor_type="row")
-        yield Footer()
+        yield DeckTable(id="dlq-table", cursor_type="row")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("", "POSITION", "REASON", "ORIGINAL", "SERVICE", "REDRIVEN")
+        table = self.query_one(DeckTable)
+        # REASON last: it can be a long parser message, and the columns after it would be
+        # pushed off the screen (a DataTable column is as wide as its widest cell).
+        # The columns of ``orderdeck dlq list``.
+        table.add_columns("", "POSITION", "ORIGINAL", "SERVICE", "REDRIVEN", "REASON")
         self.action_reload()
 
     # ------------------------------------------------------------------ view
 
     def _show(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one(DeckTable)
         row = table.cursor_row
         table.clear()
         for d in self.letters:
@@ -137,7 +148,7 @@ class DeadLettersScreen(Screen[None]):
                 "e" if d.position in self.edits else " "
             )
             redriven = "yes" if d.redriven else "no"
-            table.add_row(mark, d.position, d.reason, original, d.service, redriven, key=d.position)
+            table.add_row(mark, d.position, original, d.service, redriven, d.reason, key=d.position)
         if self.letters:
             table.move_cursor(row=min(row, len(self.letters) - 1))
         self._show_state()
@@ -151,7 +162,7 @@ class DeadLettersScreen(Screen[None]):
         )
 
     def _current(self) -> DeadLetter | None:
-        table = self.query_one(DataTable)
+        table = self.query_one(DeckTable)
         if not self.letters or table.cursor_row < 0:
             return None
         return self.letters[min(table.cursor_row, len(self.letters) - 1)]
@@ -189,9 +200,17 @@ class DeadLettersScreen(Screen[None]):
         self.selected = set() if self.selected == every else every
         self._show()
 
-    def action_toggle_force(self) -> None:
-        self.force = not self.force
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if allowed and action == "force":
+            return parameters == (not self.force,)
+        return allowed
+
+    def action_force(self, on: bool) -> None:
+        """``F``: redrive again records redriven before (or stop doing so)."""
+        self.force = on
         self._show_state()
+        self.refresh_bindings()
 
     def action_edit(self) -> None:
         letter = self._current()

@@ -55,8 +55,11 @@ def help_sections(screen: Screen[object]) -> list[tuple[str, list[tuple[str, str
             continue
         if isinstance(node, DataTable) and binding.action in TABLE_SKIPPED:
             continue
+        # Textual calls the palette "palette"; the key bar says "Commands" (key_bar.py).
+        palette = binding.action in {"command_palette", "app.command_palette"}
+        description = "Commands" if palette else binding.description
         by_action = grouped.setdefault(node, {})
-        keys, _ = by_action.setdefault(binding.action, ([], binding.description))
+        keys, _ = by_action.setdefault(binding.action, ([], description))
         keys.append(app.get_key_display(binding))
     sections: list[tuple[str, list[tuple[str, str]]]] = []
     for node, by_action in grouped.items():

@@ -354,9 +354,7 @@ class TopicsScreen(DeckScreen):
     def action_dead_letters(self) -> None:
         """The Dead letters screen for the DLQ tailed now, or for every DLQ otherwise."""
         dlqs = {dlq_topic(t) for t in self.runtime.names.pipeline()}
-        self.app.push_screen(
-            DeadLettersScreen(self.runtime, self.topic if self.topic in dlqs else None)
-        )
+        self.app.push_screen(DeadLettersScreen(self.topic if self.topic in dlqs else None))
 
     def action_focus_filter(self) -> None:
         """Put the cursor in the filter box."""

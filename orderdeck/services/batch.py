@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ from orderdeck.store.views import OutboxRow
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+#: A store call that takes this long is stuck behind another writer (a batch takes ms).
+STUCK_CALL_S = 5.0
 
 T = TypeVar("T")
 
@@ -287,19 +290,41 @@ class StoreCalls:
         self.store = store
         self._stopping = stopping
         self._name = name
+        #: Calls retrying now because the database was busy.
+        self.retrying = 0
+        #: When each call under way began (a call is blocked inside the store for up to its
+        #: busy timeout before the first retry).
+        self._began: dict[object, float] = {}
+
+    def stuck(self, now: float) -> bool:
+        """Whether the service's work is stuck behind another writer of the database: a
+        call retrying because it was busy, or one taking longer than STUCK_CALL_S. Then the
+        service is ``waiting``, not ``running``."""
+        return self.retrying > 0 or any(now - t >= STUCK_CALL_S for t in self._began.values())
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         backoff = Backoff.doubling(0.05, cap=2.0)
-        while True:
-            try:
-                return await self.store.run(fn, *args)
-            except Exception as exc:
-                if not self.store.is_transient(exc) or (
-                    self._stopping.is_set() and backoff.delay > 1
-                ):
-                    raise
-                log.warning("%s: database busy (%s); retrying", self._name, exc)
-                await backoff.sleep()
+        busy = False
+        token = object()
+        self._began[token] = time.monotonic()
+        try:
+            while True:
+                try:
+                    return await self.store.run(fn, *args)
+                except Exception as exc:
+                    if not self.store.is_transient(exc) or (
+                        self._stopping.is_set() and backoff.delay > 1
+                    ):
+                        raise
+                    log.warning("%s: database busy (%s); retrying", self._name, exc)
+                    if not busy:
+                        busy = True
+                        self.retrying += 1
+                    await backoff.sleep()
+        finally:
+            del self._began[token]
+            if busy:
+                self.retrying -= 1
 
 
 class _HandlerFailed(Exception):

@@ -77,6 +77,10 @@ class _Slot:
     retiring: bool = False
     backing_off: bool = False
     consecutive_failures: int = 0
+    #: When the current worker was started, and the service's processed count then: a worker
+    #: that has since run STABLE_S or handled an event clears ``consecutive_failures``.
+    worker_since: float = 0.0
+    processed_before: int = 0
 
 
 @dataclass
@@ -258,6 +262,8 @@ class Supervisor:
             return "failed"
         if any(s.backing_off for s in g.slots):
             return "restarting"
+        if any(s.worker is not None and s.worker.waiting_on_store for s in g.slots):
+            return "waiting"  # alive, but its batch cannot get the database's write lock
         if g.paused:
             return "paused"
         if any(s.worker is None or not s.worker.joined.is_set() for s in g.slots):
@@ -343,6 +349,7 @@ class Supervisor:
                 faults=self.faults,
             )
             slot.worker = worker
+            slot.worker_since, slot.processed_before = time.monotonic(), group.counters.processed
             try:
                 await worker.run()
             except asyncio.CancelledError:
@@ -376,6 +383,16 @@ class Supervisor:
         finally:
             slot.backing_off = False
 
+    @staticmethod
+    def _recovered(g: _Group, slot: _Slot, now: float) -> bool:
+        """Whether a slot's worker proved it works: it joined its group and then ran
+        STABLE_S or handled events. Joining alone proves little: a worker that crashes on
+        the first record it fetches joins every time, and must still end up ``failed``."""
+        worker = slot.worker
+        if worker is None or not worker.joined.is_set():
+            return False
+        return now - slot.worker_since >= STABLE_S or g.counters.processed > slot.processed_before
+
     async def _tick(self) -> None:
         """Sample counters for the rates and report state changes."""
         last: list[ServiceStatus] = []
@@ -385,7 +402,7 @@ class Supervisor:
                 g.meter.add(now, g.counters.processed)
                 g.rate = g.meter.rate() or 0.0
                 for slot in g.slots:
-                    if slot.worker is not None and slot.worker.joined.is_set():
+                    if self._recovered(g, slot, now):
                         slot.consecutive_failures = 0
             current = self.statuses()
             if current != last:

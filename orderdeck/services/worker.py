@@ -161,6 +161,11 @@ class ServiceWorker:
         if self._consumer is not None and self.assigned:
             self._consumer.resume(*self.assigned)
 
+    @property
+    def waiting_on_store(self) -> bool:
+        """True while this worker's store calls are stuck behind another database writer."""
+        return self._calls is not None and self._calls.stuck(time.monotonic())
+
     def _took(self, assigned: frozenset[TopicPartition]) -> None:
         """The group gave this worker ``assigned`` (the rebalance listener's news)."""
         self.assigned = assigned

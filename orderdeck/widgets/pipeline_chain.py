@@ -38,7 +38,7 @@ class StageBox(LiveStatic):
         border-title-style: bold;
         padding: 0 1;
         &.-running { border: round $success 70%; }
-        &.-paused, &.-restarting, &.-starting { border: round $warning 80%; }
+        &.-paused, &.-restarting, &.-starting, &.-waiting { border: round $warning 80%; }
         &.-failed { border: round $error; }
     }
     """
@@ -54,7 +54,7 @@ class StageBox(LiveStatic):
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
         wanted = f"-{state}"
-        for cls in ("-running", "-paused", "-restarting", "-starting", "-failed"):
+        for cls in ("-running", "-paused", "-restarting", "-starting", "-waiting", "-failed"):
             if self.has_class(cls) != (cls == wanted):
                 self.set_class(cls == wanted, cls)
         self.show(body)

@@ -93,3 +93,26 @@ async def test_a_childs_last_report_stays_in_the_totals_after_it_exits() -> None
     os.close(write_fd)
     totals.close()
     assert totals.totals() == {"order": {"processed": 12, "replayed": 2}}
+
+
+async def test_a_childs_report_carries_its_service_states_until_its_pipe_closes() -> None:
+    totals = ChildEventTotals()
+    read_fd, write_fd = os.pipe()
+    totals.follow(read_fd)
+    states = {"order": "running", "payment": "running"}
+
+    def source() -> dict[str, dict[str, int]]:
+        return {"order": {"processed": 1}}
+
+    relay = asyncio.create_task(
+        relay_service_events(write_fd, source, interval=0.05, states=lambda: states)
+    )
+    await wait_for(lambda: totals.states(read_fd) == states, within=5, what="the first states")
+    states = {"order": "restarting", "payment": "running"}
+    await wait_for(lambda: totals.states(read_fd) == states, within=5, what="a crash reported")
+    # The states are not counted as a service's events.
+    assert totals.totals() == {"order": {"processed": 1}}
+    relay.cancel()
+    await asyncio.gather(relay, return_exceptions=True)
+    await wait_for(lambda: totals.states(read_fd) == {}, within=5, what="the closed pipe")
+    assert totals.totals() == {"order": {"processed": 1}}

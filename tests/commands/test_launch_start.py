@@ -37,11 +37,14 @@ def taken_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def orderdeck(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+def orderdeck(
+    *args: str, timeout: float = 30.0, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line; no Kafka flags, so it would start a local broker."""
     env = {**os.environ}
     for name in ("ORDERDECK_BOOTSTRAP_SERVERS", "ORDERDECK_PORT", "ORDERDECK_DATA_DIR"):
         env.pop(name, None)
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "orderdeck.cli", *args],
         cwd=ROOT,
@@ -71,6 +74,22 @@ def test_a_taken_port_is_one_line_naming_it_before_kafka_starts(
     ], done.stderr
     assert time.monotonic() - began < 20
     assert_kafka_never_started(tmp_path)
+
+
+def test_a_taken_kafka_port_names_the_setting_that_moves_the_local_broker(
+    tmp_path: Path, taken_port: int
+) -> None:
+    """launch and serve start their local broker on ORDERDECK_KAFKA_PORT (as ``kafka start``
+    does); when that port is taken, the one line says how to pick another, not ``--port``
+    (which is the API's)."""
+    done = orderdeck(
+        "serve", "--data-dir", str(tmp_path), "--port", "0",
+        extra_env={"ORDERDECK_KAFKA_PORT": str(taken_port)},
+    )  # fmt: skip
+    assert done.returncode != 0, done
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("orderdeck: error")]
+    assert f"port {taken_port} on 127.0.0.1 is already in use" in line, done.stderr
+    assert "ORDERDECK_KAFKA_PORT=N" in line, line
 
 
 def _hold_lock(data_dir: Path) -> subprocess.Popen[str]:

@@ -7,6 +7,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,6 +27,8 @@ from orderdeck.kafka.admin import (
     encode_assignment,
 )
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.kafka.local import LocalKafka
+from tests.api.serve_process import free_port
 
 # ----------------------------------------------------------------------------- decoding
 
@@ -273,3 +276,19 @@ async def test_describing_four_groups_is_cheap_enough_for_once_a_second(
         await inspector.describe(groups)
     per_call = (time.perf_counter() - started) / 10
     assert per_call < 0.25, f"describe of 4 groups took {per_call * 1000:.0f} ms"
+
+
+async def test_an_unknown_group_on_a_fresh_broker_waits_for_the_coordinator(
+    tmp_path: Path,
+) -> None:
+    """The first group call on a new broker finds no coordinator until the broker has created
+    its offsets topic (seconds on a busy machine): still one answer, not an error."""
+    kafka = LocalKafka(tmp_path / "broker", port=free_port())
+    await asyncio.to_thread(kafka.start)
+    try:
+        async with GroupInspector(KafkaConnection(kafka.bootstrap_servers)) as inspector:
+            [snapshot] = await inspector.describe([f"nope-{uuid.uuid4().hex}"])
+        assert snapshot.state == DEAD
+        assert not snapshot.exists
+    finally:
+        await asyncio.to_thread(kafka.stop)

@@ -13,6 +13,7 @@ import asyncio
 import gc
 from pathlib import Path
 
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.protocol.metadata import MetadataRequest
 
 from orderdeck.events import TopicNames
@@ -21,6 +22,7 @@ from orderdeck.kafka.aiokafka_compat import (
     REQUIRED,
     missing_internals,
     queued_batches,
+    retrieve_transaction_failure,
     stop_within,
 )
 from orderdeck.kafka.clients import new_admin, new_producer
@@ -158,5 +160,46 @@ async def test_a_forced_close_leaves_no_unretrieved_future_behind(
         gc.collect()
         await asyncio.sleep(0)
     finally:
+        loop.set_exception_handler(previous)
+    assert [m for m in reported if "never retrieved" in m] == []
+
+
+async def test_a_fenced_transaction_leaves_no_unretrieved_future_behind(
+    kafka_connection: KafkaConnection, topic_names: TopicNames
+) -> None:
+    """Two redrives of one DLQ overlap (``kafka/dead_letters.py``): the newer producer fences
+    the older, whose sender dies with ProducerFenced and fails every batch it still holds.
+    Once the loser retrieved its failure, nothing may be left for asyncio to report."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    transactional_id = f"compat-fenced-{topic_names.prefix}"
+    older = new_producer(kafka_connection, client_suffix="old", transactional_id=transactional_id)
+    newer = new_producer(kafka_connection, client_suffix="new", transactional_id=transactional_id)
+    try:
+        await older.start()
+        fenced: BaseException | None = None
+        try:
+            async with older.transaction():
+                await (await older.send(topic_names.orders, b"first", partition=0))
+                await newer.start()  # same transactional id: the older producer is fenced
+                # A partition new to the transaction: the sender asks the coordinator, which
+                # answers ProducerFenced, and the sender fails what it holds.
+                pending = [
+                    await older.send(topic, b"after", partition=1)
+                    for topic in (topic_names.orders, topic_names.payments)
+                ]
+                await asyncio.gather(*pending)
+        except KafkaError as exc:
+            fenced = exc
+            retrieve_transaction_failure(older)
+        assert isinstance(fenced, ProducerFenced), fenced
+        await older.stop()
+        del pending, older  # what asyncio reports, it reports when the futures are collected
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        await newer.stop()
         loop.set_exception_handler(previous)
     assert [m for m in reported if "never retrieved" in m] == []

@@ -429,3 +429,18 @@ async def test_wait_until_ready_answers_for_a_live_broker_and_times_out_otherwis
     with pytest.raises(KafkaUnavailableError, match="did not answer a metadata request"):
         await wait_until_ready(f"127.0.0.1:{free_port()}", timeout=0.5)
     assert time.monotonic() - began < 5
+
+
+@pytest.mark.skipif(shutil.which("mvn") is None, reason="needs Maven")
+def test_an_install_says_it_is_still_at_work_while_maven_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A first install takes a minute or more: ``orderdeck kafka install`` (and so the first
+    ``make launch``) says every PROGRESS_EVERY_S that Maven is still at it."""
+    monkeypatch.delenv("KAFKA_HOME", raising=False)
+    monkeypatch.setattr(kafka_install, "PROGRESS_EVERY_S", 0.2)  # Maven takes seconds here
+    said: list[float] = []
+    libs = kafka_install.install(tmp_path / "cache", progress=said.append)
+    assert (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+    assert said, "nothing said while Maven ran"
+    assert said == sorted(said)

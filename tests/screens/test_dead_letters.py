@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.app import App
 from textual.widgets import DataTable, Static, TextArea
 
 from orderdeck.screens.dead_letters import ConfirmScreen, DeadLettersScreen, EditValueScreen
@@ -9,6 +10,12 @@ from orderdeck.screens.topics import TopicsScreen
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
 from tests.screens.test_snapshots import deck
+
+
+def footer_label(app: App[object], key: str) -> str:
+    """What the footer shows beside ``key``."""
+    active = app.active_bindings.get(key)
+    return active.binding.description if active is not None and active.enabled else ""
 
 
 async def test_a_poison_record_is_edited_to_json_and_redriven_once() -> None:
@@ -46,14 +53,17 @@ async def test_a_poison_record_is_edited_to_json_and_redriven_once() -> None:
         await until(pilot, lambda: screen.message.startswith("redriven"), "the redrive")
         assert runtime.redrives == [("order-events.dlq", [(0, 1)], b'{"fixed": true}', False)]
         assert screen.message == "redriven 1"
-        assert table.get_row("order-events.dlq:0:1")[-1] == "yes"
+        assert table.get_row("order-events.dlq:0:1")[4] == "yes"  # REDRIVEN
 
         # Once redriven, it is skipped unless forced.
         await pilot.press("space", "r")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
         await pilot.press("y")
         await until(pilot, lambda: "skipped" in screen.message, "the skip")
-        await pilot.press("space", "F", "r")
+        assert footer_label(app, "F") == "Force"
+        await pilot.press("space", "F")
+        await until(pilot, lambda: footer_label(app, "F") == "No force", "the toggle's label")
+        await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
         await pilot.press("y")
         await until(pilot, lambda: runtime.redrives[-1][3], "a forced redrive")

@@ -86,6 +86,7 @@ async def test_question_mark_lists_the_screens_keys_and_escape_closes_it() -> No
         assert {"p", "e", "l", "/", "P", "f", "t", "c"} <= set(topics)
         assert any("j" in keys.split() for keys, _ in sections["In the records"])
         assert any("F3" in keys.upper() for keys, _ in sections["Everywhere"])
+        assert dict(sections["Everywhere"])["^p"] == "Commands"  # as the key bar names it
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, TopicsScreen), "help to close")
 

@@ -21,6 +21,7 @@ from orderdeck.app import OrderDeckApp
 from orderdeck.runtime import StartupStep
 from orderdeck.screens.chaos import ChaosScreen
 from orderdeck.screens.cluster import ClusterScreen
+from orderdeck.screens.dead_letters import DeadLettersScreen
 from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.group_panel import GroupPanel
 from orderdeck.widgets.record_view import RecordView
@@ -160,6 +161,23 @@ def test_cluster_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> Non
         )
 
     assert snap_compare(deck(), terminal_size=size, run_before=on_screen("7", second_read))
+
+
+@sizes
+def test_dead_letters_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def loaded_and_one_selected(pilot: Pilot[Any]) -> None:
+        await pilot.press("d")
+        screen = pilot.app.screen
+        await until(pilot, lambda: isinstance(screen, DeadLettersScreen), "Dead letters")
+        screen = pilot.app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        await until(pilot, lambda: screen.loaded, "the dead letters to load")
+        await pilot.press("space")
+        await pilot.pause()
+
+    assert snap_compare(
+        deck(), terminal_size=size, run_before=on_screen("3", loaded_and_one_selected)
+    )
 
 
 class SlowStart(FakeRuntime):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import TopicNames
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import ServiceStatus
-from orderdeck.services.supervisor import Supervisor
+from orderdeck.services.supervisor import FAILED_AFTER, Supervisor
 from orderdeck.services.worker import ServiceWorker
 from orderdeck.store import StoreBackend, StoreURL
 from tests.services.conftest import Place, order_placed, wait_for
@@ -209,3 +211,34 @@ async def test_paced_batches_hold_fetches_only_for_their_cycle(
     assert consumer.paused() == consumer.assignment()
     worker.resume()
     assert consumer.paused() == set()
+
+
+async def test_a_worker_that_crashes_on_every_record_it_fetches_ends_failed(
+    kafka_connection: KafkaConnection,
+    tmp_path: Path,
+    topic_names: TopicNames,
+    producer: EventProducer,
+) -> None:
+    """Each restart joins the group, fetches the same record and crashes on it: joining
+    must not count as recovering, or the state would flicker running/restarting forever."""
+    db = tmp_path / "orderdeck.db"
+    sup = Supervisor(kafka_connection, db, topic_names, services=["order"])
+    await sup.start()
+    database = sqlite3.connect(db, isolation_level=None, timeout=30)
+    try:
+        async with asyncio.timeout(60):
+            await sup.wait_joined()
+        # The table every handled event is claimed in: gone, the batch fails on its claim.
+        database.execute("ALTER TABLE journey RENAME TO journey_away")
+        await producer.send_event(order_placed("crash", [("sku-cable", 1)]), topic_names.orders)
+        await wait_for(lambda: _status(sup, "order").state == "failed", 120, "failed")
+        status = _status(sup, "order")
+        assert status.restarts >= FAILED_AFTER
+        assert status.last_error is not None
+        assert "no such table: journey" in status.last_error
+        database.execute("ALTER TABLE journey_away RENAME TO journey")
+        await wait_for(lambda: _status(sup, "order").state == "running", 60, "running again")
+        await wait_for(lambda: _status(sup, "order").processed >= 1, 30, "the record handled")
+    finally:
+        database.close()
+        await sup.stop()
