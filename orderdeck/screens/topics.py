@@ -30,7 +30,7 @@ from orderdeck.screens.dead_letters import DeadLettersScreen
 from orderdeck.widgets.deck_table import DeckList
 from orderdeck.widgets.formatting import WIDE_FROM, clock_ms
 from orderdeck.widgets.live_static import LiveStatic
-from orderdeck.widgets.record_view import RecordView, header_text, matches
+from orderdeck.widgets.record_view import FENCED_MARK, RecordView, header_text, matches
 
 if TYPE_CHECKING:
     from orderdeck.kafka.tail import TailRecord
@@ -118,6 +118,13 @@ class TopicsScreen(DeckScreen):
     def on_mount(self) -> None:
         self.query_one("#topic-list").border_title = "Topics"
         self.query_one("#record-json").border_title = "Record"
+        self.query_one(RecordView).is_fenced = self._is_fenced
+
+    def _is_fenced(self, record: TailRecord) -> bool:
+        """A record of an OrderPlaced the API answered 503 for: a dead attempt, no order."""
+        return record.topic == self.runtime.names.orders and self.runtime.fenced.is_fenced(
+            record.order_id, record.value
+        )
 
     def on_screen_resume(self) -> None:
         # Records that arrived while another screen was shown could not scroll a hidden view.
@@ -244,7 +251,18 @@ class TopicsScreen(DeckScreen):
         panel.border_subtitle = f"{record.topic} p{record.partition} @ {record.offset} · {when}"
         headers = "  ".join(f"{k}={v.decode('utf-8', 'replace')}" for k, v in record.headers)
         body = highlight(record.pretty_json(), language="json")
-        panel.update(Content.assemble((headers + "\n", "dim"), body) if headers else body)
+        parts: list[Content | tuple[str, str]] = []
+        if self._is_fenced(record):
+            parts.append(
+                (
+                    f"{FENCED_MARK}: the API answered 503 for this attempt and fenced it; "
+                    "the order service skips it, no order was made\n",
+                    "bold $warning",
+                )
+            )
+        if headers:
+            parts.append((headers + "\n", "dim"))
+        panel.update(Content.assemble(*parts, body) if parts else body)
 
     def _show_state(self) -> None:
         view = self.query_one(RecordView)

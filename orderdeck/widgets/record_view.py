@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from orderdeck.kafka.tail import TailRecord
 
 RecordFilter = Callable[["TailRecord"], bool]
+#: True for a record the API fenced after a 503 (asked when its line is drawn).
+FencedCheck = Callable[["TailRecord"], bool]
 
 #: (title, width) of each fixed column from 100 columns; the order id takes the rest.
 COLUMNS: tuple[tuple[str, int], ...] = (
@@ -79,8 +81,12 @@ def header_text(width: int) -> str:
     return ellipsize(" ".join([*cells, "TYPE".ljust(type_width), "ORDER ID"]), width)
 
 
-def row_text(record: TailRecord, width: int) -> str:
-    """One record as a line of ``width`` columns."""
+#: What a fenced record's TYPE column starts with (see orderdeck/fenced.py).
+FENCED_MARK = "✗ fenced"
+
+
+def row_text(record: TailRecord, width: int, *, fenced: bool = False) -> str:
+    """One record as a line of ``width`` columns; a ``fenced`` one says so in its TYPE."""
     columns, type_width, order_width = _layout(width)
     cells = [
         clock_ms(record.timestamp_ms).ljust(12),
@@ -89,7 +95,10 @@ def row_text(record: TailRecord, width: int) -> str:
     ]
     if len(columns) > len(NARROW_COLUMNS):
         cells.append(short_id(record.key, 9).ljust(9))
-    cells.append(ellipsize(record.event_type or "?", type_width).ljust(type_width))
+    kind = record.event_type or "?"
+    if fenced:
+        kind = f"{FENCED_MARK} {kind}"
+    cells.append(ellipsize(kind, type_width).ljust(type_width))
     order = record.order_id or "-"
     cells.append(order if len(order) <= order_width else short_id(order, order_width))
     return " ".join(cells)
@@ -148,10 +157,15 @@ class RecordView(ScrollView, can_focus=True):
         &:focus { background-tint: $foreground 3%; }
         & > .record-view--cursor { background: $accent 40%; text-style: bold; }
         & > .record-view--dlq { color: $error; }
+        & > .record-view--fenced { color: $text-muted; text-style: strike; }
     }
     """
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"record-view--cursor", "record-view--dlq"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "record-view--cursor",
+        "record-view--dlq",
+        "record-view--fenced",
+    }
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor(-1)", "Up", show=False),
@@ -191,6 +205,9 @@ class RecordView(ScrollView, can_focus=True):
         self._cursor = -1
         self._selected: TailRecord | None = None
         self.received = 0
+        #: Marks records the API fenced; asked per drawn line, so a fence is shown however
+        #: the record and the 503 raced (set by the screen, None: nothing is fenced).
+        self.is_fenced: FencedCheck | None = None
 
     # ------------------------------------------------------------------ data
 
@@ -343,10 +360,13 @@ class RecordView(ScrollView, can_focus=True):
         if index >= len(self._shown):
             return Strip.blank(width, base)
         record = self._shown[index]
+        fenced = self.is_fenced is not None and self.is_fenced(record)
         style: Style = base
         if index == self._cursor:
             style = base + self.get_component_rich_style("record-view--cursor")
+        elif fenced:
+            style = base + self.get_component_rich_style("record-view--fenced")
         elif record.topic.endswith(".dlq"):
             style = base + self.get_component_rich_style("record-view--dlq")
-        text = row_text(record, width)
+        text = row_text(record, width, fenced=fenced)
         return Strip([Segment(text, style)]).crop_extend(0, width, style)

@@ -86,6 +86,12 @@ class TailLike(Protocol):
     ) -> list[TailRecord]: ...
 
 
+class FencedLookup(Protocol):
+    """The events the API fenced after a 503 (``orderdeck.fenced.FencedEvents``)."""
+
+    def is_fenced(self, order_id: str | None, value: bytes) -> bool: ...
+
+
 class RuntimeLike(Protocol):
     """Everything the control center needs from the running system."""
 
@@ -103,6 +109,11 @@ class RuntimeLike(Protocol):
 
     @property
     def supervisor(self) -> ServiceControl: ...
+
+    @property
+    def fenced(self) -> FencedLookup:
+        """The OrderPlaced events this process's API fenced (the Topics tail marks them)."""
+        ...
 
     async def start(self) -> None: ...
 

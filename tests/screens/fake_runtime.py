@@ -23,6 +23,7 @@ from orderdeck.events import (
     TopicNames,
     dlq_topic,
 )
+from orderdeck.fenced import FencedEvents
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
 from orderdeck.kafka.dead_letters import DeadLetter, Redriven, RedriveReport
@@ -380,6 +381,8 @@ class FakeRuntime:
         #: Each redrive asked for: (dlq, positions, value, force).
         self.redrives: list[tuple[str, list[tuple[int, int]] | None, bytes | None, bool]] = []
         self.lag_tracker = LagTracker()
+        #: Fenced events, as the order desk records them after a 503.
+        self.fenced = FencedEvents()
 
     async def start(self) -> None:
         self.started = True
