@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport
     from orderdeck.kafka.lag_tracker import GroupLagTime
     from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
+    from orderdeck.kafka.seek_target import SeekTarget
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
     from orderdeck.runtime import RuntimeStatus, StartupStep
@@ -84,6 +85,15 @@ class TailLike(Protocol):
     async def next_batch(
         self, max_records: int = 500, timeout_ms: int = 200
     ) -> list[TailRecord]: ...
+
+    @property
+    def partitions(self) -> tuple[tuple[str, int], ...]:
+        """Every (topic, partition) followed, once started."""
+        ...
+
+    async def seek(self, target: SeekTarget) -> dict[tuple[str, int], int]:
+        """Move to an offset or a time (see ``kafka/seek_target.py``)."""
+        ...
 
 
 class FencedLookup(Protocol):

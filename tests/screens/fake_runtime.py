@@ -29,6 +29,7 @@ from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, To
 from orderdeck.kafka.dead_letters import DeadLetter, Redriven, RedriveReport
 from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
+from orderdeck.kafka.seek_target import SeekTarget
 from orderdeck.kafka.tail import TailRecord
 from orderdeck.orders import (
     OrderCreated,
@@ -335,9 +336,20 @@ class FakeTail:
     """Serves a fixed batch of records once, then nothing."""
 
     def __init__(self, topics: Sequence[str], count: int) -> None:
+        self.topic = topics[0]
         self.records = [_record(topics[0], n) for n in range(1, count + 1)]
         self.started = False
         self.stopped = False
+        #: Every seek asked for, in order.
+        self.seeks: list[SeekTarget] = []
+
+    @property
+    def partitions(self) -> tuple[tuple[str, int], ...]:
+        return tuple((self.topic, p) for p in range(3))
+
+    async def seek(self, target: SeekTarget) -> dict[tuple[str, int], int]:
+        self.seeks.append(target)
+        return {}
 
     async def start(self) -> None:
         self.started = True
