@@ -7,16 +7,19 @@ a good target restarts the tail there, and the status line names the topic and t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
 
+from orderdeck.events import TopicNames
 from orderdeck.kafka.seek_target import SeekOffset, SeekTime
+from orderdeck.orders import OrderRequest
 from orderdeck.screens.seek import SeekScreen
 from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.record_view import RecordView
 from tests.screens.fake_runtime import FakeRuntime, _record
-from tests.screens.helpers import until, until_ready
+from tests.screens.helpers import running_app, until, until_ready
 from tests.screens.test_snapshots import deck
 
 
@@ -125,3 +128,31 @@ async def test_a_hidden_topics_screen_keeps_records_and_draws_them_when_shown_ag
         assert not screen._backlog
         assert view.follow
         assert view.selected is view.records()[-1]
+
+
+async def test_on_a_real_topic_seeking_to_an_offset_shows_each_partition_from_there(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    async with running_app(kafka_bootstrap, topic_names, tmp_path) as (app, pilot, runtime):
+        landed: list[tuple[int, int]] = []
+        for n in range(12):
+            placed = await runtime.submit_order(OrderRequest.single(f"seek-{n}", "sku-cable", 1))
+            assert placed.delivery is not None
+            landed.append((placed.delivery.partition, placed.delivery.offset))
+        from_one = sorted(pair for pair in landed if pair[1] >= 1)
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TopicsScreen), "the Topics screen")
+        screen = app.screen
+        assert isinstance(screen, TopicsScreen)
+        await until(pilot, lambda: screen.tail_ready, "the tail to be positioned")
+        assert screen.tail_partitions == (0, 1, 2)
+        view = screen.query_one(RecordView)
+        assert view.shown == 0  # from the latest: the orders placed before are not shown
+        await open_seek(pilot)
+        await pilot.press("1", "enter")
+        await until(pilot, lambda: view.shown == len(from_one), "every record from offset 1")
+        records = view.records()
+        assert sorted((r.partition, r.offset) for r in records) == from_one
+        # Merged by time across partitions: TIME never goes backwards.
+        assert [r.timestamp_ms for r in records] == sorted(r.timestamp_ms for r in records)
+        assert "from offset 1" in state(screen)
