@@ -24,9 +24,11 @@ from orderdeck.kafka.seek_target import SeekOffset, SeekParseError, SeekTarget, 
 
 PLACEHOLDER = "offset, P:offset, date-time, HH:MM:SS or -10m"
 FORMS_HELP = (
-    "500       offset 500 in every partition   1:500  partition 1 at offset 500\n"
-    "2026-12-03T08:12:00  local time (add Z or +01:00 for another zone)\n"
-    "08:12:00  today, local time               -10m  -2h  -30s  that long ago"
+    "500                  offset 500 in every partition\n"
+    "1:500                partition 1 from offset 500\n"
+    "2026-12-03T08:12:00  local date-time (or end it in Z, +01:00)\n"
+    "08:12:00             today, local time\n"
+    "-10m  -2h  -30s      that long ago"
 )
 
 #: ``12:30`` reads as partition 12, offset 30; when there is no partition 12 it was a time.

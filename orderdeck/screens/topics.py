@@ -289,8 +289,7 @@ class TopicsScreen(DeckScreen):
         if self._is_fenced(record):
             parts.append(
                 (
-                    f"{FENCED_MARK}: the API answered 503 for this attempt and fenced it; "
-                    "the order service skips it, no order was made\n",
+                    f"{FENCED_MARK}: the API answered 503 for this attempt; no order was made\n",
                     "bold $warning",
                 )
             )
