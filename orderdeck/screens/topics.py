@@ -27,6 +27,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from orderdeck.events import dlq_topic
+from orderdeck.kafka.seek_target import SeekOffset
 from orderdeck.rates import RateMeter
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.dead_letters import DeadLettersScreen
@@ -179,6 +180,7 @@ class TopicsScreen(DeckScreen):
         self._generation += 1
         self._pending = 0
         self._partitions.clear()
+        self.tail_partitions = ()
         self._backlog.clear()
         self._rate.clear()
         self.query_one(RecordView).clear()
@@ -416,10 +418,9 @@ class TopicsScreen(DeckScreen):
     def _seek_chosen(self, target: SeekTarget | None) -> None:
         if target is None or self.topic is None:
             return
-        partition = getattr(target, "partition", None)
-        if partition is not None:
+        if isinstance(target, SeekOffset) and target.partition is not None:
             # P:OFFSET is a request to read that partition: show it alone.
-            self.partition = partition
+            self.partition = target.partition
             self._apply_filter()
         self.start_tail(self.topic, start_at=target)
 
