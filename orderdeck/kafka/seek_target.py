@@ -78,7 +78,7 @@ class SeekTime:
 
     def short(self) -> str:
         """The same in a few characters, for narrow terminals."""
-        return self.typed or self.moment.strftime("%H:%M:%SZ")
+        return self.typed.removeprefix("today ") or self.moment.strftime("%H:%M:%SZ")
 
 
 SeekTarget = SeekOffset | SeekTime

@@ -27,7 +27,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from orderdeck.events import dlq_topic
-from orderdeck.kafka.seek_target import SeekOffset
+from orderdeck.kafka.seek_target import SeekOffset, SeekTime
 from orderdeck.rates import RateMeter
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.dead_letters import DeadLettersScreen
@@ -239,7 +239,10 @@ class TopicsScreen(DeckScreen):
     @on(OptionList.OptionSelected, "#topic-list")
     def _topic_chosen(self, event: OptionList.OptionSelected) -> None:
         if event.option.id and event.option.id != self.topic:
-            self.start_tail(event.option.id)
+            # A time means the same moment in every topic (following one order or incident
+            # across them); an offset belongs to the topic it was typed for.
+            keep = self.start_at if isinstance(self.start_at, SeekTime) else None
+            self.start_tail(event.option.id, start_at=keep)
         self.query_one(RecordView).focus()
 
     @on(Input.Changed, "#filter")

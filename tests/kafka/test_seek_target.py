@@ -41,6 +41,7 @@ def test_an_iso_date_time_without_a_zone_is_local_time() -> None:
     assert parse("2026-12-03T08:00:00") == SeekTime(expected)
     assert parse("2026-12-03 08:00") == SeekTime(expected)
     assert parse("2026-12-03T08:00:00").describe() == "2026-12-03 07:00:00 UTC"
+    assert parse("2026-12-03T08:00:00").short() == "07:00:00Z"
 
 
 def test_an_iso_date_time_with_a_zone_keeps_it() -> None:
@@ -57,6 +58,7 @@ def test_hh_mm_ss_is_today_in_local_time() -> None:
     target = parse("08:12:00")
     assert target == SeekTime(ms(datetime(2026, 12, 3, 7, 12, tzinfo=UTC)), typed="today 08:12:00")
     assert target.describe() == "today 08:12:00 (2026-12-03 07:12:00 UTC)"
+    assert target.short() == "08:12:00"
     assert parse("8:12:00") == SeekTime(target.timestamp_ms, typed="today 8:12:00")  # type: ignore[union-attr]
 
 

@@ -156,3 +156,27 @@ async def test_on_a_real_topic_seeking_to_an_offset_shows_each_partition_from_th
         # Merged by time across partitions: TIME never goes backwards.
         assert [r.timestamp_ms for r in records] == sorted(r.timestamp_ms for r in records)
         assert "from offset 1" in state(screen)
+
+
+async def test_a_time_is_kept_for_the_next_topic_and_an_offset_is_not() -> None:
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await on_topics(pilot)
+        await open_seek(pilot)
+        await pilot.press(*"-10m", "enter")
+        await until(pilot, lambda: len(runtime.tails) == 2, "the sought tail")
+        (moment,) = runtime.tails[1].seeks
+        await pilot.press("t", "down", "down", "enter")  # payment-events
+        await until(pilot, lambda: len(runtime.tails) == 3, "the next topic's tail")
+        assert screen.topic == runtime.names.payments
+        assert runtime.tails[2].seeks == [moment]
+        await until(pilot, lambda: "payment-events" in state(screen), "the topic's name")
+        assert "from -10m (" in state(screen)
+        await open_seek(pilot)
+        await pilot.press(*"5", "enter")
+        await until(pilot, lambda: len(runtime.tails) == 4, "the offset's tail")
+        await pilot.press("t", "up", "up", "enter")  # back to order-events
+        await until(pilot, lambda: len(runtime.tails) == 5, "order-events again")
+        assert runtime.tails[4].seeks == []
+        await until(pilot, lambda: "from latest" in state(screen), "latest again")
