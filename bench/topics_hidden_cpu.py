@@ -13,8 +13,8 @@ Three states, each for ``--seconds``, in a fresh child process per state and run
 
 - **shown**: the Topics screen follows the tail;
 - **hidden**: the Pipeline screen is shown while the tail keeps pulling; afterwards the
-  Topics screen is shown again and the time until its view holds the newest record is taken
-  (the catch-up);
+  Topics screen is shown again (a key posted as a terminal would) and the time until it is
+  the current screen and its view holds the newest record is taken (the catch-up);
 - **idle**: the Pipeline screen with no tail traffic (rate 0), the floor.
 
 Printed: the child's CPU time (``time.process_time``) over the measured seconds as a share of
@@ -109,7 +109,8 @@ def child(root: Path, state: str, rate: int, seconds: float) -> dict[str, Any]:
                 app.simulate_key("3")
                 deadline = began + 30
                 while True:
-                    if view.records() and view.records()[-1].offset >= newest:
+                    shown = topics.is_current and view.records()
+                    if shown and view.records()[-1].offset >= newest:
                         break
                     if time.monotonic() > deadline:
                         raise AssertionError("the view did not catch up within 30 s")
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--root", type=Path, action="append", help="checkouts to compare")
+    parser.add_argument("--states", nargs="+", choices=STATES, default=list(STATES))
     parser.add_argument("--child", choices=STATES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     roots: list[Path] = args.root or [ROOT]
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for _ in range(args.runs):
-        for state in STATES:
+        for state in args.states:
             for root in roots:
                 result = run_child(python, root, state, args.rate, args.seconds)
                 results.setdefault((root.name, state), []).append(result)
