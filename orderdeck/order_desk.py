@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orderdeck.events import OrderPlaced, TopicNames
+from orderdeck.fenced import FencedEvents
 from orderdeck.orders import (
     DEFAULT_ACK_TIMEOUT_S,
     PLACED_STATUS,
@@ -113,10 +114,13 @@ class OrderDesk:
         names: TopicNames,
         *,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT_S,
+        fenced: FencedEvents | None = None,
     ) -> None:
         self.store = store
         self.producer = producer
         self.names = names
+        #: The events this desk fenced after a 503, for the Topics tail to mark (see fenced.py).
+        self.fenced = fenced if fenced is not None else FencedEvents()
         #: The bound on the wait for Kafka's acknowledgement of an OrderPlaced.
         self.ack_timeout = ack_timeout
         self._key_locks: dict[str, asyncio.Lock] = {}
@@ -219,6 +223,7 @@ class OrderDesk:
             delivery = await _produce(event, self.producer, self.names, self.ack_timeout)
         except OrderNotAcknowledgedError:
             if await self.store.run(fence_event, self.store, event):
+                self.fenced.add(event.eventId, event.orderId)
                 raise
             delivery = None  # the order service already took it: the order exists
         response = created_response(request, event)

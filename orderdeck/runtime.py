@@ -28,6 +28,7 @@ from orderdeck.config import Settings
 from orderdeck.errors import KafkaUnavailableError, OrderdeckError
 from orderdeck.events import TopicNames, dlq_topic
 from orderdeck.faults import BrokerControl, FaultInjector, local_broker_control
+from orderdeck.fenced import FencedEvents
 from orderdeck.http_server import EmbeddedServer, build_server
 from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport, read_dead_letters
 from orderdeck.kafka.dead_letters import redrive as redrive_dead_letters
@@ -159,6 +160,8 @@ class Runtime:
         self._store: StoreBackend | None = None
         self._producer: EventProducer | None = None
         self._desk: OrderDesk | None = None
+        #: OrderPlaced events the desk fenced after a 503 (kept across desks; see fenced.py).
+        self.fenced = FencedEvents()
         self._server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
@@ -380,7 +383,9 @@ class Runtime:
         producer = EventProducer(self.kafka, client_suffix="api", linger_s=API_PRODUCE_LINGER_S)
         await producer.start()
         self._producer = producer
-        self._desk = OrderDesk(self._store, producer, self.names, ack_timeout=self.ack_timeout)
+        self._desk = OrderDesk(
+            self._store, producer, self.names, ack_timeout=self.ack_timeout, fenced=self.fenced
+        )
         if not self.with_api:
             self._progress("api", "done", "API disabled")
             return

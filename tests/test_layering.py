@@ -7,8 +7,9 @@
 - Screens and widgets never import ``orderdeck.app`` (they talk to it through
   ``screens/protocol.py``), and the package has no import cycle at all (checked statically).
 - Screens and widgets import neither aiokafka nor ``orderdeck.kafka`` at run time, except
-  ``orderdeck.kafka.cluster_model``, ``offset_plan``, ``lag_time`` and ``verdicts`` (pure data and
-  arithmetic, no client); Kafka's answers reach them through the runtime.
+  ``orderdeck.kafka.cluster_model``, ``offset_plan``, ``lag_time``, ``verdicts`` and
+  ``seek_target`` (pure data and arithmetic, no client); Kafka's answers reach them through
+  the runtime.
 - Only ``orderdeck/kafka/clients.py`` constructs aiokafka clients, so TLS, SASL and client
   ids are set in one place for every client (checked in the source).
 - Applying a batch (``services/batch.py``) knows no Kafka: sending and committing are the
@@ -308,6 +309,7 @@ UI_KAFKA_MODELS = (
     "orderdeck.kafka.offset_plan",
     "orderdeck.kafka.lag_time",
     "orderdeck.kafka.verdicts",
+    "orderdeck.kafka.seek_target",
 )
 
 

@@ -3,7 +3,9 @@
 The tail never joins a consumer group (see ``orderdeck.kafka.tail``), so it is safe to point
 at a running pipeline. With ``--json`` each record is one JSON object on its own line, flushed
 at once so ``| jq`` or ``| grep`` see records as they arrive; ``--exit-at-end`` stops once every
-partition is caught up, like ``kcat -e``.
+partition is caught up, like ``kcat -e``. ``--from`` starts at an offset or a time, in the forms
+the Topics screen's seek box takes (``kafka/seek_target.py``): ``500``, ``1:500``, a date-time,
+``08:12:00`` or ``-10m``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from orderdeck.commands.common import add_data_dir_flag, add_kafka_flags, kafka_to_inspect
 from orderdeck.commands.groups import quiet_kafka_client_logs
+from orderdeck.kafka.seek_target import SeekParseError, SeekTarget, parse_seek
 
 if TYPE_CHECKING:
     from orderdeck.kafka.connection import KafkaConnection
@@ -35,8 +38,19 @@ def register(subparsers: Any) -> None:
         "group. Ctrl-C stops.",
     )
     parser.add_argument("topics", nargs="+", metavar="TOPIC", help="topic(s) to follow")
-    parser.add_argument(
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
         "--from-beginning", action="store_true", help="start at the oldest record, not the end"
+    )
+    start.add_argument(
+        "--from",
+        dest="start_at",
+        metavar="WHERE",
+        type=seek_argument,
+        help="start at OFFSET (every partition), P:OFFSET (that partition; the others from "
+        "their end), a date-time (2026-12-03T08:12:00, local unless it ends in Z or +01:00), "
+        "HH:MM:SS (today) or a time ago, written with = so it is not read as an option: "
+        "--from=-10m (s, m, h, d)",
     )
     parser.add_argument("--order", metavar="ID", help="only records of this order id")
     parser.add_argument("--type", metavar="T", help="only events of this type (e.g. OrderPlaced)")
@@ -49,6 +63,14 @@ def register(subparsers: Any) -> None:
     add_kafka_flags(parser)
     add_data_dir_flag(parser)
     parser.set_defaults(func=run)
+
+
+def seek_argument(text: str) -> SeekTarget:
+    """``--from``'s value, read against the clock now; a mistake is argparse's usage error."""
+    try:
+        return parse_seek(text, datetime.now().astimezone())
+    except SeekParseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +115,10 @@ async def _tail(args: argparse.Namespace, kafka: KafkaConnection, out: TextIO) -
 
     await check_connection(kafka)  # a bad password or TLS setting: one line within 15 s
     render = format_json if args.json else format_human
+    start_at: SeekTarget | None = args.start_at
     async with TopicTail(kafka, args.topics, from_beginning=args.from_beginning) as tail:
+        if start_at is not None:
+            await tail.seek(start_at)
         while True:
             batch = await tail.next_batch(max_records=BATCH, timeout_ms=200)
             for record in batch:

@@ -25,10 +25,15 @@ from orderdeck.events import HEADER_EVENT_TYPE
 from orderdeck.kafka.admin import partition_leaders, unreachable
 from orderdeck.kafka.clients import new_admin, new_consumer
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.kafka.seek_target import SeekOffset, SeekTarget
 
 
 class UnknownTopicError(OrderdeckError):
     """A topic to tail does not exist on the cluster."""
+
+
+class UnknownPartitionError(OrderdeckError):
+    """A seek named a partition the tailed topics do not have."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,59 @@ class TopicTail:
         if self._consumer is None:
             raise RuntimeError("TopicTail is not started")
         return self._consumer
+
+    async def seek(self, target: SeekTarget) -> dict[tuple[str, int], int]:
+        """Move the tail to ``target``; returns the offset each moved partition reads next.
+
+        An offset is kept inside each partition's log (a position past its end would make
+        the consumer reset by policy, silently elsewhere). A time finds, per partition, the
+        first record at or after it (``offsets_for_times``, the broker's time index); a
+        partition with none is put at its end, so it shows what arrives next. A
+        ``SeekOffset`` with a partition moves that partition only. Raises
+        UnknownPartitionError for a partition the topics lack, KafkaUnavailableError when
+        the cluster does not answer.
+        """
+        consumer = self._running
+        try:
+            if isinstance(target, SeekOffset):
+                wanted = await self._offset_positions(consumer, target)
+            else:
+                wanted = await self._time_positions(consumer, target.timestamp_ms)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(unreachable(self.kafka.bootstrap_servers, exc)) from exc
+        for tp, offset in wanted.items():
+            consumer.seek(tp, offset)
+        return {(tp.topic, tp.partition): offset for tp, offset in wanted.items()}
+
+    async def _offset_positions(
+        self, consumer: AIOKafkaConsumer, target: SeekOffset
+    ) -> dict[TopicPartition, int]:
+        chosen = [
+            tp
+            for tp in self._partitions
+            if target.partition is None or tp.partition == target.partition
+        ]
+        if not chosen:
+            have = ", ".join(str(p) for p in sorted({tp.partition for tp in self._partitions}))
+            raise UnknownPartitionError(
+                f"partition {target.partition} does not exist in {', '.join(self.topics)} "
+                f"(partitions {have})"
+            )
+        starts = await consumer.beginning_offsets(chosen)
+        ends = await consumer.end_offsets(chosen)
+        return {tp: min(max(target.offset, starts[tp]), ends[tp]) for tp in chosen}
+
+    async def _time_positions(
+        self, consumer: AIOKafkaConsumer, timestamp_ms: int
+    ) -> dict[TopicPartition, int]:
+        everything = list(self._partitions)
+        found = await consumer.offsets_for_times({tp: timestamp_ms for tp in everything})
+        ends = await consumer.end_offsets(everything)
+        positions: dict[TopicPartition, int] = {}
+        for tp in everything:
+            hit = found.get(tp)
+            positions[tp] = hit.offset if hit is not None else ends[tp]
+        return positions
 
     async def next_batch(self, max_records: int = 500, timeout_ms: int = 200) -> list[TailRecord]:
         """Up to ``max_records`` new records, waiting at most ``timeout_ms`` for the first.

@@ -4,12 +4,15 @@ The tail is group-less (``runtime.open_tail``), so watching never joins or distu
 services' groups. A worker pulls batches and posts *one message per batch*; the view keeps a
 bounded ring and renders only visible lines, so thousands of events per second leave the
 keyboard responsive. Filter by order id or event type, pause and resume (the tail's position
-is kept), and restart from the earliest or the latest offset.
+is kept), restart from the earliest or the latest offset, or seek (``s``) to an offset or a
+time. While another screen is shown, batches are only kept (bounded), not drawn: the view
+catches up when the screen is shown again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -24,15 +27,18 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from orderdeck.events import dlq_topic
+from orderdeck.kafka.seek_target import SeekOffset, SeekTime
 from orderdeck.rates import RateMeter
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.dead_letters import DeadLettersScreen
+from orderdeck.screens.seek import SeekScreen
 from orderdeck.widgets.deck_table import DeckList
 from orderdeck.widgets.formatting import WIDE_FROM, clock_ms
 from orderdeck.widgets.live_static import LiveStatic
-from orderdeck.widgets.record_view import RecordView, header_text, matches
+from orderdeck.widgets.record_view import FENCED_MARK, RecordView, header_text, matches
 
 if TYPE_CHECKING:
+    from orderdeck.kafka.seek_target import SeekTarget
     from orderdeck.kafka.tail import TailRecord
 
 BATCH_MAX_RECORDS = 1000
@@ -77,6 +83,7 @@ class TopicsScreen(DeckScreen):
         Binding("p", "resume", "Resume"),
         Binding("e", "restart(True)", "Earliest"),
         Binding("l", "restart(False)", "Latest"),
+        Binding("s", "seek", "Seek"),
         Binding("slash", "focus_filter", "Filter", key_display="/"),
         Binding("P", "cycle_partition", "Partition"),
         Binding("f", "follow", "Follow"),
@@ -89,11 +96,17 @@ class TopicsScreen(DeckScreen):
         super().__init__()
         self.topic: str | None = None
         self.from_beginning = False
+        #: Where the current tail was sought to (None: the earliest or latest offsets).
+        self.start_at: SeekTarget | None = None
         self.paused = False
         #: Only this partition's records are shown (None: all of them).
         self.partition: int | None = None
         self.filter_text = ""
         self._partitions: set[int] = set()
+        #: The tailed topic's partitions, as the tail found them when it started.
+        self.tail_partitions: tuple[int, ...] = ()
+        #: Records that arrived while another screen was shown, not yet in the view.
+        self._backlog: deque[TailRecord] = deque(maxlen=HISTORY)
         self.error: str | None = None
         #: True once the current tail is assigned and positioned (tests wait for it).
         self.tail_ready = False
@@ -118,10 +131,21 @@ class TopicsScreen(DeckScreen):
     def on_mount(self) -> None:
         self.query_one("#topic-list").border_title = "Topics"
         self.query_one("#record-json").border_title = "Record"
+        self.query_one(RecordView).is_fenced = self._is_fenced
+
+    def _is_fenced(self, record: TailRecord) -> bool:
+        """A record of an OrderPlaced the API answered 503 for: a dead attempt, no order."""
+        return record.topic == self.runtime.names.orders and self.runtime.fenced.is_fenced(
+            record.order_id, record.value
+        )
 
     def on_screen_resume(self) -> None:
-        # Records that arrived while another screen was shown could not scroll a hidden view.
+        # What arrived while another screen was shown goes in now, in one batch.
         view = self.query_one(RecordView)
+        if self._backlog:
+            backlog = list(self._backlog)
+            self._backlog.clear()
+            view.add_batch(backlog)
         if view.follow:
             view.scroll_end(animate=False, x_axis=False)
 
@@ -140,28 +164,43 @@ class TopicsScreen(DeckScreen):
 
     # ------------------------------------------------------------------ tail
 
-    def start_tail(self, topic: str, from_beginning: bool | None = None) -> None:
-        """(Re)start tailing ``topic``; the previous tail is stopped first."""
+    def start_tail(
+        self,
+        topic: str,
+        from_beginning: bool | None = None,
+        start_at: SeekTarget | None = None,
+    ) -> None:
+        """(Re)start tailing ``topic``, from ``start_at`` if given; the old tail stops first."""
         self.topic = topic
         if from_beginning is not None:
             self.from_beginning = from_beginning
+        self.start_at = start_at
         self.error = None
         self.tail_ready = False
         self._generation += 1
         self._pending = 0
         self._partitions.clear()
+        self.tail_partitions = ()
+        self._backlog.clear()
         self._rate.clear()
         self.query_one(RecordView).clear()
-        self._run_tail(self._generation, topic, self.from_beginning)
+        # A seek moves every partition it names; the others follow from their end.
+        from_start = self.from_beginning and start_at is None
+        self._run_tail(self._generation, topic, from_start, start_at)
         self._show_state()
 
     @work(group="tail", exclusive=True, exit_on_error=False, name="topic tail")
-    async def _run_tail(self, generation: int, topic: str, from_beginning: bool) -> None:
+    async def _run_tail(
+        self, generation: int, topic: str, from_beginning: bool, start_at: SeekTarget | None
+    ) -> None:
         worker = get_current_worker()
         tail = self.runtime.open_tail([topic], from_beginning)
         try:
             await tail.start()
+            if start_at is not None:
+                await tail.seek(start_at)
             if generation == self._generation:
+                self.tail_partitions = tuple(p for _, p in tail.partitions)
                 self.tail_ready = True
             while not worker.is_cancelled:
                 await self._tail_go.wait()
@@ -184,6 +223,10 @@ class TopicsScreen(DeckScreen):
             return
         self._pending = max(0, self._pending - 1)
         self._partitions.update(r.partition for r in message.records)
+        if not self.is_current:
+            # Hidden (another screen, or a modal over this one): keep, do not draw.
+            self._backlog.extend(message.records)
+            return
         self.query_one(RecordView).add_batch(message.records)
 
     def on_tail_failed(self, message: TailFailed) -> None:
@@ -196,7 +239,10 @@ class TopicsScreen(DeckScreen):
     @on(OptionList.OptionSelected, "#topic-list")
     def _topic_chosen(self, event: OptionList.OptionSelected) -> None:
         if event.option.id and event.option.id != self.topic:
-            self.start_tail(event.option.id)
+            # A time means the same moment in every topic (following one order or incident
+            # across them); an offset belongs to the topic it was typed for.
+            keep = self.start_at if isinstance(self.start_at, SeekTime) else None
+            self.start_tail(event.option.id, start_at=keep)
         self.query_one(RecordView).focus()
 
     @on(Input.Changed, "#filter")
@@ -244,7 +290,17 @@ class TopicsScreen(DeckScreen):
         panel.border_subtitle = f"{record.topic} p{record.partition} @ {record.offset} · {when}"
         headers = "  ".join(f"{k}={v.decode('utf-8', 'replace')}" for k, v in record.headers)
         body = highlight(record.pretty_json(), language="json")
-        panel.update(Content.assemble((headers + "\n", "dim"), body) if headers else body)
+        parts: list[Content | tuple[str, str]] = []
+        if self._is_fenced(record):
+            parts.append(
+                (
+                    f"{FENCED_MARK}: the API answered 503 for this attempt; no order was made\n",
+                    "bold $warning",
+                )
+            )
+        if headers:
+            parts.append((headers + "\n", "dim"))
+        panel.update(Content.assemble(*parts, body) if parts else body)
 
     def _show_state(self) -> None:
         view = self.query_one(RecordView)
@@ -258,8 +314,12 @@ class TopicsScreen(DeckScreen):
             )
         else:
             mode = ("⏸ paused", "bold yellow") if self.paused else ("● live", "bold green")
-            start = "earliest" if self.from_beginning else "latest"
-            if self.size.width >= WIDE_FROM:
+            wide = self.size.width >= WIDE_FROM
+            if self.start_at is not None:
+                start = self.start_at.describe() if wide else self.start_at.short()
+            else:
+                start = "earliest" if self.from_beginning else "latest"
+            if wide:
                 follow = "following" if view.follow else "scrolled"
                 where = (
                     "all partitions" if self.partition is None else f"partition {self.partition}"
@@ -350,6 +410,22 @@ class TopicsScreen(DeckScreen):
         """Start the tail again from the earliest or the latest offset."""
         if self.topic is not None:
             self.start_tail(self.topic, from_beginning)
+
+    def action_seek(self) -> None:
+        """Ask where to start (an offset or a time) and restart the tail there."""
+        if self.topic is None:
+            return
+        topic = self.topic.removeprefix(self.runtime.names.prefix)
+        self.app.push_screen(SeekScreen(topic, self.tail_partitions), self._seek_chosen)
+
+    def _seek_chosen(self, target: SeekTarget | None) -> None:
+        if target is None or self.topic is None:
+            return
+        if isinstance(target, SeekOffset) and target.partition is not None:
+            # P:OFFSET is a request to read that partition: show it alone.
+            self.partition = target.partition
+            self._apply_filter()
+        self.start_tail(self.topic, start_at=target)
 
     def action_dead_letters(self) -> None:
         """The Dead letters screen for the DLQ tailed now, or for every DLQ otherwise."""

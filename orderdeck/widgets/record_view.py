@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from orderdeck.kafka.tail import TailRecord
 
 RecordFilter = Callable[["TailRecord"], bool]
+#: True for a record the API fenced after a 503 (asked when its line is drawn).
+FencedCheck = Callable[["TailRecord"], bool]
 
 #: (title, width) of each fixed column from 100 columns; the order id takes the rest.
 COLUMNS: tuple[tuple[str, int], ...] = (
@@ -79,8 +81,12 @@ def header_text(width: int) -> str:
     return ellipsize(" ".join([*cells, "TYPE".ljust(type_width), "ORDER ID"]), width)
 
 
-def row_text(record: TailRecord, width: int) -> str:
-    """One record as a line of ``width`` columns."""
+#: What a fenced record's TYPE column starts with (see orderdeck/fenced.py).
+FENCED_MARK = "✗ fenced"
+
+
+def row_text(record: TailRecord, width: int, *, fenced: bool = False) -> str:
+    """One record as a line of ``width`` columns; a ``fenced`` one says so in its TYPE."""
     columns, type_width, order_width = _layout(width)
     cells = [
         clock_ms(record.timestamp_ms).ljust(12),
@@ -89,13 +95,17 @@ def row_text(record: TailRecord, width: int) -> str:
     ]
     if len(columns) > len(NARROW_COLUMNS):
         cells.append(short_id(record.key, 9).ljust(9))
-    cells.append(ellipsize(record.event_type or "?", type_width).ljust(type_width))
+    kind = record.event_type or "?"
+    if fenced:
+        kind = f"{FENCED_MARK} {kind}"
+    cells.append(ellipsize(kind, type_width).ljust(type_width))
     order = record.order_id or "-"
     cells.append(order if len(order) <= order_width else short_id(order, order_width))
     return " ".join(cells)
 
 
-def _order_key(record: TailRecord) -> tuple[int, int, int]:
+def record_order(record: TailRecord) -> tuple[int, int, int]:
+    """The order the view keeps records in: time, then partition and offset."""
     return (record.timestamp_ms, record.partition, record.offset)
 
 
@@ -107,10 +117,10 @@ def merge_in_time(ring: deque[TailRecord], record: TailRecord) -> int | None:
     arrive in time order (the live case) take the fast path, an append. A full ring drops
     its oldest record first, and a record older than everything kept is not kept.
     """
-    if not ring or _order_key(ring[-1]) <= _order_key(record):
+    if not ring or record_order(ring[-1]) <= record_order(record):
         ring.append(record)
         return len(ring) - 1
-    index = bisect.bisect_right(ring, _order_key(record), key=_order_key)
+    index = bisect.bisect_right(ring, record_order(record), key=record_order)
     if ring.maxlen is not None and len(ring) == ring.maxlen:
         if index == 0:
             return None
@@ -148,10 +158,15 @@ class RecordView(ScrollView, can_focus=True):
         &:focus { background-tint: $foreground 3%; }
         & > .record-view--cursor { background: $accent 40%; text-style: bold; }
         & > .record-view--dlq { color: $error; }
+        & > .record-view--fenced { color: $text-muted; text-style: strike; }
     }
     """
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"record-view--cursor", "record-view--dlq"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "record-view--cursor",
+        "record-view--dlq",
+        "record-view--fenced",
+    }
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor(-1)", "Up", show=False),
@@ -191,6 +206,9 @@ class RecordView(ScrollView, can_focus=True):
         self._cursor = -1
         self._selected: TailRecord | None = None
         self.received = 0
+        #: Marks records the API fenced; asked per drawn line, so a fence is shown however
+        #: the record and the 503 raced (set by the screen, None: nothing is fenced).
+        self.is_fenced: FencedCheck | None = None
 
     # ------------------------------------------------------------------ data
 
@@ -214,11 +232,16 @@ class RecordView(ScrollView, can_focus=True):
         return list(self._shown)
 
     def add_batch(self, records: Iterable[TailRecord]) -> None:
-        """Merge a batch in by timestamp; drops the oldest records beyond capacity."""
+        """Merge a batch in by timestamp; drops the oldest records beyond capacity.
+
+        The batch is sorted first: a tail's batch comes partition by partition, so unsorted
+        most records of the second and third partitions would be inserted among the kept ones
+        (a search and a shift each); sorted, nearly all of them are appended.
+        """
         added = 0
         moved_before_cursor = 0
         check = self._filter
-        for record in records:
+        for record in sorted(records, key=record_order):
             merge_in_time(self._all, record)
             self.received += 1
             if check is None or check(record):
@@ -343,10 +366,13 @@ class RecordView(ScrollView, can_focus=True):
         if index >= len(self._shown):
             return Strip.blank(width, base)
         record = self._shown[index]
+        fenced = self.is_fenced is not None and self.is_fenced(record)
         style: Style = base
         if index == self._cursor:
             style = base + self.get_component_rich_style("record-view--cursor")
+        elif fenced:
+            style = base + self.get_component_rich_style("record-view--fenced")
         elif record.topic.endswith(".dlq"):
             style = base + self.get_component_rich_style("record-view--dlq")
-        text = row_text(record, width)
+        text = row_text(record, width, fenced=fenced)
         return Strip([Segment(text, style)]).crop_extend(0, width, style)

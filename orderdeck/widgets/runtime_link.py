@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from orderdeck.kafka.dead_letters import DeadLetter, RedriveReport
     from orderdeck.kafka.lag_tracker import GroupLagTime
     from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
+    from orderdeck.kafka.seek_target import SeekTarget
     from orderdeck.kafka.tail import TailRecord
     from orderdeck.orders import OrderRequest, SubmittedOrder
     from orderdeck.runtime import RuntimeStatus, StartupStep
@@ -86,6 +87,21 @@ class TailLike(Protocol):
         self, max_records: int = 500, timeout_ms: int = 200
     ) -> list[TailRecord]: ...
 
+    @property
+    def partitions(self) -> tuple[tuple[str, int], ...]:
+        """Every (topic, partition) followed, once started."""
+        ...
+
+    async def seek(self, target: SeekTarget) -> dict[tuple[str, int], int]:
+        """Move to an offset or a time (see ``kafka/seek_target.py``)."""
+        ...
+
+
+class FencedLookup(Protocol):
+    """The events the API fenced after a 503 (``orderdeck.fenced.FencedEvents``)."""
+
+    def is_fenced(self, order_id: str | None, value: bytes) -> bool: ...
+
 
 class FaultControl(Protocol):
     """The faults the Chaos screen causes and the timeline of their recovery
@@ -132,6 +148,9 @@ class RuntimeLike(Protocol):
 
     @property
     def faults(self) -> FaultControl: ...
+    def fenced(self) -> FencedLookup:
+        """The OrderPlaced events this process's API fenced (the Topics tail marks them)."""
+        ...
 
     async def start(self) -> None: ...
 

@@ -203,3 +203,39 @@ async def test_unknown_topic_is_a_one_line_error(kafka_bootstrap: str) -> None:
     assert out == ""
     assert err.startswith("orderdeck: error: topic missing-")
     assert err.count("\n") == 1
+
+
+async def test_from_an_offset_or_a_time_starts_there(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    topic = topic_names.payments
+    produced = await produce(kafka_bootstrap, [(topic, order_placed(f"f-{i}")) for i in range(30)])
+    code, out, err = await run_tail(
+        kafka_bootstrap, topic, "--from", "3", "--json", "--exit-at-end"
+    )
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert sorted((line["partition"], line["offset"]) for line in lines) == sorted(
+        (p, o) for (_, p, o) in produced if o >= 3
+    )
+    code, out, err = await run_tail(
+        kafka_bootstrap, topic, "--from", "1:2", "--json", "--exit-at-end"
+    )
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(line["partition"], line["offset"]) for line in lines] == sorted(
+        (p, o) for (_, p, o) in produced if p == 1 and o >= 2
+    )
+    code, out, err = await run_tail(kafka_bootstrap, topic, "--from=-1h", "--exit-at-end")
+    assert code == 0, err
+    assert len(out.splitlines()) == len(produced)
+
+
+async def test_a_bad_from_is_a_usage_error_naming_the_mistake(kafka_bootstrap: str) -> None:
+    code, out, err = await run_tail(kafka_bootstrap, "order-events", "--from", "-10")
+    assert code == 2
+    assert out == ""
+    assert "argument --from: -10 needs a unit" in err
+    code, _, err = await run_tail(kafka_bootstrap, "t", "--from", "5", "--from-beginning")
+    assert code == 2
+    assert "not allowed with argument" in err

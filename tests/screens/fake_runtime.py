@@ -25,11 +25,13 @@ from orderdeck.events import (
 )
 from orderdeck.fault_timeline import FaultTimeline, Observation
 from orderdeck.faults import BrokerRef, TimelineView
+from orderdeck.fenced import FencedEvents
 from orderdeck.kafka.admin import GroupMember, GroupSnapshot, PartitionLag
 from orderdeck.kafka.cluster_model import Broker, ClusterView, PartitionInfo, TopicInfo
 from orderdeck.kafka.dead_letters import DeadLetter, Redriven, RedriveReport
 from orderdeck.kafka.lag_tracker import GroupLagTime, LagTracker
 from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
+from orderdeck.kafka.seek_target import SeekTarget
 from orderdeck.kafka.tail import TailRecord
 from orderdeck.orders import (
     OrderCreated,
@@ -336,9 +338,20 @@ class FakeTail:
     """Serves a fixed batch of records once, then nothing."""
 
     def __init__(self, topics: Sequence[str], count: int) -> None:
+        self.topic = topics[0]
         self.records = [_record(topics[0], n) for n in range(1, count + 1)]
         self.started = False
         self.stopped = False
+        #: Every seek asked for, in order.
+        self.seeks: list[SeekTarget] = []
+
+    @property
+    def partitions(self) -> tuple[tuple[str, int], ...]:
+        return tuple((self.topic, p) for p in range(3))
+
+    async def seek(self, target: SeekTarget) -> dict[tuple[str, int], int]:
+        self.seeks.append(target)
+        return {}
 
     async def start(self) -> None:
         self.started = True
@@ -463,6 +476,8 @@ class FakeRuntime:
         #: Each redrive asked for: (dlq, positions, value, force).
         self.redrives: list[tuple[str, list[tuple[int, int]] | None, bytes | None, bool]] = []
         self.lag_tracker = LagTracker()
+        #: Fenced events, as the order desk records them after a 503.
+        self.fenced = FencedEvents()
 
     async def start(self) -> None:
         self.started = True

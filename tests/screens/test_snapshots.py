@@ -26,7 +26,7 @@ from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.group_panel import GroupPanel
 from orderdeck.widgets.record_view import RecordView
 from orderdeck.widgets.runtime_link import RuntimeHooks
-from tests.screens.fake_runtime import FakeRuntime
+from tests.screens.fake_runtime import FakeRuntime, order_id
 from tests.screens.helpers import reads_settled, until, until_ready
 
 SIZES = {"80x24": (80, 24), "120x36": (120, 36), "200x50": (200, 50)}
@@ -240,3 +240,31 @@ def test_chaos_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
         await pilot.pause()
 
     assert snap_compare(deck(), terminal_size=size, run_before=on_screen("8", brokers_read))
+
+
+def test_topics_seek_box_names_a_mistake(snap_compare: SnapCompare) -> None:
+    """The seek box (s on Topics) at 80x24, with what is wrong with the text typed."""
+
+    async def seek_wrong(pilot: Pilot[Any]) -> None:
+        screen = pilot.app.screen
+        view = screen.query_one(RecordView)
+        await until(pilot, lambda: view.shown == 30, "the fake tail's records")
+        await pilot.press("s", *"-10", "enter")
+        await pilot.pause()
+
+    assert snap_compare(deck(), terminal_size=(80, 24), run_before=on_screen("3", seek_wrong))
+
+
+def test_topics_fenced_record(snap_compare: SnapCompare) -> None:
+    """A record the API fenced after a 503: ✗ fenced in its row and in the record panel."""
+    runtime = FakeRuntime()
+    runtime.fenced.add("0a0b0c0d-0000-4000-8000-000000000030", order_id(30))
+
+    async def records_arrived(pilot: Pilot[Any]) -> None:
+        view = pilot.app.screen.query_one(RecordView)
+        await until(pilot, lambda: view.shown == 30, "the fake tail's records")
+        await pilot.pause()
+
+    assert snap_compare(
+        deck(runtime), terminal_size=(120, 36), run_before=on_screen("3", records_arrived)
+    )
