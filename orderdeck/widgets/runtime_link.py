@@ -148,6 +148,8 @@ class RuntimeLike(Protocol):
 
     @property
     def faults(self) -> FaultControl: ...
+
+    @property
     def fenced(self) -> FencedLookup:
         """The OrderPlaced events this process's API fenced (the Topics tail marks them)."""
         ...
