@@ -11,11 +11,14 @@ a wait only pays when records keep arriving, and it is latency added to every ho
   more than :data:`MAX_LINGER_S` (the most a record waits per hop for pacing);
 * a full batch means a backlog: the next one is taken at once, so saturation is unchanged.
 
-The arrival rate is estimated from the batches themselves (records per second between one
-batch and the next, smoothed), so the pacer needs nothing but the sizes and the clock.
+The arrival rate is what the batches of the last :data:`RATE_WINDOW_S` held, so it needs
+nothing but the sizes and the clock; a window rather than the gap between two batches, because
+the events of one order often come in pairs a few milliseconds apart, which is no load.
 """
 
 from __future__ import annotations
+
+import collections
 
 #: The most a worker waits for its next batch to gather.
 MAX_LINGER_S = 0.02
@@ -23,8 +26,8 @@ MAX_LINGER_S = 0.02
 TARGET_RECORDS = 16
 #: Wait only when the longest wait would gather at least this many records on average.
 MIN_GATHERED = 1.0
-#: Weight of the newest batch in the smoothed arrival rate.
-SMOOTHING = 0.3
+#: The arrival rate is the records of the batches taken in this many last seconds.
+RATE_WINDOW_S = 0.25
 
 
 class Pacer:
@@ -33,19 +36,20 @@ class Pacer:
     def __init__(self, full: int) -> None:
         #: A batch of this many records is full: the fetcher holds more, take them at once.
         self.full = full
-        #: Smoothed records per second arriving at this worker.
+        #: Records per second arriving at this worker (over the last RATE_WINDOW_S).
         self.rate = 0.0
-        self._last: float | None = None
+        #: (monotonic time, size) of the batches taken in the last RATE_WINDOW_S.
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._in_window = 0
 
     def linger(self, size: int, now: float) -> float:
         """Seconds to let the next batch gather, given a batch of ``size`` taken at ``now``
         (``time.monotonic()``)."""
-        if self._last is not None:
-            latest = size / max(now - self._last, 1e-3)
-            self.rate += SMOOTHING * (latest - self.rate)
-        else:
-            self.rate = 0.0
-        self._last = now
+        self._recent.append((now, size))
+        self._in_window += size
+        while self._recent[0][0] <= now - RATE_WINDOW_S:
+            self._in_window -= self._recent.popleft()[1]
+        self.rate = self._in_window / RATE_WINDOW_S
         if size >= self.full or self.rate * MAX_LINGER_S < MIN_GATHERED:
             return 0.0
         return min(MAX_LINGER_S, TARGET_RECORDS / self.rate)

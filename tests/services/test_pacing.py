@@ -20,7 +20,16 @@ def _steady(pacer: Pacer, rate: float, batches: int = 40, size: int = 1) -> floa
 def test_a_trickle_is_never_held_back() -> None:
     pacer = Pacer(full=500)
     assert _steady(pacer, rate=10.0) == 0.0
-    assert pacer.rate == pytest.approx(10.0, rel=0.05)
+    assert pacer.rate == pytest.approx(10.0, rel=0.25)
+
+
+def test_the_two_events_of_one_order_are_no_load() -> None:
+    pacer = Pacer(full=500)
+    now, linger = 1000.0, 0.0
+    for _ in range(20):  # 20 orders/s, each giving two records 2 ms apart
+        linger = max(linger, pacer.linger(1, now), pacer.linger(1, now + 0.002))
+        now += 0.05
+    assert linger == 0.0
 
 
 def test_a_steady_load_lingers_no_longer_than_the_cap() -> None:
