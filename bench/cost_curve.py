@@ -332,8 +332,12 @@ class Launch:
         self.port = int(command[command.index("--port") + 1])
         self.pane = launch_bench.Pane(command, variant.cwd)
         self.pane.start()
-        self.pane.wait_for(launch_bench.pipeline_green, 120, every=0.1)
-        self._wait_healthy()
+        try:
+            self.pane.wait_for(launch_bench.pipeline_green, 120, every=0.1)
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 60
