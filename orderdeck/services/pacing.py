@@ -9,7 +9,14 @@ a wait only pays when records keep arriving, and it is latency added to every ho
 * a trickle (the wait would not gather another record, on average) is never held back;
 * under a steady load the wait is what gathers about :data:`TARGET_RECORDS` records, and never
   more than :data:`MAX_LINGER_S` (the most a record waits per hop for pacing);
-* a full batch means a backlog: the next one is taken at once, so saturation is unchanged.
+* a full batch means a backlog: the next one is taken at once, so saturation is unchanged;
+* when latency matters it is not added: once the orders of a batch were accepted more than
+  :data:`LATENCY_BUDGET_S` ago (a later hop of the pipeline, or a pipeline running late), the
+  next batch is taken at once. An order's age is read from its id: the API makes order ids
+  time-ordered (a version 7 UUID whose first 48 bits are the milliseconds of its acceptance),
+  and every event carries the order id in its correlation header. So the first hops of a
+  young order linger and the last do not, which bounds what pacing adds to an order's whole
+  way, not just to each hop.
 
 The arrival rate is what the batches of the last :data:`RATE_WINDOW_S` held, so it needs
 nothing but the sizes and the clock; a window rather than the gap between two batches, because
@@ -19,6 +26,10 @@ the events of one order often come in pairs a few milliseconds apart, which is n
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
+from typing import Any
+
+from orderdeck.events import HEADER_CORRELATION_ID
 
 #: The most a worker waits for its next batch to gather.
 MAX_LINGER_S = 0.02
@@ -28,6 +39,22 @@ TARGET_RECORDS = 16
 MIN_GATHERED = 1.0
 #: The arrival rate is the records of the batches taken in this many last seconds.
 RATE_WINDOW_S = 0.25
+#: No linger after a batch whose oldest order was accepted longer ago than this.
+LATENCY_BUDGET_S = 0.04
+
+
+def oldest_order_age_s(records: Iterable[Any], now_ms: int) -> float:
+    """Seconds since the oldest order of ``records`` (Kafka records) was accepted, from the
+    time-ordered order ids in their correlation headers; 0.0 when none carries one (ids
+    made from an Idempotency-Key, or by other producers, tell no time)."""
+    oldest = now_ms
+    for record in records:
+        for key, value in record.headers or ():
+            if key == HEADER_CORRELATION_ID:
+                if len(value) == 36 and value[14:15] == b"7":
+                    oldest = min(oldest, int(value[:8] + value[9:13], 16))
+                break
+    return max(0, now_ms - oldest) / 1000
 
 
 class Pacer:

@@ -48,7 +48,7 @@ from orderdeck.kafka.producer import EventProducer
 from orderdeck.services import FailureRecord, Service, ServiceCounters
 from orderdeck.services.acks import Abandoned, AckPipeline
 from orderdeck.services.batch import BatchApplier, StoreCalls
-from orderdeck.services.pacing import Pacer
+from orderdeck.services.pacing import LATENCY_BUDGET_S, Pacer, oldest_order_age_s
 from orderdeck.store import open_store
 from orderdeck.store.tx import StoreBackend
 from orderdeck.store.url import StoreURL
@@ -252,6 +252,8 @@ class ServiceWorker:
                 if batch:
                     began = time.monotonic()
                     linger = self._pacer.linger(sum(map(len, batch.values())), began)
+                    if linger and self._late(batch):
+                        linger = 0.0
                     if linger:
                         self._hold_fetches()
                     try:
@@ -272,6 +274,14 @@ class ServiceWorker:
             # the restart and uncommitted records redelivered, so nothing is lost.
             await pipeline.abandon()
             raise
+
+    @staticmethod
+    def _late(batch: dict[TopicPartition, list[Any]]) -> bool:
+        """Whether the batch's oldest order used up the latency pacing may add (see
+        ``services/pacing.py``): the next batch is then taken at once."""
+        now_ms = time.time_ns() // 1_000_000
+        records = (r for recs in batch.values() for r in recs)
+        return oldest_order_age_s(records, now_ms) > LATENCY_BUDGET_S
 
     def _hold_fetches(self) -> None:
         """Keep the consumer from fetching until the pacing cycle of this batch ends.

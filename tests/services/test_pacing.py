@@ -1,10 +1,15 @@
-"""The pacer's linger follows the load: none for a trickle or a backlog, capped under load."""
+"""The pacer's linger follows the load: none for a trickle, a backlog or late orders; capped."""
 
 from __future__ import annotations
 
-import pytest
+import time
+import uuid
 
-from orderdeck.services.pacing import MAX_LINGER_S, TARGET_RECORDS, Pacer
+import pytest
+from aiokafka import ConsumerRecord
+
+from orderdeck.events import HEADER_CORRELATION_ID, time_ordered_uuid
+from orderdeck.services.pacing import MAX_LINGER_S, TARGET_RECORDS, Pacer, oldest_order_age_s
 
 
 def _steady(pacer: Pacer, rate: float, batches: int = 40, size: int = 1) -> float:
@@ -55,3 +60,23 @@ def test_a_pause_in_the_load_ends_the_linger() -> None:
         now += 2.0
         last = pacer.linger(1, now)
     assert last == 0.0
+
+
+def _record(order_id: str) -> ConsumerRecord[bytes, bytes]:
+    headers = [("event-type", b"OrderPlaced"), (HEADER_CORRELATION_ID, order_id.encode())]
+    return ConsumerRecord("t", 0, 0, 0, 0, None, b"{}", None, 0, 2, headers)
+
+
+def test_an_orders_age_is_read_from_its_time_ordered_id() -> None:
+    young, older = time_ordered_uuid(), time_ordered_uuid()
+    now_ms = time.time_ns() // 1_000_000
+    stamp = f"{now_ms - 250:012x}"
+    older = f"{stamp[:8]}-{stamp[8:]}{older[13:]}"
+    age = oldest_order_age_s([_record(young), _record(older)], now_ms)
+    assert age == pytest.approx(0.25, abs=0.002)
+
+
+def test_ids_that_tell_no_time_make_no_age() -> None:
+    keyed = str(uuid.uuid5(uuid.NAMESPACE_URL, "an idempotency key"))
+    now_ms = time.time_ns() // 1_000_000
+    assert oldest_order_age_s([_record(keyed), _record("legacy-17")], now_ms) == 0.0
