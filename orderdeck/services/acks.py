@@ -2,7 +2,8 @@
 
 Once a batch's transaction committed (``services/batch.py``), its outbox rows are produced as
 record batches and every ack is awaited (``acks=all``, idempotent producer); they are marked
-sent in the next batch's transaction (or after an idle poll). Only then are the consumer
+sent in the next batch's transaction (or, once the worker is idle, :data:`MARK_SENT_WITHIN_S`
+later in a transaction of their own). Only then are the consumer
 offsets that cover the batch committed. This runs in the background while the next batches
 are applied, so a record waits for a transaction, not for a whole send-ack-commit cycle:
 
@@ -49,7 +50,14 @@ MAX_IN_FLIGHT = 4
 #: giving up partitions): each commit costs the broker more CPU than a produce request
 #: (BENCHMARKS.md, "Figures behind the code's choices"). A crash redelivers what the last
 #: commit did not cover, and handlers recognise those records as processed.
-COMMIT_INTERVAL_S = 0.25
+COMMIT_INTERVAL_S = 0.5
+#: Acknowledged outbox rows that no batch's transaction marked sent (the worker went idle)
+#: are marked in one of their own this long after the first was acknowledged. Until then a
+#: crash only means they are sent once more after the restart (a harmless duplicate); a
+#: transaction per idle moment is what a trickle of batches of one record paid (issue 18).
+MARK_SENT_WITHIN_S = 1.0
+#: The shortest poll timeout :meth:`AckPipeline.poll_timeout_ms` gives, when something is due.
+MIN_POLL_TIMEOUT_MS = 10
 SEND_ATTEMPTS = 5
 UNSENT_PAGE = 1000
 #: How long a send or commit in flight may still take once a stop was requested.
@@ -110,8 +118,10 @@ class AckPipeline:
         self._committing: asyncio.Future[None] | None = None
         self._commit_started = 0.0
         self._finish_error: BaseException | None = None
-        #: Ids of outbox rows Kafka acknowledged that are not marked sent yet.
+        #: Ids of outbox rows Kafka acknowledged that are not marked sent yet, and since when
+        #: (monotonic) the oldest of them waits.
         self._sent_pending: list[int] = []
+        self._pending_since = 0.0
 
     def commit_through(self, consumer: AIOKafkaConsumer) -> None:
         """The consumer whose offsets to commit. Given once it exists: the outbox rows a
@@ -135,6 +145,33 @@ class AckPipeline:
         """Whether acknowledged outbox rows are waiting to be marked sent."""
         return bool(self._sent_pending)
 
+    def marking_due(self) -> bool:
+        """Whether acknowledged rows waited MARK_SENT_WITHIN_S for a transaction to mark them
+        (and no send under way will add more soon)."""
+        return (
+            bool(self._sent_pending)
+            and not self._in_flight
+            and time.monotonic() - self._pending_since >= MARK_SENT_WITHIN_S
+        )
+
+    def poll_timeout_ms(self, idle_ms: int) -> int:
+        """How long the worker's next poll may wait: until the next offset commit or marking
+        of sent rows is due, ``idle_ms`` when nothing is (a record arriving ends it sooner).
+
+        Polls that come back every few milliseconds while sends are under way cost a wake-up
+        each, and at a low rate they were a good part of a worker's CPU.
+        """
+        now = time.monotonic()
+        due: list[float] = []
+        if self._in_flight or self._acked:
+            due.append(self._commit_started + COMMIT_INTERVAL_S)
+        if self._sent_pending:
+            due.append(self._pending_since + MARK_SENT_WITHIN_S)
+        if not due:
+            return idle_ms
+        wait_ms = int((min(due) - now) * 1000)
+        return max(MIN_POLL_TIMEOUT_MS, min(idle_ms, wait_ms))
+
     # -- handing batches over
 
     @contextlib.asynccontextmanager
@@ -153,6 +190,8 @@ class AckPipeline:
 
     def give_back_sent(self, sent: Sequence[int]) -> None:
         """Rows from :meth:`take_sent` that a transaction failed to mark."""
+        if sent and not self._sent_pending:
+            self._pending_since = time.monotonic()
         self._sent_pending[:0] = sent
 
     async def submit(self, offsets: dict[TopicPartition, int], result: BatchResult) -> None:
@@ -295,6 +334,8 @@ class AckPipeline:
                 # Resending rows that did arrive is harmless: consumers skip known event ids.
                 log.warning("%s: produce failed (%s); retrying", self.name, exc)
                 await backoff.sleep()
+        if not self._sent_pending:
+            self._pending_since = time.monotonic()
         self._sent_pending.extend(r.id for r in rows)
 
     # -- offsets

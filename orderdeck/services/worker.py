@@ -16,11 +16,13 @@ periodic sweep for rows a dead peer left behind); between 3 and 4 the records ar
 and recognised as processed. Downstream consumers are idempotent by event id, and outgoing
 event ids are derived from the incoming one, so a resent row is a harmless duplicate.
 
-Under load batches are paced (:data:`PACE_CYCLE_S`): like the commit interval of the
-acknowledgement pipeline, this trades a few milliseconds for fewer broker requests, which on a
-small machine is what latency depends on. Transient failures (the store busy, retriable Kafka
-errors) are retried with backoff; anything else ends :meth:`ServiceWorker.run` with the
-exception so the supervisor restarts the worker.
+While records keep arriving, each batch is given a few milliseconds to gather
+(``services/pacing.py``, a linger that follows the load): like the commit interval of the
+acknowledgement pipeline, this trades a little latency for fewer transactions and broker
+requests, which is what a batch costs whatever its size.
+
+Transient failures (the store busy, retriable Kafka errors) are retried with backoff; anything
+else ends :meth:`ServiceWorker.run` with the exception so the supervisor restarts the worker.
 
 Store work runs on the store's own thread (see ``StoreBackend.run``; the workers of a process
 share one store), so the event loop, which may also serve the API, never waits on the database; in a
@@ -47,6 +49,7 @@ from orderdeck.services import FailureRecord, Service, ServiceCounters
 from orderdeck.services.acks import Abandoned, AckPipeline
 from orderdeck.services.batch import BatchApplier, StoreCalls
 from orderdeck.services.faults import NO_FAULTS, ServiceFaults
+from orderdeck.services.pacing import LATENCY_BUDGET_S, Pacer, oldest_order_age_s
 from orderdeck.store import open_store
 from orderdeck.store.tx import StoreBackend
 from orderdeck.store.url import StoreURL
@@ -54,18 +57,14 @@ from orderdeck.store.url import StoreURL
 log = logging.getLogger(__name__)
 
 BATCH_MAX_RECORDS = 500
-#: The poll timeout while sends or an offset commit are under way.
-BUSY_POLL_TIMEOUT_MS = 10
 POLL_TIMEOUT_MS = 200
-#: Pacing under load: after a batch of at least PACE_MIN_RECORDS records, the next batch is
-#: not taken until PACE_CYCLE_S after this one was, and the consumer does not fetch meanwhile
-#: (:meth:`ServiceWorker._hold_fetches`): what arrived comes in one fetch when the cycle ends.
-#: Much of a batch's cost does not depend on its size (a fetch, a transaction's COMMIT, a
-#: produce request, the broker's handling of each), so on a busy machine fewer, larger batches
-#: leave CPU for everything else (BENCHMARKS.md, "Figures behind the code's choices"). A
-#: trickle (batches of a record or two) is never held back.
-PACE_MIN_RECORDS = 8
-PACE_CYCLE_S = 0.02
+#: Pacing: after a batch, the next one is not taken until the pacer's linger has passed
+#: (``services/pacing.py``), and the consumer does not fetch meanwhile
+#: (:meth:`ServiceWorker._hold_fetches`): what arrived comes in one fetch when it ends. Much
+#: of a batch's cost does not depend on its size (a fetch, a transaction's COMMIT, a produce
+#: request, the broker's handling of each), so fewer, larger batches cost less CPU per order
+#: (BENCHMARKS.md, "Cost that follows the load"). A trickle is never held back, nor a full
+#: batch (a backlog).
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
 STALE_OUTBOX_S = 5.0
 SWEEP_INTERVAL_S = 5.0
@@ -137,6 +136,7 @@ class ServiceWorker:
         self._last_prune = 0.0
         #: Crashes and latency injected from the control center (services/faults.py).
         self._fault = (faults or NO_FAULTS).switch(service.name)
+        self._pacer = Pacer(full=BATCH_MAX_RECORDS)
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -253,29 +253,28 @@ class ServiceWorker:
             while not self._stopping.is_set():
                 self._fault.check()
                 pipeline.advance()
-                # While batches are under way, come back soon to commit what was acked.
+                # Come back when the pipeline has something due (a commit, marking rows
+                # sent), not every few milliseconds: a record arriving ends the wait anyway.
                 batch = await consumer.getmany(
-                    timeout_ms=BUSY_POLL_TIMEOUT_MS if pipeline.busy else POLL_TIMEOUT_MS,
+                    timeout_ms=pipeline.poll_timeout_ms(POLL_TIMEOUT_MS),
                     max_records=BATCH_MAX_RECORDS,
                 )
                 if batch:
                     began = time.monotonic()
-                    # Under load: let the next batch gather (see PACE_CYCLE_S). A full batch
-                    # means a backlog: what the fetcher already holds is wanted at once.
-                    size = sum(map(len, batch.values()))
-                    paced = size >= PACE_MIN_RECORDS
-                    held = paced and size < BATCH_MAX_RECORDS
-                    if held:
+                    linger = self._pacer.linger(sum(map(len, batch.values())), began)
+                    if linger and self._late(batch):
+                        linger = 0.0
+                    if linger:
                         self._hold_fetches()
                     try:
                         async with pipeline.exclusive():
                             await self._process(batch, pipeline)
-                        if paced:
-                            await asyncio.sleep(PACE_CYCLE_S - (time.monotonic() - began))
+                        if linger:
+                            await asyncio.sleep(linger - (time.monotonic() - began))
                     finally:
-                        if held:
+                        if linger:
                             self._release_fetches()
-                elif pipeline.unmarked and not pipeline.sending:
+                elif pipeline.marking_due():
                     await pipeline.flush_sent()
                 await self._housekeeping(pipeline)
             # Stopping: finish (or, with Kafka away, abandon) what is under way.
@@ -285,6 +284,14 @@ class ServiceWorker:
             # the restart and uncommitted records redelivered, so nothing is lost.
             await pipeline.abandon()
             raise
+
+    @staticmethod
+    def _late(batch: dict[TopicPartition, list[Any]]) -> bool:
+        """Whether the batch's oldest order used up the latency pacing may add (see
+        ``services/pacing.py``): the next batch is then taken at once."""
+        now_ms = time.time_ns() // 1_000_000
+        records = (r for recs in batch.values() for r in recs)
+        return oldest_order_age_s(records, now_ms) > LATENCY_BUDGET_S
 
     def _hold_fetches(self) -> None:
         """Keep the consumer from fetching until the pacing cycle of this batch ends.

@@ -172,7 +172,7 @@ def _worker(sup: Supervisor, name: str) -> ServiceWorker:
     return worker
 
 
-async def test_paced_batches_hold_fetches_only_for_their_cycle(
+async def test_lingering_batches_hold_fetches_only_for_their_linger(
     services: Supervisor, store: StoreBackend, place: Place, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held: list[str] = []
@@ -185,14 +185,17 @@ async def test_paced_batches_hold_fetches_only_for_their_cycle(
             hold()
 
         monkeypatch.setattr(worker, "_hold_fetches", counting_hold)
-    events = [order_placed(f"burst-{i}") for i in range(60)]
-    await asyncio.gather(*(place(e) for e in events))
+    # A steady stream (records keep arriving), not one burst: the pacer lingers only then.
+    events = [order_placed(f"stream-{i}") for i in range(100)]
+    for i in range(0, len(events), 5):
+        await asyncio.gather(*(place(e) for e in events[i : i + 5]))
+        await asyncio.sleep(0.02)
     await wait_for(
         lambda: all(_order_status(store, e.orderId) == "confirmed" for e in events),
-        what="a burst of orders confirmed",
+        what="a stream of orders confirmed",
     )
-    assert held, "a burst of 60 orders gave no batch of PACE_MIN_RECORDS"
-    # The last batch's cycle may still be running when its orders show up as confirmed.
+    assert held, "a stream of 250 orders/s for 0.4 s gave no lingering batch"
+    # The last batch's linger may still be running when its orders show up as confirmed.
     consumers = [_worker(services, name).consumer for name in held]
     await wait_for(
         lambda: all(c is not None and c.paused() == set() for c in consumers),
@@ -200,7 +203,7 @@ async def test_paced_batches_hold_fetches_only_for_their_cycle(
         what="every held consumer fetching again",
     )
 
-    # A service paused by the user during a held cycle stays paused when the cycle ends.
+    # A service paused by the user during a linger stays paused when the linger ends.
     worker = _worker(services, "payment")
     consumer = worker.consumer
     assert consumer is not None
