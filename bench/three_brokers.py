@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import platform
@@ -42,7 +43,7 @@ import httpx
 
 from orderdeck.kafka.cluster import ClusterReader
 from orderdeck.kafka.connection import KafkaConnection
-from orderdeck.kafka.local import KAFKA_VERSION
+from orderdeck.kafka.local import KAFKA_VERSION, PortInUseError
 from orderdeck.kafka.local_cluster import ClusterNode, LocalCluster
 from orderdeck.kafka.producer import PARTITIONER
 from orderdeck.store import StoreURL, open_store
@@ -72,6 +73,19 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def new_cluster(data_dir: Path) -> LocalCluster:
+    """A cluster planned on free ports (a free port's next two may be taken: try again)."""
+    for _ in range(20):
+        with contextlib.suppress(PortInUseError):
+            return LocalCluster(data_dir, port=free_port())
+    raise SystemExit("no three free ports in a row")
+
+
+def free_run() -> str:
+    """A port whose next two are free too (for ``kafka start --brokers 3 --port``)."""
+    return str(new_cluster(Path(tempfile.mkdtemp())).nodes[0].port)
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -89,7 +103,7 @@ def time_starts(count: int, root: Path) -> tuple[list[float], list[float]]:
     restart: list[float] = []
     for i in range(count):
         data_dir = str(root / f"start-{i}")
-        port = str(free_port())
+        port = free_run()
         began = time.monotonic()
         cli("kafka", "start", "--brokers", "3", "--port", port, "--data-dir", data_dir)
         fresh.append(time.monotonic() - began)
@@ -232,6 +246,7 @@ async def client_with_kill(run: Run, url: str, rate: float, victim: ClusterNode)
 
         began = time.monotonic()
         sent = 0
+        killing: asyncio.Task[bool] | None = None
         end = began + WARM_S + AFTER_KILL_S
         while time.monotonic() < end:
             due = began + sent / rate
@@ -242,10 +257,13 @@ async def client_with_kill(run: Run, url: str, rate: float, victim: ClusterNode)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             sent += 1
-            if not run.kill_at and time.monotonic() - began >= WARM_S:
+            if killing is None and time.monotonic() - began >= WARM_S:
+                # In a task of its own: the sends go on at their pace while the JVM dies.
                 run.kill_at = time.monotonic()
-                await asyncio.to_thread(victim.kill)
+                killing = asyncio.create_task(asyncio.to_thread(victim.kill))
         await asyncio.gather(*tasks)
+        if killing is not None:
+            await killing
 
 
 def machine() -> str:
@@ -277,7 +295,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="orderdeck-bench-3b-") as tmp:
         root = Path(tmp)
         fresh, restart = time_starts(args.starts, root)
-        cluster = LocalCluster(root / "cluster", port=free_port())
+        cluster = new_cluster(root / "cluster")
         cluster.start()
         try:
             cli("kafka", "topics", "--data-dir", str(cluster.data_dir))
