@@ -214,11 +214,15 @@ async def is_ready(kafka: KafkaConnection, timeout: float) -> bool:  # noqa: ASY
     need a real client's handshake, which :func:`check_connection` does on one connection.
     """
     if kafka.is_plaintext:
-        # Every bootstrap address in turn: with one broker of three down the cluster still
-        # answers, and asking only the first would call it unreachable.
+        # Each bootstrap server in turn: on a three-broker cluster the first one may be the
+        # broker that is down while the other two serve (a refused connection is quick).
+        deadline = time.monotonic() + timeout
         for host, port in probe.parse_bootstrap(kafka.bootstrap_servers):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
             try:
-                if (await probe.probe_async(host, port, timeout=timeout)).ready:
+                if (await probe.probe_async(host, port, timeout=remaining)).ready:
                     return True
             except probe.ProbeError:
                 continue

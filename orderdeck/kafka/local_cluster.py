@@ -182,8 +182,13 @@ class ClusterNode(LocalKafka):
         try:
             self._wait_ready(self._proc, deadline)
         except BaseException:
-            self._kill_after_failed_start(self._dump)
+            self.abandon_start()
             raise
+
+    def abandon_start(self) -> None:
+        """Kill a JVM this object launched that is not ready (another node failed to start)."""
+        self._kill_after_failed_start(self._dump)
+        self._dump = None
 
     def _config(self, controller_port: int, connection: KafkaConnection) -> dict[str, str]:
         config = super()._config(controller_port, connection)
@@ -311,7 +316,7 @@ class LocalCluster:
                     node.wait_started(deadline)
             except BaseException:
                 for node in launched:
-                    node._kill_after_failed_start(node._dump)
+                    node.abandon_start()
                 raise
         pids = tuple(node.pid or 0 for node in self.nodes)
         return ClusterStartResult(

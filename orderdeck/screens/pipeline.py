@@ -33,12 +33,13 @@ class PipelineScreen(DeckScreen):
         # Side by side from 120 columns; below, stacked in a scroll (j/k, pgup/pgdn) with
         # the two small panels next to each other under the chain.
         with PanelScroll(id="pipeline-body"):
+            # First: below the chain it was out of sight on an 80x24 terminal.
+            yield LiveStatic(id="replication")
             with Horizontal(id="pipeline-main"):
                 yield PipelineChain(SERVICE_NAMES, id="chain")
                 with Horizontal(id="pipeline-side"):
                     yield LiveStatic(id="status-counts", classes="panel")
                     yield LiveStatic(id="dead-letters", classes="panel")
-            yield LiveStatic(id="replication")
             yield LiveStatic(id="failures", classes="panel")
 
     def on_mount(self) -> None:

@@ -147,11 +147,15 @@ async def test_the_pipeline_warns_of_under_replicated_partitions_only_while_ther
         assert not screen.query_one("#replication").display
 
     degraded = deck(DegradedRuntime())
-    async with degraded.run_test(size=(120, 36)) as pilot:
+    async with degraded.run_test(size=(80, 24)) as pilot:
         await until_ready(pilot)
         line = degraded.screen.query_one("#replication", Static)
         await until(pilot, lambda: bool(line.display), "the replication warning")
         assert str(line.render()) == ("3 under-replicated · 1 offline partitions: see Cluster (7)")
+        await pilot.pause()
+        # In sight without scrolling, on the smallest terminal the deck is made for.
+        assert line.region.height == 1
+        assert line.region.bottom <= 24
 
 
 async def test_a_refresh_keeps_the_cursor_on_the_partition_the_reader_chose() -> None:
