@@ -714,12 +714,16 @@ def _key_done(
 ) -> Callable[[], bool]:
     """What on screen says ``key`` (about to be pressed) has done its work; works on any
     checkout, since it looks only at the widgets (not at how the screen reads the store)."""
+    from textual.css.query import NoMatches
     from textual.widgets import DataTable
 
     screen = app.screen  # type: ignore[attr-defined]
 
     def row0_status() -> str | None:
-        table = app.screen.query_one("#orders-table", DataTable)  # type: ignore[attr-defined]
+        try:
+            table = app.screen.query_one("#orders-table", DataTable)  # type: ignore[attr-defined]
+        except NoMatches:  # the Orders screen, built on its first show, is not composed yet
+            return None
         if not table.row_count:
             return None
         return str(getattr(table.get_row_at(0)[2], "plain", ""))
