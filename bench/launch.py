@@ -644,6 +644,7 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
     screens = {"1": "PipelineScreen", "2": "SubmitScreen", "3": "TopicsScreen",
                "4": "GroupsScreen", "5": "ServicesScreen", "6": "OrdersScreen"}  # fmt: skip
     latencies: dict[str, list[float]] = {}
+    timed_out: list[str] = []
     began = time.perf_counter()
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -674,6 +675,7 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
                     if time.perf_counter() >= deadline:
                         timeouts = latencies.setdefault("timeouts", [])
                         timeouts.append(float(key in screens))
+                        timed_out.append(f"{type(app.screen).__name__}:{key}")
                         if len(timeouts) >= 10:
                             break  # this checkout does not show what the key asked for
                         continue
@@ -687,7 +689,7 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
     finally:
         RecordView.action_cursor = original_cursor  # type: ignore[method-assign]
         await runtime.stop()
-    return {"ready_s": ready, "latencies": latencies}
+    return {"ready_s": ready, "latencies": latencies, "timed_out": timed_out}
 
 
 async def _poll(condition: Callable[[], bool], within: float) -> bool:
@@ -842,7 +844,8 @@ def bench_bigstore(
                         got.setdefault(f"key:{group}", []).extend(values)
                     print(
                         f"run {run + 1} {root.name}: frame {got['frame'][-1]:.2f} s, "
-                        f"ready {measured['ready_s']:.2f} s",
+                        f"ready {measured['ready_s']:.2f} s, "
+                        f"timed out: {' '.join(measured.get('timed_out', [])) or 'none'}",
                         flush=True,
                     )
         finally:
