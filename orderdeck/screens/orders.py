@@ -247,7 +247,9 @@ class OrdersScreen(DeckScreen):
         rows = [
             (
                 order.id if wide else short_id(order.id),
-                order.customerId,
+                # Content, not str: DataTable reads a str as markup, and a customer id is
+                # the API caller's text ("a[/]b" raised MarkupError and took the screen down).
+                Content(order.customerId),
                 Content.styled(f"● {order.status}", state_style(order.status)),
                 f"{money(order.amountCents):>10}",
                 f"{order.itemCount:>3}",
@@ -268,9 +270,9 @@ class OrdersScreen(DeckScreen):
         rows = [
             (
                 order.id if wide else short_id(order.id),
-                order.customerId,
+                Content(order.customerId),
                 Content.styled(f"● {order.status}", state_style(order.status)),
-                order.lastEvent or "(no event)",
+                Content(order.lastEvent or "(no event)"),
                 f"{age(order.stuckForS):>8}",
                 *((clock(order.createdAt)[:8],) if wide else ()),
             )

@@ -97,3 +97,24 @@ async def test_new_orders_and_statuses_update_the_rows_in_place(store: SQLiteSto
         assert _statuses(table) == {order.id: order.status for order in listed}
         unchanged = [_order_id(n) for n in range(10) if n != 4]
         assert all(table.rows[oid] is rows_before[oid] for oid in unchanged), "rows rebuilt"
+
+
+async def test_a_customer_id_with_brackets_is_shown_as_typed(store: SQLiteStore) -> None:
+    """The API accepts any printable customer id; the table must not read it as markup."""
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute("UPDATE orders SET customer_id = '[/]a[bold]b' WHERE id = ?", (_order_id(9),))
+    conn.close()
+    runtime = FakeRuntime()
+    runtime.store = store  # type: ignore[assignment]
+    runtime.cached_counts = {"placed": 10}
+    app = OrderDeckApp(runtime, poll_interval=0.2, clock=lambda: 1000.0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("6")
+        await until(pilot, lambda: isinstance(app.screen, OrdersScreen), "Orders", 10)
+        table = app.screen.query_one("#orders-table", DataTable)
+        await until(pilot, lambda: table.row_count == 10, "the ten orders", 10)
+        await pilot.pause(0.3)  # a few frames drawn with the row on screen
+        assert str(table.get_row(_order_id(9))[1]) == "[/]a[bold]b"
+        drawn = [table.render_line(y).text for y in range(table.size.height)]
+        assert any("[/]a[bold]b" in line for line in drawn), drawn
