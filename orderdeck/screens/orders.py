@@ -112,6 +112,12 @@ def read_listing(
     return orders, view
 
 
+def _content(cell: object) -> Content:
+    """A cell as Content. DataTable parses a str as markup: twice the cost of Content to
+    measure and draw, and an API caller's customer id like "a[/]b" raised MarkupError."""
+    return cell if isinstance(cell, Content) else Content(str(cell))
+
+
 def _cell_text(cell: object) -> tuple[str, tuple[object, ...]]:
     """What a cell shows: its text and, for styled content, the styles."""
     if isinstance(cell, Content):
@@ -247,9 +253,7 @@ class OrdersScreen(DeckScreen):
         rows = [
             (
                 order.id if wide else short_id(order.id),
-                # Content, not str: DataTable reads a str as markup, and a customer id is
-                # the API caller's text ("a[/]b" raised MarkupError and took the screen down).
-                Content(order.customerId),
+                order.customerId,
                 Content.styled(f"● {order.status}", state_style(order.status)),
                 f"{money(order.amountCents):>10}",
                 f"{order.itemCount:>3}",
@@ -270,9 +274,9 @@ class OrdersScreen(DeckScreen):
         rows = [
             (
                 order.id if wide else short_id(order.id),
-                Content(order.customerId),
+                order.customerId,
                 Content.styled(f"● {order.status}", state_style(order.status)),
-                Content(order.lastEvent or "(no event)"),
+                order.lastEvent or "(no event)",
                 f"{age(order.stuckForS):>8}",
                 *((clock(order.createdAt)[:8],) if wide else ()),
             )
@@ -306,7 +310,7 @@ class OrdersScreen(DeckScreen):
             if not self._patch(table, ids, rows, shown):
                 table.clear()
                 for oid, row in zip(ids, rows, strict=True):
-                    table.add_row(*row, key=oid)
+                    table.add_row(*map(_content, row), key=oid)
             if keep is not None and keep in table.rows:
                 table.move_cursor(row=table.get_row_index(keep), animate=False)
         # Arriving on the screen (or a new filter) shows the newest order's journey.
@@ -344,11 +348,11 @@ class OrdersScreen(DeckScreen):
         for oid, row in zip(ids, rows, strict=True):
             old = shown.get(oid)
             if old is None:
-                table.add_row(*row, key=oid)
+                table.add_row(*map(_content, row), key=oid)
                 continue
             for column, was, cell in zip(columns, old, row, strict=True):
                 if _cell_text(was) != _cell_text(cell):
-                    table.update_cell(oid, column, cell)
+                    table.update_cell(oid, column, _content(cell))
         if list(shown) != ids:
             place = {label: n for n, label in enumerate(labels)}
             table.sort("id", key=lambda label: place[str(label)])
