@@ -667,6 +667,8 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
 
             for _ in range(cycles):
                 for key in KEYS_CYCLE:
+                    if screens.get(key) == type(app.screen).__name__:
+                        continue  # the screen on display already: the key draws nothing
                     check = _key_done(app, key, screens, cursor_moves, OrdersScreen, JourneyView)
                     char = key if len(key) == 1 else None
                     shown: list[float] = []
