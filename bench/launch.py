@@ -654,8 +654,11 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
             display = app._display
 
             def timed_display(screen: object, renderable: object) -> None:
+                # A frame is one the app writes: of the screen on display, outside a batch
+                # (switch_mode's pause holds frames back by returning early here).
+                written = renderable is not None and screen is app.screen and not app._batch_count
                 display(screen, renderable)  # type: ignore[arg-type]
-                if watching and not watching[0][1] and _holds(watching[0][0]):
+                if written and watching and not watching[0][1] and _holds(watching[0][0]):
                     watching[0][1].append(time.perf_counter())
 
             app._display = timed_display  # type: ignore[method-assign]
