@@ -648,6 +648,7 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
                "4": "GroupsScreen", "5": "ServicesScreen", "6": "OrdersScreen"}  # fmt: skip
     latencies: dict[str, list[float]] = {}
     timed_out: list[str] = []
+    shown_screens = {"PipelineScreen", "TopicsScreen"}  # shown before the keys start
     began = time.perf_counter()
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -688,7 +689,11 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
                             break  # this checkout does not show what the key asked for
                         continue
                     frame = shown[0]
-                    group = "switch" if key in screens else key
+                    group = key
+                    if key in screens:
+                        # A screen's first showing composes it: apart from the other switches.
+                        group = "switch" if screens[key] in shown_screens else "first show"
+                        shown_screens.add(screens[key])
                     latencies.setdefault(group, []).append(frame - pressed)
                     await asyncio.sleep(0.02)  # a person's pace, roughly: not a key storm
             await pilot.press("q")
@@ -899,6 +904,19 @@ def bench_bigstore(
             "p99 ≤ 100 ms",
             "key posted → first frame written after its result is on screen",
         )
+        shown_before = [
+            v
+            for k, vs in got.items()
+            if k.startswith("key:") and k not in ("key:timeouts", "key:first show")
+            for v in vs
+        ]
+        figures.add(
+            f"{label} key → screen, all keys but first showings",
+            f"p50 {statistics.median(shown_before) * 1000:.1f} ms, "
+            f"p99 {_percentile(shown_before, 0.99) * 1000:.1f} ms (n={len(shown_before)})",
+            "-",
+            "every screen already composed once",
+        )
         for group in sorted(k for k in got if k.startswith("key:") and k != "key:timeouts"):
             values = got[group]
             figures.add(
@@ -908,6 +926,7 @@ def bench_bigstore(
                 "-",
                 {
                     "switch": "F-key/digit to another screen (Orders: its list drawn)",
+                    "first show": "a screen's first showing (composed on that key)",
                     "s": "Orders: next status filter's newest matches drawn",
                     "a": "Orders: all statuses again",
                     "j": "Orders: next order's journey drawn",

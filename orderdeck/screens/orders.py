@@ -299,6 +299,8 @@ class OrdersScreen(DeckScreen):
         table = self.query_one(DataTable)
         keep = self.selected_id
         self._ids = ids
+        # A poll of the filter on display is patched in; a new filter's rows are all new.
+        same_filter = self.shown_filter == self.status_filter
         self.shown_filter = self.status_filter
         self.lists_shown += 1
         if signature == self._listed:
@@ -307,7 +309,7 @@ class OrdersScreen(DeckScreen):
         shown, self._cells = self._cells, dict(zip(ids, rows, strict=True))
         # Rebuilding moves the cursor; those moves are ours, not the user's choice.
         with self.prevent(DataTable.RowHighlighted):
-            if not self._patch(table, ids, rows, shown):
+            if not (same_filter and self._patch(table, ids, rows, shown)):
                 table.clear()
                 for oid, row in zip(ids, rows, strict=True):
                     table.add_row(*map(_content, row), key=oid)
