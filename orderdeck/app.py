@@ -28,6 +28,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.widget import AwaitMount
 from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
@@ -70,6 +71,10 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
 POLL_INTERVAL_S = 1.0
 TICK_INTERVAL_S = 0.25
 SNAPSHOT_TIMEOUT_S = 5.0
+
+
+#: The screens' modules that ``MODES`` imports on first use (all but the first screen's).
+_LAZY_SCREENS = ("submit", "topics", "groups", "services", "orders", "cluster")
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen[None]]:
@@ -176,6 +181,9 @@ class OrderDeckApp(App[int]):
         self._handle_sigterm = handle_sigterm
         self._startup: StartupScreen | None = None
         self._force_stop = False
+        #: The modes whose screens were built (``switch_mode`` draws those without a pause).
+        self._modes_shown: set[str] = set()
+        self._switch_instantly = False
 
     @property
     def runtime(self) -> RuntimeLike:
@@ -222,6 +230,14 @@ class OrderDeckApp(App[int]):
             self._startup.finished()
         self._poll_groups()
         self._tick(full=True)
+        self._import_screens()
+
+    @work(group="import screens", exit_on_error=False, name="import screens")
+    async def _import_screens(self) -> None:
+        # The screens not yet shown are imported in a thread now, not by their first key:
+        # that import was most of the first switch to a screen (Topics: 130 ms on its own).
+        for module in _LAZY_SCREENS:
+            await asyncio.to_thread(importlib.import_module, f"orderdeck.screens.{module}")
 
     def _start_failed(self, message: str) -> None:
         self.start_error = message
@@ -352,6 +368,23 @@ class OrderDeckApp(App[int]):
         """Switch to one of the screens (modes keep their state)."""
         if self.current_mode != mode:
             self.switch_mode(mode)
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        """Textual's switch, without its 50 ms pause for a screen already built (see
+        :meth:`delay_update`)."""
+        self._switch_instantly = mode in self._modes_shown
+        self._modes_shown.add(mode)
+        try:
+            return super().switch_mode(mode)
+        finally:
+            self._switch_instantly = False
+
+    def delay_update(self, delay: float = 0.05) -> None:
+        # switch_mode holds every frame back 50 ms so that a screen being composed does not
+        # flicker; a mode shown before is complete at once, and those 50 ms were most of a
+        # screen key's latency. Its first showing keeps the pause.
+        if not self._switch_instantly:
+            super().delay_update(delay)
 
     def action_toggle_logs(self) -> None:
         """Show or hide the log panel at the bottom of every screen."""

@@ -27,6 +27,10 @@ from orderdeck.kafka.clients import new_admin, new_consumer
 from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.seek_target import SeekOffset, SeekTarget
 
+#: The broker holds a tail's fetch until this much has gathered or the wait below passed.
+TAIL_FETCH_MIN_BYTES = 64 * 1024
+TAIL_FETCH_MAX_WAIT_MS = 100
+
 
 class UnknownTopicError(OrderdeckError):
     """A topic to tail does not exist on the cluster."""
@@ -178,6 +182,10 @@ class TopicTail:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
             request_timeout_ms=self._request_timeout_ms,
+            # A fetch returns once 64 KiB or 100 ms have gathered: at 2,000 records/s that
+            # is ~10 fetches a second instead of one per few records, each a loop wake-up.
+            fetch_min_bytes=TAIL_FETCH_MIN_BYTES,
+            fetch_max_wait_ms=TAIL_FETCH_MAX_WAIT_MS,
         )
         try:
             await consumer.start()

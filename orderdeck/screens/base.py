@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.events import Mount
+from textual.events import Mount, ScreenResume
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input
@@ -89,6 +89,15 @@ class DeckScreen(Screen[None]):
         # Mount arrives after the children are composed; ticks before it have nothing to draw.
         self._mounted_once = True
         self.tick(full=True)
+
+    @on(ScreenResume)
+    def _keep_styles(self, event: ScreenResume) -> None:
+        # Textual restyles every widget of a resumed screen, and a restyled DataTable drops
+        # its rendered cells: a switch then redrew the whole table through Rich (most of a
+        # key's 60 ms). Nothing restyles while a mode is hidden here; a theme or CSS change
+        # is caught by switch_mode's own ``_css_update_count`` check. (Runs before
+        # Screen's own handler: subclasses' handlers come first.)
+        event.refresh_styles = False
 
     def on_screen_resume(self) -> None:
         # Coming back must not land in a text field: the digits would type instead of act.

@@ -112,6 +112,19 @@ def read_listing(
     return orders, view
 
 
+def _content(cell: object) -> Content:
+    """A cell as Content. DataTable parses a str as markup: twice the cost of Content to
+    measure and draw, and an API caller's customer id like "a[/]b" raised MarkupError."""
+    return cell if isinstance(cell, Content) else Content(str(cell))
+
+
+def _cell_text(cell: object) -> tuple[str, tuple[object, ...]]:
+    """What a cell shows: its text and, for styled content, the styles."""
+    if isinstance(cell, Content):
+        return cell.plain, tuple(cell.spans)
+    return str(cell), ()
+
+
 class OrdersScreen(DeckScreen):
     """Recent orders on top, the journey of the highlighted one below."""
 
@@ -135,6 +148,8 @@ class OrdersScreen(DeckScreen):
         self.selected_id: str | None = None
         self._listed: list[tuple[str, str, str]] = []
         self._ids: list[str] = []
+        #: The cells of each row on display, by order id (what ``_patch`` compares against).
+        self._cells: dict[str, tuple[object, ...]] = {}
         #: The filter of the rows on display (``status_filter`` once its read came back).
         self.shown_filter: str | None = None
         self.lists_shown = 0
@@ -284,16 +299,20 @@ class OrdersScreen(DeckScreen):
         table = self.query_one(DataTable)
         keep = self.selected_id
         self._ids = ids
+        # A poll of the filter on display is patched in; a new filter's rows are all new.
+        same_filter = self.shown_filter == self.status_filter
         self.shown_filter = self.status_filter
         self.lists_shown += 1
         if signature == self._listed:
             return
         self._listed = signature
+        shown, self._cells = self._cells, dict(zip(ids, rows, strict=True))
         # Rebuilding moves the cursor; those moves are ours, not the user's choice.
         with self.prevent(DataTable.RowHighlighted):
-            table.clear()
-            for oid, row in zip(ids, rows, strict=True):
-                table.add_row(*row, key=oid)
+            if not (same_filter and self._patch(table, ids, rows, shown)):
+                table.clear()
+                for oid, row in zip(ids, rows, strict=True):
+                    table.add_row(*map(_content, row), key=oid)
             if keep is not None and keep in table.rows:
                 table.move_cursor(row=table.get_row_index(keep), animate=False)
         # Arriving on the screen (or a new filter) shows the newest order's journey.
@@ -303,6 +322,43 @@ class OrdersScreen(DeckScreen):
                 table.move_cursor(row=0, animate=False)
         if self.selected_id is None:
             self.query_one(JourneyView).show(None)
+
+    def _patch(
+        self,
+        table: DataTable[object],
+        ids: list[str],
+        rows: list[tuple[object, ...]],
+        shown: dict[str, tuple[object, ...]],
+    ) -> bool:
+        """Turn the rows on display (``shown``) into ``rows`` in place: drop the orders that
+        left, add the new ones, update only the cells that changed, put them in order.
+
+        A poll of a busy pipeline brings a few new orders and a few new statuses; clearing
+        and re-adding all 100 rows measured every cell again on the event loop. False (the
+        caller rebuilds) when most rows are new (a filter, a view) or the ID cells, which
+        place the rows, are not distinct (short ids below 120 columns could collide).
+        """
+        labels = [str(row[0]) for row in rows]
+        if len(shown) != table.row_count or len(set(labels)) != len(labels):
+            return False
+        kept = shown.keys() & set(ids)
+        if len(kept) < len(ids) // 2:
+            return False
+        for oid in shown.keys() - kept:
+            table.remove_row(oid)
+        columns = list(table.columns)
+        for oid, row in zip(ids, rows, strict=True):
+            old = shown.get(oid)
+            if old is None:
+                table.add_row(*map(_content, row), key=oid)
+                continue
+            for column, was, cell in zip(columns, old, row, strict=True):
+                if _cell_text(was) != _cell_text(cell):
+                    table.update_cell(oid, column, _content(cell))
+        if list(shown) != ids:
+            place = {label: n for n, label in enumerate(labels)}
+            table.sort("id", key=lambda label: place[str(label)])
+        return True
 
     def _journey_stale(self) -> bool:
         """Whether the selected order's journey must be read again (finished ones do not

@@ -180,6 +180,7 @@ class JourneyView(Static):
         self.order: OrderView | None = None
         self._prefix = ""
         self._narrow: bool | None = None
+        self._lines = -1
 
     def on_resize(self) -> None:
         narrow = self.app.size.width < WIDE_FROM
@@ -200,8 +201,11 @@ class JourneyView(Static):
         self._prefix = prefix
         self._narrow = narrow
         if order is None:
-            self.update(
-                Content.styled("select an order to see its journey across the topics", "dim")
-            )
-            return
-        self.update(journey_content(order, prefix, narrow=narrow))
+            content = Content.styled("select an order to see its journey across the topics", "dim")
+        else:
+            content = journey_content(order, prefix, narrow=narrow)
+        # The view's height follows its lines (Orders: ``height: auto``), and a layout pass
+        # re-arranges the whole screen: on j/k between orders of as many hops, skip it.
+        lines = content.plain.count("\n")
+        self.update(content, layout=lines != self._lines)
+        self._lines = lines
