@@ -223,7 +223,10 @@ class ChaosScreen(DeckScreen):
 
     def body(self) -> ComposeResult:
         actions = DeckTable(id="chaos-actions", cursor_type="row")
-        actions.add_columns("ACTION", "TARGET")
+        # Fixed widths: a row that changes (slow → restore) must not be cut at the width the
+        # column had before it (a cleared DataTable keeps its old widths until a later draw).
+        actions.add_column("ACTION", width=len("restore service"))
+        actions.add_column("TARGET", width=len(f"notification (slowed by {MAX_SLOW_MS} ms/record)"))
         yield actions
         yield Static("", id="chaos-recovery")
         timeline = DeckTable(id="chaos-timeline", cursor_type="row")

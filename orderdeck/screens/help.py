@@ -60,7 +60,9 @@ def help_sections(screen: Screen[object]) -> list[tuple[str, list[tuple[str, str
         description = "Commands" if palette else binding.description
         by_action = grouped.setdefault(node, {})
         keys, _ = by_action.setdefault(binding.action, ([], description))
-        keys.append(app.get_key_display(binding))
+        shown = app.get_key_display(binding)
+        if shown not in keys:  # "plus,equals_sign" with key_display="+" is one key to a reader
+            keys.append(shown)
     sections: list[tuple[str, list[tuple[str, str]]]] = []
     for node, by_action in grouped.items():
         if node is app:
