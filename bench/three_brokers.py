@@ -47,7 +47,7 @@ from orderdeck.kafka.connection import KafkaConnection
 from orderdeck.kafka.local import KAFKA_VERSION, PortInUseError
 from orderdeck.kafka.local_cluster import ClusterNode, LocalCluster
 from orderdeck.kafka.producer import PARTITIONER
-from orderdeck.store import StoreURL, open_store
+from orderdeck.store import StoreBackend, StoreURL, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "three_brokers.md"
@@ -121,6 +121,7 @@ class Run:
     """What one failover run saw."""
 
     kill_at: float = 0.0
+    killed: asyncio.Event = field(default_factory=asyncio.Event)  # set at kill_at
     accepted: list[tuple[float, str]] = field(default_factory=list)  # (answered at, order id)
     refused: int = 0
     errors: int = 0
@@ -200,17 +201,11 @@ async def failover_run(cluster: LocalCluster, index: int, root: Path, rate: floa
         store.set_stock("sku-mouse", 1_000_000)
         leaders = await read_leaders(cluster, f"{prefix}order-events")
         victim = cluster.node(leaders[0])
+        # Watched while the client still sends: waited for after it, the figure could
+        # never be shorter than the client's window after the kill.
+        finals = asyncio.create_task(watch_final(run, store))
         await client_with_kill(run, port, rate, victim)
-        before = [oid for at, oid in run.accepted if at < run.kill_at]
-        while True:
-            statuses = store.order_statuses(before)
-            if len(statuses) == len(before) and set(statuses.values()) <= FINAL:
-                run.final_after = time.monotonic() - run.kill_at
-                break
-            if time.monotonic() - run.kill_at > 180:
-                run.final_after = float("nan")
-                break
-            await asyncio.sleep(0.1)
+        await finals
         store.close()
         window_end = run.kill_at + AFTER_KILL_S
         times = [at for at, _ in run.accepted]
@@ -268,6 +263,21 @@ class Posts:
         self.idle.clear()
 
 
+async def watch_final(run: Run, store: StoreBackend) -> None:
+    """Set ``run.final_after``: the kill until every order accepted before it is final."""
+    await run.killed.wait()
+    before = [oid for at, oid in run.accepted if at < run.kill_at]
+    while True:
+        statuses = store.order_statuses(before)
+        if len(statuses) == len(before) and set(statuses.values()) <= FINAL:
+            run.final_after = time.monotonic() - run.kill_at
+            return
+        if time.monotonic() - run.kill_at > 180:
+            run.final_after = float("nan")
+            return
+        await asyncio.sleep(0.2)
+
+
 async def client_with_kill(run: Run, port: int, rate: float, victim: ClusterNode) -> None:
     """Open loop: a POST every 1/rate s whatever the answers; kill -9 after WARM_S."""
     posts = Posts(port)
@@ -302,6 +312,7 @@ async def client_with_kill(run: Run, port: int, rate: float, victim: ClusterNode
             if killing is None and time.monotonic() - began >= WARM_S:
                 # In a task of its own: the sends go on at their pace while the JVM dies.
                 run.kill_at = time.monotonic()
+                run.killed.set()
                 killing = asyncio.create_task(asyncio.to_thread(victim.kill))
         await asyncio.gather(*tasks)
         if killing is not None:
