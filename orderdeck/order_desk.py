@@ -128,6 +128,7 @@ class OrderDesk:
         self._waiting_reads = 0
         #: (monotonic time read, price by product id) of the catalog, or None before a read.
         self._catalog: tuple[float, dict[str, int]] | None = None
+        self._catalog_refresh: asyncio.Task[None] | None = None
 
     async def place_order(
         self, request: OrderRequest, *, idempotency_key: str | None = None
@@ -194,9 +195,11 @@ class OrderDesk:
         await self._writer.flush()
 
     async def aclose(self) -> None:
-        """Flush, then end the writer's tasks (before the store closes)."""
+        """Flush, then end the writer's tasks and a catalog re-read (before the store closes)."""
         await self.flush()
         await self._writer.aclose()
+        if self._catalog_refresh is not None:
+            await asyncio.gather(self._catalog_refresh, return_exceptions=True)
 
     @asynccontextmanager
     async def _key_lock(self, key: str) -> AsyncIterator[None]:
@@ -245,23 +248,46 @@ class OrderDesk:
         return SubmittedOrder(order_id=event.orderId, response=response, delivery=delivery)
 
     async def _check_catalog(self, request: OrderRequest) -> None:
-        """check_products against the store's catalog, cached for CATALOG_TTL_S.
+        """check_products against the store's catalog, cached; stale, it is re-read behind.
 
         Product ids hardly ever change, and a query per order is a thread hop per order. A
-        miss re-reads the catalog before refusing, so a product added a moment ago is found.
+        cache older than CATALOG_TTL_S still answers while a re-read runs in the background:
+        the store's one thread may be busy for seconds (during a failover every 503 fences
+        its event there, one transaction each), and every POST waiting for the re-read would
+        stall the API as a whole. A miss waits for a fresh read before refusing, so a product
+        added a moment ago is found.
         """
-        now = time.monotonic()
         cached = self._catalog
-        if cached is not None and now - cached[0] < CATALOG_TTL_S:
+        if cached is not None:
+            if time.monotonic() - cached[0] >= CATALOG_TTL_S:
+                self._refresh_catalog_behind()
             try:
                 check_products(request, cached[1].keys())
                 return
             except OrderValidationError:
                 pass
+        check_products(request, (await self._read_catalog()).keys())
+
+    async def _read_catalog(self) -> dict[str, int]:
+        """Read the catalog (price by product id) and cache it."""
+        began = time.monotonic()
         products = await self.store.run(self.store.list_products)
         prices = {p.id: p.priceCents for p in products}
-        self._catalog = (now, prices)
-        check_products(request, prices.keys())
+        self._catalog = (began, prices)
+        return prices
+
+    def _refresh_catalog_behind(self) -> None:
+        if self._catalog_refresh is not None and not self._catalog_refresh.done():
+            return
+        self._catalog_refresh = asyncio.get_running_loop().create_task(
+            self._refresh_catalog(), name="orderdeck-catalog-refresh"
+        )
+
+    async def _refresh_catalog(self) -> None:
+        try:
+            await self._read_catalog()
+        except Exception as exc:  # the cached catalog keeps answering; the next order retries
+            log.debug("catalog re-read failed: %s", exc)
 
 
 def fresh_id_wait(order_id: str, now: float) -> float:

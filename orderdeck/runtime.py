@@ -478,13 +478,14 @@ class Runtime:
     async def _probe_until_reachable(self) -> None:
         from orderdeck.kafka.clients import is_ready
 
-        while self._started and self._outage_log is not None and self._outage_log.in_outage:
+        while self._started and self._outage_log is not None and self._outage_log.awaiting_probe:
             try:
                 if await is_ready(self.kafka, PROBE_TIMEOUT_S):
                     self._outage_log.reachable()
                     return
             except Exception as exc:
                 log.debug("Kafka probe failed: %s", exc)
+            self._outage_log.unreachable("no answer to a probe")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), MONITOR_INTERVAL_S)
 

@@ -37,6 +37,7 @@ from orderdeck.events import DLQ_SUFFIX
 from orderdeck.kafka.aiokafka_compat import retrieve_transaction_failure
 from orderdeck.kafka.clients import new_admin, new_consumer, new_producer
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.kafka.topics import replication_configs, replication_for
 
 #: The compacted topic that remembers which dead letters were redriven.
 MEMORY_TOPIC = "orderdeck-dlq-redrives"
@@ -278,11 +279,15 @@ async def _ensure_memory_topic(kafka: KafkaConnection) -> None:
     admin = new_admin(kafka, client_suffix="dlq-admin")
     await admin.start()
     try:
+        # As many copies as the pipeline's topics: on three brokers the record of what was
+        # re-driven must survive a lost broker, as the dead letters themselves do.
+        brokers = await admin.describe_cluster()
+        replication = replication_for(len(brokers.get("brokers") or ()))
         topic = NewTopic(
             MEMORY_TOPIC,
             num_partitions=1,
-            replication_factor=1,
-            topic_configs={"cleanup.policy": "compact"},
+            replication_factor=replication,
+            topic_configs={"cleanup.policy": "compact", **replication_configs(replication)},
         )
         response = await admin.create_topics([topic])
     finally:

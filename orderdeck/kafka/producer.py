@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -125,6 +125,8 @@ class EventProducer:
         #: Single events waiting to share a record batch (see send_event).
         self._waiting: list[_Waiting] = []
         self._batcher: asyncio.Task[None] | None = None
+        #: Per (topic, partition): the events routed there, handed to aiokafka by its own task.
+        self._lanes: dict[tuple[str, int], _Lane] = {}
 
     async def start(self) -> None:
         """Connect and fetch metadata; raises a KafkaError when the cluster cannot be reached."""
@@ -225,6 +227,11 @@ class EventProducer:
     # batch is on its way share the next one, and aiokafka's per-message bookkeeping (a
     # third of the API's CPU per order) is skipped. Each caller still waits for the ack of
     # its own record and learns its own offset (the batch's base offset plus its position).
+    #
+    # Each partition has a lane of its own: aiokafka's send_batch waits while the partition
+    # already holds an undrained batch, which during a failover lasts until the dead leader's
+    # successor is known. Shipped partition after partition by one task, that wait held up
+    # every partition's orders; in lanes only the waiting partition's orders wait.
 
     def _enqueue(
         self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
@@ -237,26 +244,42 @@ class EventProducer:
         return delivery
 
     async def _ship_waiting(self) -> None:
+        """Route the waiting events to their partitions' lanes (after ``linger_s``)."""
         if self._linger_s:
             await asyncio.sleep(self._linger_s)
         while self._waiting:
             waiting, self._waiting = self._waiting, []
-            handed: set[int] = set()  # items whose batch aiokafka took (it resolves them)
+            routed: set[int] = set()
             try:
-                groups: dict[tuple[str, int], list[_Waiting]] = {}
                 for item in waiting:
                     if item.delivery.done():
                         continue  # its caller gave up (timed out): nobody awaits this record
                     partitions = sorted(await self._producer.partitions_for(item.topic))
                     partition = PARTITIONER(item.key, partitions, partitions)
-                    groups.setdefault((item.topic, partition), []).append(item)
-                for (topic, partition), items in groups.items():
-                    await self._ship(topic, partition, items, handed)
+                    lane = self._lanes.setdefault((item.topic, partition), _Lane())
+                    lane.items.append(item)
+                    routed.add(id(item))
+                    if lane.task is None or lane.task.done():
+                        lane.task = asyncio.get_running_loop().create_task(
+                            self._ship_lane(item.topic, partition, lane),
+                            name=f"orderdeck-produce-{item.topic}-{partition}",
+                        )
             except BaseException as exc:
-                failure = exc if isinstance(exc, Exception) else KafkaConnectionError("stopped")
-                for item in waiting:
-                    if id(item) not in handed and not item.delivery.done():
-                        item.delivery.set_exception(failure)
+                _fail([i for i in waiting if id(i) not in routed], exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _ship_lane(self, topic: str, partition: int, lane: _Lane) -> None:
+        """Hand one partition's events to aiokafka, in order, as many at a time as wait."""
+        while lane.items:
+            items, lane.items = lane.items, []
+            handed: set[int] = set()  # items whose batch aiokafka took (it resolves them)
+            try:
+                live = [item for item in items if not item.delivery.done()]
+                if live:
+                    await self._ship(topic, partition, live, handed)
+            except BaseException as exc:
+                _fail([i for i in items if id(i) not in handed], exc)
                 if not isinstance(exc, Exception):
                     raise
 
@@ -301,10 +324,15 @@ class EventProducer:
 
     async def _stop_batcher(self) -> None:
         """Fail single events not handed to aiokafka yet (the producer is stopping)."""
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         if self._batcher is not None:
-            await cancel_tasks([self._batcher], FORCE_CLOSE_S)
-            self._batcher = None
+            tasks.append(self._batcher)
+        await cancel_tasks(tasks, FORCE_CLOSE_S)
+        self._batcher = None
         waiting, self._waiting = self._waiting, []
+        for lane in self._lanes.values():
+            waiting.extend(lane.items)
+        self._lanes.clear()
         for item in waiting:
             if not item.delivery.done():
                 item.delivery.set_exception(KafkaConnectionError("the producer was stopped"))
@@ -360,6 +388,22 @@ class _Waiting:
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     delivery: asyncio.Future[Delivery]
+
+
+@dataclass
+class _Lane:
+    """One partition's events not handed to aiokafka yet, and the task that hands them."""
+
+    items: list[_Waiting] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+def _fail(items: Sequence[_Waiting], exc: BaseException) -> None:
+    """Fail the deliveries of ``items`` nobody resolved (a cancel fails them as stopped)."""
+    failure = exc if isinstance(exc, Exception) else KafkaConnectionError("stopped")
+    for item in items:
+        if not item.delivery.done():
+            item.delivery.set_exception(failure)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

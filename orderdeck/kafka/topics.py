@@ -62,6 +62,21 @@ class TopicInfo:
         return sum(self.end_offsets)
 
 
+def replication_for(brokers: int) -> int:
+    """How many copies a topic gets on a cluster of ``brokers``: 3 from three brokers up,
+    else one per broker (see :meth:`TopicAdmin.cluster_replication`)."""
+    return max(1, min(FULL_REPLICATION, brokers))
+
+
+def replication_configs(replication: int) -> dict[str, str]:
+    """The topic configs that go with ``replication`` copies.
+
+    With three copies a write must reach two before it is acknowledged (acks=all), so one
+    lost broker loses nothing and two lost refuse writes instead of keeping one copy.
+    """
+    return {"min.insync.replicas": str(FULL_MIN_INSYNC)} if replication >= 3 else {}
+
+
 class TopicAdmin:
     """A connected admin client that makes sure topics exist; reusable across calls."""
 
@@ -163,12 +178,10 @@ class TopicAdmin:
         three brokers or more (the local cluster of ``kafka start --brokers 3``), else one
         per broker."""
         brokers = await self._admin.describe_cluster()
-        return max(1, min(FULL_REPLICATION, len(brokers.get("brokers") or ())))
+        return replication_for(len(brokers.get("brokers") or ()))
 
     async def _create(self, topics: list[str], partitions: int, replication: int) -> list[str]:
-        # With three copies a write must reach two before it is acknowledged (acks=all), so
-        # one lost broker loses nothing and two lost refuse writes instead of keeping one copy.
-        configs = {"min.insync.replicas": str(FULL_MIN_INSYNC)} if replication >= 3 else {}
+        configs = replication_configs(replication)
         new = [
             NewTopic(
                 t,

@@ -19,6 +19,7 @@ import pytest
 from orderdeck.config import Settings
 from orderdeck.events import TopicNames
 from orderdeck.kafka.cluster_model import ClusterView
+from orderdeck.kafka.dead_letters import MEMORY_TOPIC, _ensure_memory_topic
 from orderdeck.kafka.local import LocalKafka, tool_command
 from orderdeck.kafka.local_cluster import LocalCluster, local_kafka_for
 from orderdeck.runtime import Runtime
@@ -74,6 +75,8 @@ def test_a_data_dir_with_a_cluster_keeps_using_it(tmp_path: Path) -> None:
 def test_pipeline_topics_have_three_replicas_and_min_isr_two(
     three_brokers: StartedCluster,
 ) -> None:
+    # The dead-letter re-drive memory too: what was re-driven must survive a lost broker.
+    asyncio.run(_ensure_memory_topic(three_brokers.cluster.connection()))
     # Kafka's own kafka-topics --describe, so the check does not rest on orderdeck's reading.
     described = subprocess.run(
         tool_command(
@@ -92,6 +95,9 @@ def test_pipeline_topics_have_three_replicas_and_min_isr_two(
         for line in described.splitlines()
         if line.startswith("Topic:") and "PartitionCount:" in line
     }
+    memory = summaries[MEMORY_TOPIC]
+    assert "ReplicationFactor: 3" in memory, memory
+    assert "min.insync.replicas=2" in memory, memory
     for name in TopicNames().all():
         summary = summaries[name]
         assert "PartitionCount: 3" in summary, summary
