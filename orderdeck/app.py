@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -33,6 +33,7 @@ from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from orderdeck.errors import OrderdeckError
+from orderdeck.mode_prebuild import build_when_quiet
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.help import HelpScreen, help_sections
 from orderdeck.screens.pipeline import PipelineScreen
@@ -184,6 +185,7 @@ class OrderDeckApp(App[int]):
         #: The modes whose screens were built (``switch_mode`` draws those without a pause).
         self._modes_shown: set[str] = set()
         self._switch_instantly = False
+        self._last_key_at = float("-inf")
 
     @property
     def runtime(self) -> RuntimeLike:
@@ -238,6 +240,19 @@ class OrderDeckApp(App[int]):
         # that import was most of the first switch to a screen (Topics: 130 ms on its own).
         for module in _LAZY_SCREENS:
             await asyncio.to_thread(importlib.import_module, f"orderdeck.screens.{module}")
+        # Then composed, one per quiet moment: a first showing was the slowest key.
+        await build_when_quiet(
+            self,
+            (mode for mode, _, _ in SCREENS),
+            lambda: self._last_key_at,
+            self.clock,
+            self._modes_shown.add,
+        )
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self._last_key_at = self.clock()  # the screens are built between keys
+        await super().on_event(event)
 
     def _start_failed(self, message: str) -> None:
         self.start_error = message
