@@ -245,13 +245,13 @@ class OrderDeckApp(App[int]):
             self,
             (mode for mode, _, _ in SCREENS),
             lambda: self._last_key_at,
-            self.clock,
+            time.monotonic,
             self._modes_shown.add,
         )
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and not event.is_forwarded:
-            self._last_key_at = self.clock()  # the screens are built between keys
+            self._last_key_at = time.monotonic()  # the screens are built between keys
         await super().on_event(event)
 
     def _start_failed(self, message: str) -> None:
