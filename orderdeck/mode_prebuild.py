@@ -16,6 +16,7 @@ was styled with the current stylesheet, so it is marked up to date).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -34,32 +35,52 @@ def is_built(app: App[Any], mode: str) -> bool:
     return mode in app._screen_stacks
 
 
-async def build_hidden(app: App[Any], mode: str) -> bool:
-    """Compose ``mode``'s screen without showing it; False if it was built already."""
-    if is_built(app, mode):
-        return False
-    await app._init_mode(mode)
-    screen = app._screen_stacks[mode][0]
-    # Styled with the stylesheet as it is now: its first showing needs no refresh_css.
-    screen._css_update_count = app._css_update_count
-    return True
+class ScreenPrebuild:
+    """Builds an app's hidden screens; ``settle`` lets a build under way finish first."""
 
+    def __init__(self, app: App[Any]) -> None:
+        self.app = app
+        self._building: asyncio.Future[object] | None = None
 
-async def build_when_quiet(
-    app: App[Any],
-    modes: Iterable[str],
-    last_key_at: Callable[[], float],
-    clock: Callable[[], float],
-    built: Callable[[str], None],
-) -> None:
-    """Build each of ``modes`` not built yet, one at a time, each after ``QUIET_S`` without a
-    key; ``built(mode)`` is told of each screen built here."""
-    for mode in modes:
-        while True:
-            quiet = clock() - last_key_at()
-            if quiet >= QUIET_S:
-                break
-            await asyncio.sleep(QUIET_S - quiet)
-        if await build_hidden(app, mode):
-            built(mode)
-        await asyncio.sleep(GAP_S)
+    async def build_hidden(self, mode: str) -> bool:
+        """Compose ``mode``'s screen without showing it; False if it was built already."""
+        app = self.app
+        if is_built(app, mode) or not app.is_running:
+            # Not while the app closes: it is going through its screen stacks then.
+            return False
+        building: asyncio.Future[object] = asyncio.ensure_future(app._init_mode(mode))
+        self._building = building
+        try:
+            await building
+        finally:
+            self._building = None
+        screen = app._screen_stacks[mode][0]
+        # Styled with the stylesheet as it is now: its first showing needs no refresh_css.
+        screen._css_update_count = app._css_update_count
+        return True
+
+    async def settle(self, within: float = 2.0) -> None:
+        """Wait (up to ``within`` s) for a screen being composed: closing the app under a
+        half-composed screen fails its ``on_mount`` (its children are already gone)."""
+        if self._building is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._building), within)
+
+    async def build_when_quiet(
+        self,
+        modes: Iterable[str],
+        last_key_at: Callable[[], float],
+        clock: Callable[[], float],
+        built: Callable[[str], None],
+    ) -> None:
+        """Build each of ``modes`` not built yet, one at a time, each after ``QUIET_S``
+        without a key; ``built(mode)`` is told of each screen built here."""
+        for mode in modes:
+            while True:
+                quiet = clock() - last_key_at()
+                if quiet >= QUIET_S:
+                    break
+                await asyncio.sleep(QUIET_S - quiet)
+            if await self.build_hidden(mode):
+                built(mode)
+            await asyncio.sleep(GAP_S)
