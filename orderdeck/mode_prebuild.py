@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from textual.app import App
 
-#: How long no key must have come before the next screen is built (a build holds the loop
-#: for about 100-200 ms; it must not land between a person's keys).
-QUIET_S = 0.5
+#: How long no key must have come before the next screen is built. A build holds the loop
+#: for 100-200 ms, so a key that lands on it waits as long as a first showing would have:
+#: at most one such key per screen, and a person's pauses are longer than this.
+QUIET_S = 0.2
 #: The pause between two builds, so that the screen on display keeps drawing meanwhile.
 GAP_S = 0.1
 
