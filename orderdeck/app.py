@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -33,6 +33,7 @@ from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from orderdeck.errors import OrderdeckError
+from orderdeck.mode_prebuild import ScreenPrebuild
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.help import HelpScreen, help_sections
 from orderdeck.screens.pipeline import PipelineScreen
@@ -184,6 +185,8 @@ class OrderDeckApp(App[int]):
         #: The modes whose screens were built (``switch_mode`` draws those without a pause).
         self._modes_shown: set[str] = set()
         self._switch_instantly = False
+        self._last_key_at = float("-inf")
+        self._prebuild = ScreenPrebuild(self)
 
     @property
     def runtime(self) -> RuntimeLike:
@@ -212,6 +215,9 @@ class OrderDeckApp(App[int]):
             if self._runtime is None and self._runtime_factory is not None:
                 # In a thread: the imports take a while and the start-up view keeps moving.
                 self._runtime = await asyncio.to_thread(self._runtime_factory)
+            # While the runtime starts (the loop mostly waits then), the other screens are
+            # built: the first keys after start-up come quickly, with no quiet moment.
+            self._import_screens()
             await self.runtime.start()
         except asyncio.CancelledError:
             raise
@@ -230,14 +236,29 @@ class OrderDeckApp(App[int]):
             self._startup.finished()
         self._poll_groups()
         self._tick(full=True)
-        self._import_screens()
 
     @work(group="import screens", exit_on_error=False, name="import screens")
     async def _import_screens(self) -> None:
-        # The screens not yet shown are imported in a thread now, not by their first key:
-        # that import was most of the first switch to a screen (Topics: 130 ms on its own).
+        # The screens not yet shown are imported in a thread, not by their first key: that
+        # import was most of the first switch to a screen (Topics: 130 ms on its own).
         for module in _LAZY_SCREENS:
             await asyncio.to_thread(importlib.import_module, f"orderdeck.screens.{module}")
+        # Then composed, one per quiet moment: a first showing was the slowest key.
+        await self._prebuild.build_when_quiet(
+            (mode for mode, _, _ in SCREENS),
+            lambda: self._last_key_at,
+            time.monotonic,
+            self._modes_shown.add,
+        )
+
+    async def _on_exit_app(self) -> None:
+        await self._prebuild.settle()  # see ScreenPrebuild.settle
+        await super()._on_exit_app()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self._last_key_at = time.monotonic()  # the screens are built between keys
+        await super().on_event(event)
 
     def _start_failed(self, message: str) -> None:
         self.start_error = message

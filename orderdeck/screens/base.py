@@ -100,6 +100,8 @@ class DeckScreen(Screen[None]):
         event.refresh_styles = False
 
     def on_screen_resume(self) -> None:
+        if not self.is_current:
+            return  # Textual's resume of a screen built ahead, still hidden (mode_prebuild)
         # Coming back must not land in a text field: the digits would type instead of act.
         if isinstance(self.focused, Input):
             self.action_leave_field()

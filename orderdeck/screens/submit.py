@@ -168,7 +168,9 @@ class SubmitScreen(DeckScreen):
             self._show_burst_status()
 
     def on_screen_resume(self) -> None:
-        if self.deck.ready:
+        # Not on the resume of a screen built ahead (mode_prebuild): its Select may not be
+        # mounted yet; its first tick loads the catalog.
+        if self.deck.ready and self.is_current:
             self.load_products()
         super().on_screen_resume()
 

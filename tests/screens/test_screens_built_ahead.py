@@ -1,0 +1,35 @@
+"""The hidden screens are composed once start-up is over, so a screen's first key is a
+switch; Topics is composed too, but its tail starts only when it is first shown."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from orderdeck.app import SCREENS
+from orderdeck.mode_prebuild import is_built
+from orderdeck.screens.orders import OrdersScreen
+from orderdeck.screens.topics import TopicsScreen
+from tests.screens.fake_runtime import FakeRuntime
+from tests.screens.helpers import until, until_ready
+from tests.screens.test_snapshots import deck
+
+
+async def test_every_screen_is_built_before_its_key_and_topics_tails_only_once_shown() -> None:
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until_ready(pilot)
+        modes = [mode for mode, _, _ in SCREENS]
+        await until(pilot, lambda: all(is_built(app, m) for m in modes), "every screen built")
+        assert app.current_mode == "pipeline"
+        assert runtime.tails == []  # Topics is composed, but nobody watches it yet
+        orders = app._screen_stacks["orders"][0]
+        assert isinstance(orders, OrdersScreen)
+        assert orders.query_one("#orders-table", DataTable).is_mounted
+
+        await pilot.press("6")
+        assert app.screen is orders  # the very screen built ahead, not a new one
+        await pilot.press("3")
+        assert isinstance(app.screen, TopicsScreen)
+        await until(pilot, lambda: len(runtime.tails) == 1, "the Topics tail opened")
+        await until(pilot, lambda: app.screen.tail_ready, "the tail ready")  # type: ignore[attr-defined]
