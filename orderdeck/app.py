@@ -33,10 +33,10 @@ from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from orderdeck.errors import OrderdeckError
-from orderdeck.mode_prebuild import ScreenPrebuild
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.help import HelpScreen, help_sections
 from orderdeck.screens.pipeline import PipelineScreen
+from orderdeck.screens.prebuild import ScreenPrebuild
 from orderdeck.screens.protocol import (
     ScaleServiceRequested,
     ShowOrderRequested,

@@ -101,7 +101,7 @@ class DeckScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         if not self.is_current:
-            return  # Textual's resume of a screen built ahead, still hidden (mode_prebuild)
+            return  # Textual's resume of a screen built ahead, still hidden (screens.prebuild)
         # Coming back must not land in a text field: the digits would type instead of act.
         if isinstance(self.focused, Input):
             self.action_leave_field()

@@ -168,7 +168,7 @@ class SubmitScreen(DeckScreen):
             self._show_burst_status()
 
     def on_screen_resume(self) -> None:
-        # Not on the resume of a screen built ahead (mode_prebuild): its Select may not be
+        # Not on the resume of a screen built ahead (screens.prebuild): its Select may not be
         # mounted yet; its first tick loads the catalog.
         if self.deck.ready and self.is_current:
             self.load_products()

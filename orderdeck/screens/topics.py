@@ -153,7 +153,7 @@ class TopicsScreen(DeckScreen):
         topics = self.query_one("#topic-list", OptionList)
         if topics.option_count == 0:
             if not self.is_current:
-                return  # built ahead while hidden (mode_prebuild): tail from its first showing
+                return  # built ahead while hidden (screens.prebuild): tail from its first showing
             for topic in self.runtime.names.pipeline():
                 topics.add_option(Option(topic.removeprefix(self.runtime.names.prefix), id=topic))
                 topics.add_option(Option("  └ .dlq", id=dlq_topic(topic)))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from orderdeck.app import SCREENS
-from orderdeck.mode_prebuild import is_built
 from orderdeck.screens.orders import OrdersScreen
+from orderdeck.screens.prebuild import is_built
 from orderdeck.screens.topics import TopicsScreen
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
