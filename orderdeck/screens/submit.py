@@ -215,6 +215,10 @@ class SubmitScreen(DeckScreen):
     def _show_products(self, products: list[Product]) -> None:
         """Fill the product list from the catalog, keeping the choice."""
         select = self.query_one("#product", Select)
+        if not select.is_mounted:
+            # A screen built ahead can be mounted before its Select's own parts are: the
+            # catalog stays unloaded and the next refresh asks for it again.
+            return
         chosen = select.value
         options = [(f"{p.name} · {money(p.priceCents)} · {p.stock:,} left", p.id) for p in products]
         # Loaded: the list's blank entry stops saying it is loading.
