@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -44,8 +43,8 @@ from pipeline import Connection  # the same minimal HTTP client (bench/ is on sy
 
 from orderdeck.kafka.cluster import ClusterReader
 from orderdeck.kafka.connection import KafkaConnection
-from orderdeck.kafka.local import KAFKA_VERSION, PortInUseError
-from orderdeck.kafka.local_cluster import ClusterNode, LocalCluster
+from orderdeck.kafka.local import KAFKA_VERSION
+from orderdeck.kafka.local_cluster import ClusterNode, LocalCluster, free_cluster_port
 from orderdeck.kafka.producer import PARTITIONER
 from orderdeck.store import StoreBackend, StoreURL, open_store
 
@@ -75,16 +74,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def new_cluster(data_dir: Path) -> LocalCluster:
-    """A cluster planned on free ports (a free port's next two may be taken: try again)."""
-    for _ in range(20):
-        with contextlib.suppress(PortInUseError):
-            return LocalCluster(data_dir, port=free_port())
-    raise SystemExit("no three free ports in a row")
+    """A cluster planned on free ports below the ephemeral range (see local_cluster)."""
+    return LocalCluster(data_dir, port=free_cluster_port())
 
 
 def free_run() -> str:
-    """A port whose next two are free too (for ``kafka start --brokers 3 --port``)."""
-    return str(new_cluster(Path(tempfile.mkdtemp())).nodes[0].port)
+    """A ``--port`` for ``kafka start --brokers 3`` whose cluster's ports are all free."""
+    return str(free_cluster_port())
 
 
 def rss_mb(pid: int) -> float:

@@ -23,7 +23,11 @@ Layout of ``<data-dir>/kafka``::
                       (server.properties, logs/, kafka.pid, broker.json, server.log, ...)
 
 Ports: brokers on ``--port``, ``--port``+1, ``--port``+2; controllers on the first free ports
-above those. Heaps are ``-Xms128m -Xmx384m`` per node (three fit a laptop next to the pipeline).
+above those, never in the machine's ephemeral port range (Linux: 32768-60999). A node dialling
+a peer that does not listen yet on such a port can be handed that same port as its own source
+port and connect to itself (TCP simultaneous open): the raft client then reads its own request
+as the answer and the JVM exits with ``CorrelationIdMismatchException``. Heaps are
+``-Xms128m -Xmx384m`` per node (three fit a laptop next to the pipeline).
 Topics get replication factor 3 and ``min.insync.replicas=2``: with ``acks=all`` a write
 survives one lost broker, and with two lost the producer is refused (NOT_ENOUGH_REPLICAS)
 rather than writing a single copy.
@@ -34,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import time
 from dataclasses import dataclass
@@ -58,7 +63,10 @@ __all__ = [
     "NODE_HEAP_OPTS",
     "ClusterNode",
     "ClusterStartResult",
+    "EphemeralPortError",
     "LocalCluster",
+    "ephemeral_port_range",
+    "free_cluster_port",
     "local_kafka_for",
 ]
 
@@ -71,6 +79,8 @@ NODE_HEAP_OPTS = ("-Xms128m", "-Xmx384m")
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
 _LOOPBACK = "127.0.0.1"
+#: Where :func:`ephemeral_port_range` looks (Linux); elsewhere no range is assumed.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 #: How long a restarted node waits for its ports to be released by the killed JVM's sockets.
 PORT_RELEASE_S = 15.0
 
@@ -395,14 +405,60 @@ def local_kafka_for(
 # ---------------------------------------------------------------------------- helpers
 
 
+class EphemeralPortError(LocalKafkaError):
+    """A broker port in the ephemeral range: its peers could connect to themselves there."""
+
+    def __init__(self, port: int, low: int, high: int) -> None:
+        super().__init__(
+            f"port {port} is in this machine's ephemeral port range ({low}-{high}): a broker "
+            "of a local cluster there can be reached by a peer's own outgoing socket and fail "
+            f"at start-up; choose --port below {low} (the default is 9092)"
+        )
+        self.port = port
+
+
+def ephemeral_port_range() -> tuple[int, int] | None:
+    """The ports the kernel hands out as source ports, or None where it cannot be read."""
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def free_cluster_port(size: int = CLUSTER_SIZE) -> int:
+    """A ``--port`` for a new cluster of ``size`` nodes on ports free right now, below the
+    ephemeral range (tests and benches, which must not collide with a fixed port)."""
+    span = ephemeral_port_range()
+    top = span[0] if span is not None else 32768
+    for _ in range(200):
+        port = random.randrange(20000, top - 4 * size)
+        try:
+            _plan_ports(port, size)
+        except LocalKafkaError:
+            continue
+        return port
+    raise LocalKafkaError(f"no {2 * size} free ports found between 20000 and {top}")
+
+
 def _plan_ports(port: int, size: int) -> list[NodePorts]:
-    """Brokers on ``port`` .. ``port+size-1``; controllers on the next free ports above."""
+    """Brokers on ``port`` .. ``port+size-1``; controllers on the next free ports above,
+    none of them in the ephemeral range (see the module's docstring)."""
+    span = ephemeral_port_range()
+
+    def ephemeral(candidate: int) -> bool:
+        return span is not None and span[0] <= candidate <= span[1]
+
     brokers = [port + index for index in range(size)]
     for broker in brokers:
+        if span is not None and ephemeral(broker):
+            raise EphemeralPortError(broker, *span)
         _check_port_free(broker, "Kafka")
     controllers: list[int] = []
     candidate = port + size
     while len(controllers) < size:
+        if span is not None and ephemeral(candidate):
+            candidate = span[1] + 1
         if candidate > 65535:
             raise PortInUseError(port, "controller")
         with contextlib.suppress(PortInUseError):

@@ -26,8 +26,7 @@ from orderdeck.errors import OrderdeckError
 from orderdeck.kafka.cluster import ClusterReader
 from orderdeck.kafka.cluster_model import ClusterView
 from orderdeck.kafka.connection import KafkaConnection
-from orderdeck.kafka.local_cluster import LocalCluster
-from tests.conftest import free_port
+from orderdeck.kafka.local_cluster import LocalCluster, free_cluster_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 180.0
@@ -66,7 +65,8 @@ def three_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartedC
             "--brokers",
             "3",
             "--port",
-            str(free_port()),
+            # Below the ephemeral range: a node there can connect to itself (local_cluster).
+            str(free_cluster_port()),
             "--data-dir",
             str(data_dir),
         )
