@@ -63,6 +63,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 # ``bigstore`` measures another checkout (``--root``) by running this file with its venv.
 ROOT = Path(os.environ.get("ORDERDECK_BENCH_ROOT") or Path(__file__).resolve().parents[1])
@@ -615,8 +616,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict[str, object]:
-    """Key → screen latencies of a headless app on the big store (one variant, one run)."""
+async def _keys(
+    big_dir: Path, bootstrap: str, prefix: str, cycles: int, settle: float = 0.0
+) -> dict[str, object]:
+    """Key → screen latencies of a headless app on the big store (one variant, one run).
+
+    ``settle`` > 0: the keys start once the app has built every screen ahead (a checkout
+    that builds none waits the whole ``settle`` seconds), as for a person who reads the
+    first screen before the first key; 0: right after start-up."""
     from textual import events
 
     from orderdeck.app import OrderDeckApp
@@ -668,6 +675,9 @@ async def _keys(big_dir: Path, bootstrap: str, prefix: str, cycles: int) -> dict
             await pilot.press("3")
             while not (isinstance(app.screen, TopicsScreen) and app.screen.tail_ready):
                 await pilot.pause(0.05)
+            if settle > 0:
+                stacks = getattr(app, "_screen_stacks", {})
+                await _poll(lambda: all(mode in stacks for mode in app.MODES), settle)
 
             for _ in range(cycles):
                 for key in KEYS_CYCLE:
@@ -738,18 +748,17 @@ def _key_done(
     """What on screen says ``key`` (about to be pressed) has done its work; works on any
     checkout, since it looks only at the widgets (not at how the screen reads the store)."""
     from textual.css.query import NoMatches
-    from textual.widgets import DataTable
 
     screen = app.screen  # type: ignore[attr-defined]
 
     def row0_status() -> str | None:
         try:
-            table = app.screen.query_one("#orders-table", DataTable)  # type: ignore[attr-defined]
+            table = app.screen.query_one("#orders-table")  # type: ignore[attr-defined]
         except NoMatches:  # the Orders screen, built on its first show, is not composed yet
             return None
         if not table.row_count:
             return None
-        return str(getattr(table.get_row_at(0)[2], "plain", ""))
+        return str(getattr(_row_at(table, 0)[2], "plain", ""))
 
     if key in screens:
         wanted = screens[key]
@@ -785,12 +794,15 @@ def _key_done(
     return lambda: len(cursor_moves) > moves
 
 
+def _row_at(table: Any, index: int) -> Any:
+    """Row ``index`` of the Orders list: a ``RowList`` now, a ``DataTable`` in older checkouts."""
+    return table.row_at(index) if hasattr(table, "row_at") else table.get_row_at(index)
+
+
 def _all_statuses_mixed(screen: object) -> bool:
     """The unfiltered list is on screen: its 100 rows hold more than one status."""
-    from textual.widgets import DataTable
-
-    table = screen.query_one("#orders-table", DataTable)  # type: ignore[attr-defined]
-    seen = {str(getattr(table.get_row_at(i)[2], "plain", "")) for i in range(table.row_count)}
+    table = screen.query_one("#orders-table")  # type: ignore[attr-defined]
+    seen = {str(getattr(_row_at(table, i)[2], "plain", "")) for i in range(table.row_count)}
     return len(seen) > 1
 
 
@@ -798,7 +810,13 @@ FLOOD_SECONDS = 1200
 
 
 def bench_bigstore(
-    figures: Figures, runs: int, big_dir: Path, roots: list[Path], cycles: int, orders: int
+    figures: Figures,
+    runs: int,
+    big_dir: Path,
+    roots: list[Path],
+    cycles: int,
+    orders: int,
+    settle: float = 0.0,
 ) -> None:
     """Launch and key latency on a 1,000,000-order store under a 2,000 events/s tail."""
     build_big_store(big_dir, orders)
@@ -851,6 +869,8 @@ def bench_bigstore(
                             prefix,
                             "--cycles",
                             str(cycles),
+                            "--settle",
+                            str(settle),
                         ],
                         env={**os.environ, "ORDERDECK_BENCH_ROOT": str(root)},
                         capture_output=True,
@@ -877,7 +897,7 @@ def bench_bigstore(
         every = [
             v for k, vs in got.items() if k.startswith("key:") and k != "key:timeouts" for v in vs
         ]
-        label = f"`{root.name}`"
+        label = f"`{root.name}`" + (f" (keys after {settle:g} s settle)" if settle else "")
         figures.add(
             f"{label} launch → first frame (1M orders, 2,000/s tail)",
             _spread(got["frame"]),
@@ -1063,6 +1083,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cycles", type=int, default=20, help="bigstore: key cycles per run")
     parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="bigstore: start the keys once every screen is built ahead, waiting at most "
+        "this many seconds (0: right after start-up)",
+    )
+    parser.add_argument(
         "--orders", type=int, default=BIG_ORDERS, help="bigstore: orders in the store"
     )
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
@@ -1075,7 +1102,9 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/launch.py: tmux is needed for the start-up and idle figures", file=sys.stderr)
         return 2
     if args.what == "_keys":
-        measured = asyncio.run(_keys(args.big_dir, args.bootstrap, args.prefix, args.cycles))
+        measured = asyncio.run(
+            _keys(args.big_dir, args.bootstrap, args.prefix, args.cycles, args.settle)
+        )
         print(json.dumps(measured), flush=True)
         return 0
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -1094,7 +1123,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.what == "bigstore":
         roots = [r.resolve() for r in args.root] if args.root else [ROOT]
-        bench_bigstore(figures, args.runs, args.big_dir, roots, args.cycles, args.orders)
+        bench_bigstore(
+            figures, args.runs, args.big_dir, roots, args.cycles, args.orders, args.settle
+        )
         for figure, value, goal, how in figures.rows:
             print(f"| {figure} | {value} | {goal} | {how} |")
         print(*figures.notes, sep="\n")

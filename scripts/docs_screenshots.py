@@ -104,6 +104,8 @@ async def capture(app: OrderDeckApp, pilot: Pilot[Any], out: Path) -> None:
     await save("orders", "Journey")
     await pilot.press("7")
     await save("cluster", "LOG-END")
+    await pilot.press("8")
+    await save("chaos", "crash service")
 
 
 async def main(bootstrap: str | None, out: Path) -> None:

@@ -17,13 +17,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from orderdeck.events import FINAL_STATUSES
 from orderdeck.screens.base import DeckScreen
-from orderdeck.widgets.deck_table import DeckTable
 from orderdeck.widgets.formatting import WIDE_FROM, clock, money, short_id, state_style
 from orderdeck.widgets.journey import JourneyView
+from orderdeck.widgets.row_list import RowList
 
 if TYPE_CHECKING:
     from orderdeck.store import OrderSummary, OrderView
@@ -112,19 +112,6 @@ def read_listing(
     return orders, view
 
 
-def _content(cell: object) -> Content:
-    """A cell as Content. DataTable parses a str as markup: twice the cost of Content to
-    measure and draw, and an API caller's customer id like "a[/]b" raised MarkupError."""
-    return cell if isinstance(cell, Content) else Content(str(cell))
-
-
-def _cell_text(cell: object) -> tuple[str, tuple[object, ...]]:
-    """What a cell shows: its text and, for styled content, the styles."""
-    if isinstance(cell, Content):
-        return cell.plain, tuple(cell.spans)
-    return str(cell), ()
-
-
 class OrdersScreen(DeckScreen):
     """Recent orders on top, the journey of the highlighted one below."""
 
@@ -148,8 +135,6 @@ class OrdersScreen(DeckScreen):
         self.selected_id: str | None = None
         self._listed: list[tuple[str, str, str]] = []
         self._ids: list[str] = []
-        #: The cells of each row on display, by order id (what ``_patch`` compares against).
-        self._cells: dict[str, tuple[object, ...]] = {}
         #: The filter of the rows on display (``status_filter`` once its read came back).
         self.shown_filter: str | None = None
         self.lists_shown = 0
@@ -160,7 +145,7 @@ class OrdersScreen(DeckScreen):
         with Horizontal(id="orders-bar"):
             yield Static(id="orders-filter")
             yield Input(placeholder="/ find order id", id="orders-find")
-        yield DeckTable(id="orders-table", cursor_type="row", zebra_stripes=True)
+        yield RowList(id="orders-table")
         yield JourneyView(id="journey")
 
     def on_mount(self) -> None:
@@ -180,14 +165,11 @@ class OrdersScreen(DeckScreen):
             return
         self._wide = wide
         self._layout = (wide, self.stuck)
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
         if self.stuck:
             columns = STUCK_COLUMNS if wide else NARROW_STUCK_COLUMNS
         else:
             columns = COLUMNS if wide else NARROW_COLUMNS
-        for key, title, size in columns:
-            table.add_column(title, key=key, width=size)
+        self.query_one(RowList).set_columns(columns)
         self._listed = []
         if self.is_mounted:
             self._show_filter()
@@ -291,74 +273,26 @@ class OrdersScreen(DeckScreen):
     def _fill(
         self,
         ids: list[str],
-        rows: list[tuple[object, ...]],
+        rows: list[tuple[Content | str, ...]],
         signature: list[tuple[str, str, str]],
     ) -> None:
-        """Put ``rows`` in the table unless ``signature`` (what the rows show that can change)
+        """Put ``rows`` in the list unless ``signature`` (what the rows show that can change)
         is what it shows already, keeping the cursor; both the list and the stuck view."""
-        table = self.query_one(DataTable)
-        keep = self.selected_id
+        table = self.query_one(RowList)
         self._ids = ids
-        # A poll of the filter on display is patched in; a new filter's rows are all new.
-        same_filter = self.shown_filter == self.status_filter
         self.shown_filter = self.status_filter
         self.lists_shown += 1
-        if signature == self._listed:
-            return
-        self._listed = signature
-        shown, self._cells = self._cells, dict(zip(ids, rows, strict=True))
-        # Rebuilding moves the cursor; those moves are ours, not the user's choice.
-        with self.prevent(DataTable.RowHighlighted):
-            if not (same_filter and self._patch(table, ids, rows, shown)):
-                table.clear()
-                for oid, row in zip(ids, rows, strict=True):
-                    table.add_row(*map(_content, row), key=oid)
-            if keep is not None and keep in table.rows:
-                table.move_cursor(row=table.get_row_index(keep), animate=False)
-        # Arriving on the screen (or a new filter) shows the newest order's journey.
+        # Arriving on the screen (or a new filter) shows the newest order's journey, even
+        # when the new filter lists the very rows on display.
         if self.selected_id is None and ids:
             self.selected_id = ids[0]
-            with self.prevent(DataTable.RowHighlighted):
-                table.move_cursor(row=0, animate=False)
+        if signature != self._listed:
+            self._listed = signature
+            table.set_rows(list(zip(ids, rows, strict=True)), cursor_on=self.selected_id)
+        elif (index := table.index_of(self.selected_id or "")) is not None:
+            table.move_cursor(index)
         if self.selected_id is None:
             self.query_one(JourneyView).show(None)
-
-    def _patch(
-        self,
-        table: DataTable[object],
-        ids: list[str],
-        rows: list[tuple[object, ...]],
-        shown: dict[str, tuple[object, ...]],
-    ) -> bool:
-        """Turn the rows on display (``shown``) into ``rows`` in place: drop the orders that
-        left, add the new ones, update only the cells that changed, put them in order.
-
-        A poll of a busy pipeline brings a few new orders and a few new statuses; clearing
-        and re-adding all 100 rows measured every cell again on the event loop. False (the
-        caller rebuilds) when most rows are new (a filter, a view) or the ID cells, which
-        place the rows, are not distinct (short ids below 120 columns could collide).
-        """
-        labels = [str(row[0]) for row in rows]
-        if len(shown) != table.row_count or len(set(labels)) != len(labels):
-            return False
-        kept = shown.keys() & set(ids)
-        if len(kept) < len(ids) // 2:
-            return False
-        for oid in shown.keys() - kept:
-            table.remove_row(oid)
-        columns = list(table.columns)
-        for oid, row in zip(ids, rows, strict=True):
-            old = shown.get(oid)
-            if old is None:
-                table.add_row(*map(_content, row), key=oid)
-                continue
-            for column, was, cell in zip(columns, old, row, strict=True):
-                if _cell_text(was) != _cell_text(cell):
-                    table.update_cell(oid, column, _content(cell))
-        if list(shown) != ids:
-            place = {label: n for n, label in enumerate(labels)}
-            table.sort("id", key=lambda label: place[str(label)])
-        return True
 
     def _journey_stale(self) -> bool:
         """Whether the selected order's journey must be read again (finished ones do not
@@ -381,16 +315,15 @@ class OrdersScreen(DeckScreen):
         elif self._journey_stale():
             self.read_store("journey", self.runtime.store.get_order, self.selected_id)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        key = event.row_key.value
-        if key is not None:
-            self.selected_id = str(key)
-            self._show_journey()
+    @on(RowList.Selected)
+    def _row_selected(self, event: RowList.Selected) -> None:
+        self.selected_id = event.key
+        self._show_journey()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        key = event.row_key.value
-        if key is not None and key != self.selected_id:
-            self.selected_id = str(key)
+    @on(RowList.Highlighted)
+    def _row_highlighted(self, event: RowList.Highlighted) -> None:
+        if event.key != self.selected_id:
+            self.selected_id = event.key
             self._show_journey()
 
     def show_order(self, order_id: str) -> None:
@@ -401,12 +334,12 @@ class OrdersScreen(DeckScreen):
             return  # shown by the first tick once the screen is composed
         if self.stuck:
             self._set_stuck(False, keep=order_id)
-            self.query_one(DataTable).focus()
+            self.query_one(RowList).focus()
             return
         self._show_filter()
         if self.deck.ready:
             self.reload()
-        self.query_one(DataTable).focus()
+        self.query_one(RowList).focus()
 
     def action_cycle_status(self, step: int) -> None:
         """Show only orders in the next (or previous) status, newest first."""

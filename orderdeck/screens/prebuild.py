@@ -6,11 +6,13 @@ key that asked for it, the slowest keys of the app. Once start-up is over the ap
 idle, so it builds those screens then, one per quiet moment, and a screen's first key is a
 switch to a screen already built.
 
-This leans on three of Textual's internals, kept in this module alone: ``_init_mode`` (what
+This leans on five of Textual's internals, kept in this module alone: ``_init_mode`` (what
 ``switch_mode`` does for a mode not yet built, minus making it current), ``_screen_stacks``
-(which modes are built) and ``_css_update_count`` (a screen whose count differs from the
+(which modes are built), ``_css_update_count`` (a screen whose count differs from the
 app's is restyled through a full ``refresh_css`` on its next showing; a screen built here
-was styled with the current stylesheet, so it is marked up to date).
+was styled with the current stylesheet, so it is marked up to date), and the screen's
+``_refresh_layout`` and ``_compositor.render_full_update`` (a layout and a frame drawn but
+not displayed, so that the widgets' line caches are warm when the screen is first shown).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class ScreenPrebuild:
         screen = app._screen_stacks[mode][0]
         # Styled with the stylesheet as it is now: its first showing needs no refresh_css.
         screen._css_update_count = app._css_update_count
+        if app.is_running and not app.is_inline:
+            # Laid out and drawn once, off screen: a first showing then draws from the
+            # widgets' line caches instead of rendering every widget (Submit: ~60 ms).
+            screen._refresh_layout(app.size)
+            screen._compositor.render_full_update()
         return True
 
     async def settle(self, within: float = 2.0) -> None:

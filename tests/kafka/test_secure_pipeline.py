@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-from textual.widgets import DataTable
 
 from orderdeck.app import OrderDeckApp
 from orderdeck.events import TopicNames
@@ -33,6 +32,7 @@ from orderdeck.kafka.topics import TopicAdmin
 from orderdeck.orders import OrderRequest
 from orderdeck.screens.base import DeckScreen
 from orderdeck.screens.orders import OrdersScreen
+from orderdeck.widgets.row_list import RowList
 from tests.api.conftest import wait_for
 from tests.api.serve_process import ServeProcess
 from tests.kafka.test_secure import password_of, run_cli
@@ -257,12 +257,10 @@ async def test_launch_over_sasl_ssl_runs_the_services_confirms_an_order_and_hide
             await pilot.press("6")
             orders = app.screen
             assert isinstance(orders, OrdersScreen)
-            table = orders.query_one(DataTable)
+            table = orders.query_one(RowList)
 
             def confirmed_on_screen() -> bool:
-                return order_id in table.rows and "confirmed" in str(
-                    table.get_cell(order_id, "status")
-                )
+                return order_id in table and "confirmed" in str(table.row(order_id)[2])
 
             await until(pilot, confirmed_on_screen, "the order to show as confirmed", 60)
             store_view = runtime.store.get_order(order_id)

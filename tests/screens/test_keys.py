@@ -20,8 +20,10 @@ from orderdeck.screens.services import ServicesScreen
 from orderdeck.screens.submit import SubmitScreen
 from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.formatting import short_id
+from orderdeck.widgets.journey import JourneyView
 from orderdeck.widgets.key_bar import KeyBar
 from orderdeck.widgets.record_view import RecordView, merge_in_time
+from orderdeck.widgets.row_list import RowList
 from tests.screens.fake_runtime import FakeRuntime, _record, order_id
 from tests.screens.helpers import until, until_ready
 from tests.screens.test_snapshots import deck
@@ -134,7 +136,7 @@ async def test_j_k_g_and_shift_g_move_in_the_orders_table() -> None:
         await until(pilot, lambda: isinstance(app.screen, OrdersScreen), "Orders")
         screen = app.screen
         assert isinstance(screen, OrdersScreen)
-        table = screen.query_one(DataTable)
+        table = screen.query_one(RowList)
         table.focus()
         await until(pilot, lambda: table.row_count == 12, "the twelve orders")
         await pilot.press("j", "j")
@@ -161,11 +163,37 @@ async def test_orders_find_by_id_tail_and_a_new_filter_starts_at_its_newest() ->
         await pilot.press(*"000000000007", "enter")
         await until(pilot, lambda: screen.selected_id == order_id(7), "order 7 found")
         # Cycling to "confirmed" shows the newest confirmed order, whatever was selected.
-        screen.query_one(DataTable).focus()
+        screen.query_one(RowList).focus()
         await pilot.press("s")
         assert screen.status_filter == "confirmed"
         assert screen.selected_id == order_id(11)
-        assert screen.query_one(DataTable).cursor_row == 0
+        assert screen.query_one(RowList).cursor_row == 0
+
+
+async def test_a_filter_listing_the_rows_on_display_still_starts_at_the_newest() -> None:
+    app = deck()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("6")
+        await until(pilot, lambda: isinstance(app.screen, OrdersScreen), "Orders")
+        screen = app.screen
+        assert isinstance(screen, OrdersScreen)
+        table = screen.query_one(RowList)
+        table.focus()
+        await until(pilot, lambda: table.row_count == 12, "the twelve orders")
+        await pilot.press("j", "j", "j")
+        assert screen.selected_id == table.keys[3]
+        shown = screen.lists_shown
+        await pilot.press("a")  # "all" again: the very rows on display
+        await until(pilot, lambda: screen.lists_shown > shown, "the list read again")
+        assert screen.selected_id == table.keys[0]
+        assert table.cursor_row == 0
+        journey = screen.query_one(JourneyView)
+        await until(
+            pilot,
+            lambda: journey.order is not None and journey.order.id == table.keys[0],
+            "the newest order's journey",
+        )
 
 
 async def test_copy_writes_the_selected_record_json_into_the_data_dir(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.journey import JourneyView
 from orderdeck.widgets.live_static import LiveStatic
 from orderdeck.widgets.record_view import RecordView
+from orderdeck.widgets.row_list import RowList
 from tests.screens.helpers import running_app, until
 from tests.services.conftest import order_placed
 
@@ -63,15 +64,15 @@ async def test_order_typed_into_form_reaches_confirmed_on_orders_screen(
         await pilot.press("ctrl+r", "enter")  # the result's journey, on the Orders screen
         orders = app.screen
         assert isinstance(orders, OrdersScreen)
-        table = orders.query_one(DataTable)
+        table = orders.query_one(RowList)
         journey = orders.query_one(JourneyView)
 
         order_id = sent.order_id
 
         def confirmed_on_screen() -> bool:
-            if order_id not in table.rows:
+            if order_id not in table:
                 return False
-            status = table.get_cell(order_id, "status")
+            status = table.row(order_id)[2]
             return (
                 "confirmed" in str(status)
                 and journey.order is not None

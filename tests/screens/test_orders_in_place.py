@@ -1,9 +1,9 @@
-"""The Orders list follows the store in place: new orders and new statuses, no rebuild.
+"""The Orders list follows the store: new orders and new statuses, the cursor kept.
 
-A busy pipeline changes a few of the 100 rows between two polls; rebuilding them all measured
-and drew every cell again on the event loop. The store is a real SQLite store that the test
-writes to as the services would; the table must show what the store says, in its order,
-with the rows that did not change left as they were (the same row objects).
+The list (``RowList``) is set whole on each poll that changed something; it draws only the
+lines on screen, so that costs little, but the cursor must stay on the order it was on. The
+store is a real SQLite store that the test writes to as the services would; the list must
+show what the store says, in its order.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
 
 from orderdeck.app import OrderDeckApp
 from orderdeck.screens.orders import OrdersScreen
 from orderdeck.store import open_store
 from orderdeck.store.sqlite import SQLiteStore
 from orderdeck.store.url import default_store_url
+from orderdeck.widgets.row_list import RowList
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
 
@@ -53,19 +53,13 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
         opened.close()
 
 
-def _statuses(table: DataTable[object]) -> dict[str, str]:
-    return {
-        str(key.value): str(table.get_row(key)[2]).removeprefix("● ")
-        for key in table.rows
-        if key.value is not None
-    }
+def _statuses(table: RowList) -> dict[str, str]:
+    return {key: str(table.row(key)[2]).removeprefix("● ") for key in table.keys}
 
 
-def _ids_in_order(table: DataTable[object]) -> list[str]:
-    return [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
-
-
-async def test_new_orders_and_statuses_update_the_rows_in_place(store: SQLiteStore) -> None:
+async def test_new_orders_and_statuses_show_and_the_cursor_stays_on_its_order(
+    store: SQLiteStore,
+) -> None:
     runtime = FakeRuntime()
     runtime.store = store  # type: ignore[assignment]
     runtime.cached_counts = {"placed": 10}
@@ -74,9 +68,14 @@ async def test_new_orders_and_statuses_update_the_rows_in_place(store: SQLiteSto
         await until_ready(pilot)
         await pilot.press("6")
         await until(pilot, lambda: isinstance(app.screen, OrdersScreen), "Orders", 10)
-        table = app.screen.query_one("#orders-table", DataTable)
+        screen = app.screen
+        assert isinstance(screen, OrdersScreen)
+        table = screen.query_one("#orders-table", RowList)
         await until(pilot, lambda: table.row_count == 10, "the ten orders", 10)
-        rows_before = dict(table.rows)
+        table.focus()
+        await pilot.press("j", "j")  # the cursor on the third newest order
+        assert table.cursor_key == _order_id(7)
+        await until(pilot, lambda: screen.selected_id == _order_id(7), "its journey asked for")
 
         # As the services would: two new orders arrive and one listed order is confirmed.
         _insert(store.path, range(10, 12), "placed")
@@ -92,11 +91,13 @@ async def test_new_orders_and_statuses_update_the_rows_in_place(store: SQLiteSto
             pilot, lambda: _statuses(table)[_order_id(4)] == "confirmed", "the new status", 10
         )
         listed, _ = store.list_orders(limit=100)
-        assert _ids_in_order(table) == [order.id for order in listed]
-        assert _ids_in_order(table)[:2] == [_order_id(11), _order_id(10)]
+        assert table.keys == [order.id for order in listed]
+        assert table.keys[:2] == [_order_id(11), _order_id(10)]
         assert _statuses(table) == {order.id: order.status for order in listed}
-        unchanged = [_order_id(n) for n in range(10) if n != 4]
-        assert all(table.rows[oid] is rows_before[oid] for oid in unchanged), "rows rebuilt"
+        # Two rows arrived above it: the cursor moved down with its order.
+        assert table.cursor_key == _order_id(7)
+        assert table.cursor_row == 4
+        assert screen.selected_id == _order_id(7)
 
 
 async def test_a_customer_id_with_brackets_is_shown_as_typed(store: SQLiteStore) -> None:
@@ -112,9 +113,8 @@ async def test_a_customer_id_with_brackets_is_shown_as_typed(store: SQLiteStore)
         await until_ready(pilot)
         await pilot.press("6")
         await until(pilot, lambda: isinstance(app.screen, OrdersScreen), "Orders", 10)
-        table = app.screen.query_one("#orders-table", DataTable)
+        table = app.screen.query_one("#orders-table", RowList)
         await until(pilot, lambda: table.row_count == 10, "the ten orders", 10)
-        await pilot.pause(0.3)  # a few frames drawn with the row on screen
-        assert str(table.get_row(_order_id(9))[1]) == "[/]a[bold]b"
+        assert str(table.row(_order_id(9))[1]) == "[/]a[bold]b"
         drawn = [table.render_line(y).text for y in range(table.size.height)]
         assert any("[/]a[bold]b" in line for line in drawn), drawn

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from textual.app import App
-from textual.widgets import DataTable
 
 from orderdeck.events import FINAL_STATUSES
 from orderdeck.screens.orders import OrdersScreen, age
+from orderdeck.widgets.row_list import RowList
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
 from tests.screens.test_snapshots import deck
 
 
-def rows(table: DataTable[object]) -> list[list[str]]:
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+def rows(table: RowList) -> list[list[str]]:
+    return [[str(cell) for cell in table.row_at(i)] for i in range(table.row_count)]
 
 
 def footer_label(app: App[object]) -> str:
@@ -33,7 +33,7 @@ async def test_u_lists_the_stuck_orders_with_hop_and_age_and_u_again_restores() 
         await pilot.press("6")
         screen = app.screen
         assert isinstance(screen, OrdersScreen)
-        table = screen.query_one("#orders-table", DataTable)
+        table = screen.query_one("#orders-table", RowList)
         await until(pilot, lambda: table.row_count > 0, "the orders list")
         everything = rows(table)
         assert len(everything) > len(stuck)
@@ -48,12 +48,12 @@ async def test_u_lists_the_stuck_orders_with_hop_and_age_and_u_again_restores() 
         assert first.lastEvent is not None
         assert shown[0][3] == first.lastEvent
         assert shown[0][4].strip() == age(first.stuckForS)
-        assert "STOPPED AFTER" in [str(c.label) for c in table.columns.values()]
+        assert "STOPPED AFTER" in [title for _, title, _ in table.columns]
 
         await pilot.press("u")
         await until(pilot, lambda: rows(table) == everything, "the whole list again")
         assert footer_label(app) == "Stuck"
-        assert "STOPPED AFTER" not in [str(c.label) for c in table.columns.values()]
+        assert "STOPPED AFTER" not in [title for _, title, _ in table.columns]
 
 
 def test_age_reads_short() -> None:

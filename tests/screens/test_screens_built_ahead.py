@@ -3,12 +3,11 @@ switch; Topics is composed too, but its tail starts only when it is first shown.
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
-
 from orderdeck.app import SCREENS
 from orderdeck.screens.orders import OrdersScreen
 from orderdeck.screens.prebuild import is_built
 from orderdeck.screens.topics import TopicsScreen
+from orderdeck.widgets.row_list import RowList
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
 from tests.screens.test_snapshots import deck
@@ -25,7 +24,7 @@ async def test_every_screen_is_built_before_its_key_and_topics_tails_only_once_s
         assert runtime.tails == []  # Topics is composed, but nobody watches it yet
         orders = app._screen_stacks["orders"][0]
         assert isinstance(orders, OrdersScreen)
-        assert orders.query_one("#orders-table", DataTable).is_mounted
+        assert orders.query_one("#orders-table", RowList).is_mounted
 
         await pilot.press("6")
         assert app.screen is orders  # the very screen built ahead, not a new one

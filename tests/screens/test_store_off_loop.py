@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
 
 from orderdeck.app import OrderDeckApp
 from orderdeck.screens.groups import GroupsScreen
@@ -24,6 +23,7 @@ from orderdeck.store import open_store
 from orderdeck.store.sqlite import SQLiteStore
 from orderdeck.store.url import default_store_url
 from orderdeck.widgets.journey import JourneyView
+from orderdeck.widgets.row_list import RowList
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import reads_settled, until, until_ready
 
@@ -120,7 +120,7 @@ async def test_keys_are_answered_while_the_orders_read_is_under_way(
         )
         assert journey.order is not None
         assert len(journey.order.journey) == HEAVY_HOPS
-        assert orders.query_one(DataTable).row_count == 100
+        assert orders.query_one(RowList).row_count == 100
         assert await busy == BUSY_ROWS
 
 
@@ -139,11 +139,11 @@ async def test_an_answer_overtaken_by_a_newer_request_is_dropped(big_store: SQLi
         assert not busy.done(), "the store finished first: the test proves nothing"
         await until(pilot, lambda: screen.lists_shown >= 1, "the confirmed list", 30)
         await reads_settled(pilot, 30)
-        table = screen.query_one(DataTable)
+        table = screen.query_one(RowList)
         assert screen.shown_filter == "confirmed"
         assert table.row_count == 100
-        assert HEAVY not in table.rows
-        statuses = {str(table.get_row_at(i)[2]) for i in range(table.row_count)}
+        assert HEAVY not in table
+        statuses = {str(table.row_at(i)[2]) for i in range(table.row_count)}
         assert statuses == {"● confirmed"}, statuses
         assert screen.lists_shown == 1, "the overtaken unfiltered list was shown"
         assert await busy == BUSY_ROWS
