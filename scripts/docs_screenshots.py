@@ -105,7 +105,9 @@ async def capture(app: OrderDeckApp, pilot: Pilot[Any], out: Path) -> None:
     await pilot.press("7")
     await save("cluster", "LOG-END")
     await pilot.press("8")
-    await save("chaos", "crash service")
+    await until(pilot, shows(app, "poison"), "the chaos actions", 30)
+    await pilot.press("enter", "y")  # the first action: crash the order service
+    await save("chaos", "recovered", 90)
 
 
 async def main(bootstrap: str | None, out: Path) -> None:
