@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Static
 #: Widget classes whose own keys are listed, with the heading they get.
 FOCUS_TITLES = {
     "DeckTable": "In the table",
+    "RowList": "In the table",
     "RecordView": "In the records",
     "OptionList": "In the list",
     "PanelScroll": "In the panels",

@@ -148,6 +148,14 @@ async def test_j_k_g_and_shift_g_move_in_the_orders_table() -> None:
         assert screen.selected_id == order_id(1)
         await pilot.press("g")
         assert table.cursor_row == 0
+        # And ? lists them under the table's heading.
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        in_table = dict(help_screen.sections)["In the table"]
+        keys = {key for shown, _ in in_table for key in shown.split()}
+        assert {"j", "k", "g", "G", "pgup", "pgdn"} <= keys, in_table
 
 
 async def test_orders_find_by_id_tail_and_a_new_filter_starts_at_its_newest() -> None:
