@@ -33,7 +33,7 @@ from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from orderdeck.errors import OrderdeckError
-from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.base import AfterQueuedKeys, DeckScreen
 from orderdeck.screens.help import HelpScreen, help_sections
 from orderdeck.screens.pipeline import PipelineScreen
 from orderdeck.screens.prebuild import ScreenPrebuild
@@ -456,6 +456,11 @@ class OrderDeckApp(App[int]):
         screen = self.screen
         if hasattr(screen, "show_order"):
             cast("OrdersScreen", screen).show_order(order_id)
+
+    @on(AfterQueuedKeys)
+    def _after_queued_keys(self, message: AfterQueuedKeys) -> None:
+        # Here, the last stop of a key's way: the keys ahead of it have done their work.
+        message.callback()
 
     @on(ShowOrderRequested)
     def _show_order_requested(self, message: ShowOrderRequested) -> None:

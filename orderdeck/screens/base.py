@@ -31,6 +31,27 @@ if TYPE_CHECKING:
 log = logging.getLogger("orderdeck.screens")
 
 
+class AfterQueuedKeys(Message):
+    """Carries a callback along the path keys take (focused widget → screen → app): the app
+    runs it (``OrderDeckApp``) after every key that was ahead of it."""
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        super().__init__()
+        self.callback = callback
+
+
+def after_queued_keys(screen: Screen[Any], callback: Callable[[], object]) -> None:
+    """Run ``callback`` once the keys already queued for the focused widget are handled.
+
+    A priority binding runs as soon as its key reaches the app, ahead of the keys before it:
+    those travel from the focused widget up to the app, whose bindings (``j`` → cursor down)
+    act only when they arrive there. In a burst (a paste, a script, a fast typist over ssh)
+    ``j j enter`` acted on the row before the moves and ``…ctrl+s`` sent a field without its
+    last characters. The callback takes the keys' path behind them, so it sees what they did.
+    """
+    (screen.focused or screen).post_message(AfterQueuedKeys(callback))
+
+
 class StoreRead(Message):
     """A store read a screen asked for has its answer (posted by the read's worker)."""
 

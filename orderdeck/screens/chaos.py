@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.base import DeckScreen, after_queued_keys
 from orderdeck.widgets.deck_table import DeckTable
 from orderdeck.widgets.formatting import WIDE_FROM, clock
 
@@ -338,6 +338,9 @@ class ChaosScreen(DeckScreen):
 
     def action_act(self) -> None:
         """``enter``: ask about the selected action, and do it once confirmed."""
+        after_queued_keys(self, self._ask)
+
+    def _ask(self) -> None:
         table = self.query_one("#chaos-actions", DeckTable)
         if not self.actions or not 0 <= table.cursor_row < len(self.actions):
             return

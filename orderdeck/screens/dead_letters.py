@@ -21,7 +21,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.base import DeckScreen, after_queued_keys
 from orderdeck.widgets.deck_table import DeckTable
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ class EditValueScreen(ModalScreen[bytes | None]):
             yield Static(id="edit-error")
 
     def action_save(self) -> None:
+        after_queued_keys(self, self._save)
+
+    def _save(self) -> None:
         text = self.query_one("#edit-value", TextArea).text
         error = json_error(text, self.position)
         if error is not None:
@@ -189,6 +192,9 @@ class DeadLettersScreen(DeckScreen):
         self._show()
 
     def action_toggle_row(self) -> None:
+        after_queued_keys(self, self._toggle_row)
+
+    def _toggle_row(self) -> None:
         letter = self._current()
         if letter is None:
             return

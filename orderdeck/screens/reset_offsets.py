@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Select, Static
 
 from orderdeck.kafka.offset_plan import PlannedOffset, ResetTarget
+from orderdeck.screens.base import after_queued_keys
 from orderdeck.widgets.runtime_link import RuntimeLike
 
 MODES: tuple[tuple[str, str], ...] = (
@@ -120,6 +121,9 @@ class ResetOffsetsScreen(ModalScreen[bool]):
 
     def action_apply(self) -> None:
         """Apply the plan shown (stops, resets and restarts this process's consumers)."""
+        after_queued_keys(self, self._apply_plan)
+
+    def _apply_plan(self) -> None:
         if self.plan is None:
             self.notify("no plan to apply yet", severity="warning")
             return

@@ -22,13 +22,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from orderdeck.errors import OrderdeckError
 from orderdeck.events import FINAL_STATUSES
 from orderdeck.orders import OrderRequest, OrderValidationError
-from orderdeck.screens.base import DeckScreen
+from orderdeck.screens.base import DeckScreen, after_queued_keys
 from orderdeck.screens.burst_plan import BurstMix, PlannedOrder, plan_burst
 from orderdeck.screens.protocol import ShowOrderRequested
 from orderdeck.widgets.deck_table import DeckTable
@@ -215,9 +216,11 @@ class SubmitScreen(DeckScreen):
     def _show_products(self, products: list[Product]) -> None:
         """Fill the product list from the catalog, keeping the choice."""
         select = self.query_one("#product", Select)
-        if not select.is_mounted:
-            # A screen built ahead can be mounted before its Select's own parts are: the
-            # catalog stays unloaded and the next refresh asks for it again.
+        parts = select.walk_children(Widget)
+        if not (select.is_mounted and all(part.is_mounted for part in parts)):
+            # A screen built ahead can be mounted before its Select's own parts are (seen:
+            # the Select mounted, its SelectCurrent not yet): the catalog stays unloaded and
+            # the next refresh asks for it again.
             return
         chosen = select.value
         options = [(f"{p.name} · {money(p.priceCents)} · {p.stock:,} left", p.id) for p in products]
@@ -279,6 +282,9 @@ class SubmitScreen(DeckScreen):
 
     def action_submit(self) -> None:
         """Validate the form with the API's models and submit it."""
+        after_queued_keys(self, self._submit)
+
+    def _submit(self) -> None:
         for name in ("customer", "product", "quantity"):
             error = self.query_one(f"#{name}-error", Static)
             error.update("")
@@ -376,6 +382,9 @@ class SubmitScreen(DeckScreen):
 
     def action_burst(self) -> None:
         """Start a burst with the form's settings, or stop the running one."""
+        after_queued_keys(self, self._burst)
+
+    def _burst(self) -> None:
         if self.bursting:
             self.workers.cancel_group(self, "burst")
             return

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.widgets import DataTable, Static
 
 from orderdeck.app import OrderDeckApp
@@ -161,3 +162,26 @@ async def test_a_second_action_waits_for_the_first_to_finish() -> None:
         await until(pilot, lambda: screen.busy is None, "the start done")
         await pilot.press("enter", "y")
         await until(pilot, lambda: ("crash", "order") in runtime.faults.asked, "the crash")
+
+
+async def test_a_burst_of_moves_and_enter_asks_about_the_row_moved_to() -> None:
+    """``j j enter`` arriving at once (a paste, a script, a fast typist over ssh): enter is a
+    priority binding, handled before the moves still queued for the table — it must still ask
+    about the row the moves lead to, never the one the cursor left."""
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("8")
+        await until(pilot, lambda: "start_broker:2" in actions(app), "the brokers read")
+        await choose(pilot, "stop_broker:1")
+        screen = app.screen
+        assert isinstance(screen, ChaosScreen)
+        for key, character in (("j", "j"), ("j", "j"), ("enter", None)):
+            app.post_message(events.Key(key, character))  # as the driver posts a burst
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert confirm.question == screen.actions[2].question  # start_broker:2, not stop 1
+        assert screen.actions[2].key == "start_broker:2"
+        await pilot.press("n")

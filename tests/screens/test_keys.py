@@ -10,6 +10,7 @@ import json
 from collections import deque
 from pathlib import Path
 
+from textual import events
 from textual.widgets import DataTable, Input
 
 from orderdeck.app import OrderDeckApp
@@ -272,3 +273,24 @@ def test_short_ids_keep_the_distinguishing_tail() -> None:
     assert short_id("01a237b6-b416-71a0-98dd-f93b5c0fecc4", 13) == "…f93b5c0fecc4"
     assert short_id("short") == "short"
     assert short_id(None) == "-"
+
+
+async def test_ctrl_s_typed_right_after_a_name_sends_the_whole_name() -> None:
+    """A burst (a paste, a script) of characters then ``ctrl+s``: the priority binding must
+    send the field as the characters before it left it, not as it was when ``ctrl+s`` came."""
+    runtime = FakeRuntime()
+    app = deck(runtime)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until_ready(pilot)
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, SubmitScreen), "Submit")
+        screen = app.screen
+        field = screen.query_one("#customer", Input)
+        field.value = ""
+        field.focus()
+        await pilot.pause()
+        for character in "zed42":
+            app.post_message(events.Key(character, character))  # as the driver posts a burst
+        app.post_message(events.Key("ctrl+s", None))
+        await until(pilot, lambda: bool(runtime.submitted), "the order sent")
+        assert [r.customerId for r in runtime.submitted] == ["zed42"]
