@@ -49,7 +49,10 @@ def after_queued_keys(screen: Screen[Any], callback: Callable[[], object]) -> No
     ``j j enter`` acted on the row before the moves and ``…ctrl+s`` sent a field without its
     last characters. The callback takes the keys' path behind them, so it sees what they did.
     """
-    (screen.focused or screen).post_message(AfterQueuedKeys(callback))
+    # Named as the app's: bubbling stops at a message's sender's child, and a message made in
+    # a screen's handler (enter in an Input, a button) would otherwise end at the screen.
+    message = AfterQueuedKeys(callback).set_sender(screen.app)
+    (screen.focused or screen).post_message(message)
 
 
 class StoreRead(Message):

@@ -105,6 +105,8 @@ class SubmitScreen(DeckScreen):
         self.burst_failed = 0
         self.burst_total = 0
         self.bursting = False
+        #: The value each field had when its message was shown (the message is about it).
+        self._faulted_values: dict[str, object] = {}
 
     def body(self) -> ComposeResult:
         with Horizontal(id="submit-top"):
@@ -315,11 +317,14 @@ class SubmitScreen(DeckScreen):
         if name is None:
             return
         error = self.query_one(f"#{name}-error", Static)
-        if error.display:
+        # A Changed still queued from before the submit carries the value the message is about.
+        if error.display and event.value != self._faulted_values.get(name):
             error.update("")
             error.display = False
 
     def _field_error(self, name: str, reason: str) -> None:
+        field = self.query_one(f"#{name}")
+        self._faulted_values[name] = getattr(field, "value", None)
         error = self.query_one(f"#{name}-error", Static)
         error.update(Content.styled(f"↳ {reason}", "red"))
         error.display = True
