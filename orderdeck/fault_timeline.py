@@ -188,11 +188,14 @@ class FaultTimeline:
     def observe(self, seen: Observation) -> None:
         """Feed one poll's observation to every open fault, and to those recovered in the
         last :data:`LATE_STEPS_S` (a step such as "ISR back to full" may come after the
-        recovery: replicas catch up after the pipeline did)."""
+        recovery: replicas catch up after the pipeline did) — until the next fault, whose
+        rebalance or moved leaders are its own."""
         for f in self._faults.values():
             if f.failed is not None or seen.at < f.at:
                 continue
-            if f.recovered_at is None or seen.at - f.recovered_at <= LATE_STEPS_S:
+            if f.recovered_at is None or (
+                seen.at - f.recovered_at <= LATE_STEPS_S and not self._caused_after(f, seen.at)
+            ):
                 self._advance(f, seen)
         self._last = _merged(self._last, seen)
 
@@ -225,6 +228,10 @@ class FaultTimeline:
             for f in self._faults.values()
             if f.recovered_at is None and f.failed is None and (not kinds or f.kind in kinds)
         ]
+
+    def _caused_after(self, f: _Fault, before: float) -> bool:
+        """Whether another fault was caused after ``f`` and before ``before``."""
+        return any(f.at < g.at <= before for g in self._faults.values())
 
     def _advance(self, f: _Fault, seen: Observation) -> None:
         if f.kind in ("stop_broker", "kill_broker"):

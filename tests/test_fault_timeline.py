@@ -209,6 +209,30 @@ def test_a_step_after_the_recovery_is_still_recorded_for_a_while() -> None:
     assert timeline.summaries()[0].recovery_s == 6.0
 
 
+def test_a_recovered_fault_takes_no_step_that_the_next_fault_caused() -> None:
+    timeline = FaultTimeline()
+    timeline.observe(Observation(at=0.5, services={"order": ("running", 0)}, groups=STABLE))
+    kill = timeline.fault("kill_broker", "1", "kill -9 broker 1", at=1.0)
+    timeline.broker_stopped("1", at=1.1)
+    timeline.observe(Observation(at=2.0, brokers=frozenset({2, 3}), under_replicated=3))
+    timeline.broker_up("1", at=4.0)
+    timeline.observe(Observation(at=5.0, brokers=frozenset({1, 2, 3}), under_replicated=0))
+    timeline.observe(Observation(at=6.0, total_lag=0, older_in_flight={kill: 0}))
+    assert texts(timeline)[-1] == "recovered in 5.0 s"
+    crash = timeline.fault("crash", "order", "crash order", at=10.0)
+    timeline.observe(Observation(at=10.5, services={"order": ("running", 1)}))
+    # The crashed worker came back as a new member: the crash's step, not the kill's.
+    timeline.observe(
+        Observation(at=11.0, groups={"order-events": ("Stable", frozenset({"m2"}))}, total_lag=0)
+    )
+    timeline.observe(Observation(at=11.5, older_in_flight={crash: 0}))
+    kill_lines = [e.text for e in timeline.entries() if e.fault_id == kill]
+    assert kill_lines[-1] == "recovered in 5.0 s"
+    crash_lines = [e.text for e in timeline.entries() if e.fault_id == crash]
+    assert "every group stable" in crash_lines
+    assert crash_lines[-1] == "recovered in 1.5 s"
+
+
 def test_under_a_steady_load_the_fault_recovers_once_its_backlog_is_consumed() -> None:
     timeline = FaultTimeline()
     fault = timeline.fault("crash", "payment", "crash payment", at=0.0)

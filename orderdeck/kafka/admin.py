@@ -456,6 +456,7 @@ async def list_latest(
     leaders: dict[str, dict[int, int]],
     *,
     earliest: bool = False,
+    skip_unreachable: bool = False,
 ) -> dict[tuple[str, int], int]:
     """Log-end offsets of ``wanted``: one ListOffsets request per partition leader, all at once.
 
@@ -463,6 +464,9 @@ async def list_latest(
     new partition's leader a moment before it serves ListOffsets for it), is left out. The
     admin client has no ListOffsets call (see ``aiokafka_compat`` for why not end_offsets()).
     ``earliest`` asks for the log-start offsets instead (what retention has not deleted).
+    ``skip_unreachable`` leaves out the partitions of a leader that cannot be reached too
+    (the metadata names a dead broker until the controller fences it, or for good once the
+    controller quorum is lost); without it that raises, for callers that need every offset.
     """
     spec = _EARLIEST if earliest else _LATEST
     by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
@@ -474,10 +478,15 @@ async def list_latest(
         *(
             send_request(admin, OffsetRequest(-1, 0, list(topics.items())), node)
             for node, topics in by_node.items()
-        )
+        ),
+        return_exceptions=True,
     )
     ends: dict[tuple[str, int], int] = {}
     for response in responses:
+        if isinstance(response, BaseException):
+            if skip_unreachable and isinstance(response, KafkaError):
+                continue
+            raise response
         for topic, partitions in response.topics:
             for partition, error_code, _timestamp, offset, *_ in partitions:
                 if error_code == 0:

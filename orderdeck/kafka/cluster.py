@@ -10,7 +10,11 @@ same settings as everything else):
   leader, replicas, in-sync replicas and offline replicas;
 * **DescribeConfigs** for ``retention.ms`` and ``cleanup.policy`` of every topic, in one request;
 * **ListOffsets** (latest) for log-end offsets, one request per leader, all at once
-  (:func:`orderdeck.kafka.admin.list_latest`, which skips leaderless partitions).
+  (:func:`orderdeck.kafka.admin.list_latest`, which skips leaderless partitions). A leader
+  that cannot be reached leaves its partitions' log-end unknown instead of failing the view:
+  a broker killed a moment ago still leads its partitions until the controller fences it,
+  and with the controller quorum lost the metadata keeps naming it — that is when the
+  Cluster view is wanted most.
 
 The controller is the one the metadata names. A KRaft broker names a live broker there (it
 forwards controller-bound requests to the quorum), so that is the broker a client's admin
@@ -92,7 +96,8 @@ class ClusterReader(AdminSession):
                 ends: dict[tuple[str, int], int] = {}
             else:
                 configs, ends = await asyncio.gather(
-                    _topic_configs(admin, list(leaders)), list_latest(admin, wanted, leaders)
+                    _topic_configs(admin, list(leaders)),
+                    list_latest(admin, wanted, leaders, skip_unreachable=True),
                 )
         except KafkaError as exc:
             raise KafkaUnavailableError(f"could not describe the cluster: {exc}") from exc

@@ -129,14 +129,28 @@ def actions_for(
     return rows
 
 
+#: The action that takes an action's place once it acted on its target.
+_REPLACED_BY = {
+    "stop_broker": "start_broker",
+    "kill_broker": "start_broker",
+    "start_broker": "stop_broker",
+    "slow": "unslow",
+    "unslow": "slow",
+}
+
+
 def _follow(selected: str | None, keys: list[str], row: int) -> int:
     """Where the cursor goes when the actions change: the same action, or else the one
     that replaced it for the same target (killing broker 1 turns its rows into "start
-    broker 1"), so a second ``enter`` never lands on an unrelated fault."""
+    broker 1", slowing a service its row into "restore"), so a second ``enter`` never
+    lands on an unrelated fault — nor on the service's crash row next to it."""
     if selected in keys:
         return keys.index(selected)
     if selected is not None:
-        target = selected.partition(":")[2]
+        kind, _, target = selected.partition(":")
+        successor = f"{_REPLACED_BY.get(kind, kind)}:{target}"
+        if successor in keys:
+            return keys.index(successor)
         for index, key in enumerate(keys):
             if key.partition(":")[2] == target:
                 return index

@@ -53,6 +53,14 @@ async def test_a_dead_leader_holds_up_no_other_partition_past_its_isr_shrink(
     try:
         await producer.send_event(order_placed(order_id=_order_for(live)), names.orders)
         assert await asyncio.to_thread(victim.kill)
+        # The Cluster view still reads while the metadata names the dead broker as a leader
+        # (until it is fenced): its partitions' log-end is unknown, the others' is read.
+        async with ClusterReader(connection) as reader:
+            dying = await reader.describe([names.orders])
+        by_partition = {p.partition: p for p in dying.topics[0].partitions}
+        assert by_partition[0].leader == victim.node_id
+        assert by_partition[0].log_end_offset is None
+        assert by_partition[live].log_end_offset == 1
         # A steady stream for the dead leader's partition, as the API sees it: more batches
         # than aiokafka takes for one partition, so the next one waits for the successor.
         stuck = []

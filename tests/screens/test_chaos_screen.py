@@ -132,6 +132,12 @@ async def test_the_cursor_follows_its_target_when_the_actions_change() -> None:
         await until(pilot, lambda: "start_broker:3" in actions(app), "the second read")
         table = app.screen.query_one("#chaos-actions", DataTable)
         assert actions(app)[table.cursor_row] == "start_broker:3"
+        # Slowing a service turns its row into "restore": the cursor stays on it, not on
+        # the crash row of the same service above it.
+        await choose(pilot, "slow:payment")
+        await pilot.press("enter", "y")
+        await until(pilot, lambda: "unslow:payment" in actions(app), "payment slowed")
+        assert actions(app)[table.cursor_row] == "unslow:payment"
 
 
 async def test_a_second_action_waits_for_the_first_to_finish() -> None:
