@@ -83,6 +83,10 @@ _LOOPBACK = "127.0.0.1"
 EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 #: How long a restarted node waits for its ports to be released by the killed JVM's sockets.
 PORT_RELEASE_S = 15.0
+#: How long nodes that lost their controller quorum (a majority of the nodes down) get to
+#: exit on SIGTERM before SIGKILL: their controlled shutdown waits for a controller that
+#: cannot be elected, and would only end at the stop's full timeout.
+NO_QUORUM_STOP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -365,9 +369,13 @@ class LocalCluster:
 
         All nodes get SIGTERM at once: stopped one after another, the last ones would wait
         for a controller quorum that is already gone before their controlled shutdown ends.
+        With the quorum lost already (two of three killed), the survivors get
+        :data:`NO_QUORUM_STOP_S` before SIGKILL; their logs are recovered on the next start.
         """
         running = [(node, node.pid) for node in self.nodes]
         alive = [(node, pid) for node, pid in running if pid is not None]
+        if len(alive) <= len(self.nodes) // 2:
+            timeout = min(timeout, NO_QUORUM_STOP_S)
         for _, pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

@@ -260,3 +260,18 @@ async def test_two_brokers_down_answers_503_not_enough_replicas_then_recovers(
         within=60,
         what="the order after the recovery to be confirmed",
     )
+
+
+async def test_a_cluster_that_lost_its_quorum_stops_without_waiting_out_the_timeout(
+    cluster: LocalCluster,
+) -> None:
+    first, second, survivor = cluster.nodes
+    for node in (first, second):
+        assert await asyncio.to_thread(node.kill)
+    # The survivor's controlled shutdown waits for a controller that cannot be elected: the
+    # stop (launch's q, kafka stop) gives it a few seconds, not the full 30 s timeout.
+    began = time.monotonic()
+    assert await asyncio.to_thread(cluster.stop, 30)
+    took = time.monotonic() - began
+    assert not survivor.is_running()
+    assert took < 20, f"the stop took {took:.1f} s"
