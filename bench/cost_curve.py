@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/cost_curve.py [--runs 1] [--rates 20,100,300,500] [--seconds 15]
         [--variant before=../before18/.venv/bin/python --variant after=.venv/bin/python]
-        [--broker-opts c2=-XX:+UseSerialGC] [--launch-rates 20,100] [--profile]
+        [--broker-opts c2=-XX:+UseSerialGC] [--broker-threads net1io2=1,2]
+        [--launch-rates 20,100] [--profile]
 
 Why a curve: a pipeline's cost per order has a fixed part per batch, per poll and per request,
 so at low rates (batches of one record) an order costs many times what it costs flat out. One
@@ -23,13 +24,14 @@ run measures, for every variant:
 
 The load generator is a child process of this script (``cost_curve.py load``, the minimal
 keep-alive client and open-loop schedule of ``bench/pipeline.py``) so its CPU is its own and
-is reported as a column. Variants (``--variant LABEL=PYTHON``: another checkout's
-interpreter; ``--broker-opts LABEL=OPTS``: one more broker whose JVM gets other JIT/GC
-options) are measured interleaved: run i of every variant at a rate before run i of the next
-rate, and every run before run i+1. ``--profile`` attaches py-spy (``pip install py-spy``,
-not a dependency of orderdeck) to each Python process of the steady runs during their
-measured window and prints the top entries by own time and by inclusive time; the sampling
-costs CPU itself, so a profiling run's cost figures are marked as such. Results:
+is reported as a column. Variants (``--variant LABEL=PYTHON``: another checkout's interpreter;
+``--broker-opts LABEL=OPTS``: one more broker whose JVM gets other JIT/GC options;
+``--broker-threads LABEL=NETWORK,IO``: one more broker with other request thread counts,
+Kafka's defaults being 3,8) are measured interleaved: run i of every variant at a
+rate before run i of the next rate, and every run before run i+1. ``--profile`` attaches py-spy
+(``pip install py-spy``, not a dependency of orderdeck) to each Python process of the steady
+runs during their measured window and prints the top entries by own time and by inclusive time;
+the sampling costs CPU itself, so a profiling run's cost figures are marked as such. Results:
 bench/results/cost_curve.md (and cost_profile-*.txt with ``--profile``).
 """
 
@@ -486,8 +488,13 @@ async def main_async(args: argparse.Namespace) -> None:
         profile_dir.mkdir(parents=True, exist_ok=True)
     try:
         broker_for: dict[str, tuple[tuple[str, ...], int]] = {}
-        for name, opts in [("", None), *(tuple(b.split("=", 1)) for b in args.broker_opts)]:
-            broker, kafka_args, pid = await pipeline.start_broker(workdir, False, opts)
+        kinds: list[tuple[str, str | None, dict[str, str] | None]] = [("", None, None)]
+        kinds += [(label, opts, None) for label, opts in split_labels(args.broker_opts)]
+        for label, counts in split_labels(args.broker_threads):
+            network, io = counts.split(",")
+            kinds.append((label, None, {"num.network.threads": network, "num.io.threads": io}))
+        for name, opts, threads in kinds:
+            broker, kafka_args, pid = await pipeline.start_broker(workdir, False, opts, threads)
             brokers.append(broker)
             broker_for[name] = (kafka_args, pid)
         pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
@@ -561,6 +568,17 @@ async def main_async(args: argparse.Namespace) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def split_labels(values: list[str]) -> list[tuple[str, str]]:
+    """``LABEL=VALUE`` options as (label, value) pairs."""
+    pairs = []
+    for value in values:
+        label, sep, rest = value.partition("=")
+        if not sep or not label:
+            raise SystemExit(f"{value!r}: expected LABEL=VALUE")
+        pairs.append((label, rest))
+    return pairs
+
+
 def main() -> None:
     if sys.argv[1:2] == ["load"]:
         parser = argparse.ArgumentParser(prog="cost_curve.py load")
@@ -591,6 +609,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=3, help="orderdeck serve --processes")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=PYTHON")
     parser.add_argument("--broker-opts", action="append", default=[], metavar="LABEL=OPTS")
+    parser.add_argument("--broker-threads", action="append", default=[], metavar="LABEL=NETWORK,IO")
     parser.add_argument("--profile", action="store_true", help="py-spy the steady runs")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()

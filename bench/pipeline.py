@@ -604,18 +604,32 @@ def report(args: argparse.Namespace, results: dict[str, Results], rates: list[fl
 
 
 async def start_broker(
-    workdir: Path, secure: bool, jvm_opts: str | None = None
+    workdir: Path,
+    secure: bool,
+    jvm_opts: str | None = None,
+    request_threads: dict[str, str] | None = None,
 ) -> tuple[Any, tuple[str, ...], int]:
     """A local broker on free ports: (the LocalKafka, serve's Kafka arguments, its pid).
 
     ``jvm_opts`` replaces the broker's JIT/GC options (KAFKA_JVM_PERFORMANCE_OPTS, read when
-    the JVM is launched) for this broker only.
+    the JVM is launched) for this broker only; ``request_threads`` its thread settings
+    (``num.network.threads`` and ``num.io.threads``; Kafka's defaults are 3 and 8).
     """
     from orderdeck.kafka.clients import wait_until_ready
     from orderdeck.kafka.local import LocalKafka
 
     name = f"kafka-{uuid.uuid4().hex[:6]}"
-    broker = LocalKafka(workdir / name, port=free_port(), secure=secure)
+    if request_threads is None:
+        broker = LocalKafka(workdir / name, port=free_port(), secure=secure)
+    else:
+
+        class ThreadedKafka(LocalKafka):
+            """A bench-only variant: orderdeck's broker settings plus other thread counts."""
+
+            def _config(self, controller_port: int, connection: Any) -> dict[str, str]:
+                return {**super()._config(controller_port, connection), **request_threads}
+
+        broker = ThreadedKafka(workdir / name, port=free_port(), secure=secure)
     saved = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
     if jvm_opts is not None:
         os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] = jvm_opts
