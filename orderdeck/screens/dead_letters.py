@@ -14,12 +14,13 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Static, TextArea
+from textual.widgets import DataTable, Static, TextArea
 
 from orderdeck.screens.base import DeckScreen, after_queued_keys
 from orderdeck.widgets.deck_table import DeckTable
@@ -92,6 +93,23 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+#: How much of a dead letter's value the detail box shows (``e`` edits the whole of it).
+VALUE_PREVIEW_CHARS = 400
+
+
+def _field(name: str, text: str | Content) -> Content:
+    return Content.assemble((f"{name:<8}", "bold"), text)
+
+
+def _printable(raw: bytes | None, limit: int = 120) -> str:
+    """Bytes as text a terminal shows as they are: control characters escaped, long cut."""
+    if raw is None:
+        return "(none)"
+    text = raw.decode(errors="replace")
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
 class DeadLettersScreen(DeckScreen):
     """A table of dead letters; select, edit, redrive.
 
@@ -130,6 +148,7 @@ class DeadLettersScreen(DeckScreen):
     def body(self) -> ComposeResult:
         yield Static(id="dlq-state")
         yield DeckTable(id="dlq-table", cursor_type="row")
+        yield Static(id="dlq-detail")
 
     def on_mount(self) -> None:
         table = self.query_one(DeckTable)
@@ -155,6 +174,34 @@ class DeadLettersScreen(DeckScreen):
         if self.letters:
             table.move_cursor(row=min(row, len(self.letters) - 1))
         self._show_state()
+        self._show_detail()
+
+    @on(DataTable.RowHighlighted, "#dlq-table")
+    def _row_highlighted(self) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        """The highlighted record in full: the table cuts its reason at the screen's edge."""
+        detail = self.query_one("#dlq-detail", Static)
+        letter = self._current()
+        detail.display = letter is not None
+        if letter is None:
+            return
+        preview = _printable(self.edits.get(letter.position, letter.value), VALUE_PREVIEW_CHARS)
+        if letter.position in self.edits:
+            shown_value = Content.assemble(("edited ", "bold $warning"), preview)
+        else:
+            shown_value = Content(preview)
+        detail.border_title = letter.position
+        detail.update(
+            Content("\n").join(
+                [
+                    _field("reason", letter.reason or "-"),
+                    _field("key", _printable(letter.key)),
+                    _field("value", shown_value),
+                ]
+            )
+        )
 
     def _show_state(self) -> None:
         shown = self.topic or "all DLQs"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.app import App
 from textual.widgets import DataTable, Static, TextArea
 
@@ -68,3 +70,42 @@ async def test_a_poison_record_is_edited_to_json_and_redriven_once() -> None:
         await pilot.press("y")
         await until(pilot, lambda: runtime.redrives[-1][3], "a forced redrive")
         await until(pilot, lambda: screen.message == "redriven 1", "the forced redrive")
+
+
+async def test_the_highlighted_record_is_shown_in_full_beneath_the_table() -> None:
+    runtime = FakeRuntime()
+    # A reason longer than an 80-column table leaves room for, and a value a terminal
+    # would act on (escape and control bytes) if shown raw.
+    poison = runtime.letters[1]
+    long_reason = "value is not JSON: " + "the parser gave up somewhere " * 4 + "(char 41)"
+    runtime.letters[1] = replace(
+        poison,
+        value=b"\x1b[2J\x00{oops",
+        headers=(("dlq-reason", long_reason.encode()), *poison.headers[1:]),
+    )
+    app = deck(runtime)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_ready(pilot)
+        app.push_screen(DeadLettersScreen(None))
+        await until(pilot, lambda: isinstance(app.screen, DeadLettersScreen), "Dead letters")
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        await until(pilot, lambda: screen.loaded, "the dead letters to load")
+        detail = screen.query_one("#dlq-detail", Static)
+
+        def shown() -> str:
+            return " ".join(str(detail.render()).split())
+
+        assert detail.border_title == runtime.letters[0].position
+        await pilot.press("down")
+        await until(pilot, lambda: detail.border_title == poison.position, "the next record")
+        assert long_reason in shown()  # whole, where the table's REASON column is cut
+        assert "value \\x1b[2J\\x00{oops" in shown()
+        assert "\x1b" not in str(detail.render())
+
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EditValueScreen), "the edit modal")
+        app.screen.query_one(TextArea).load_text('{"fixed": true}')
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is screen, "the edit modal to close")
+        await until(pilot, lambda: 'edited {"fixed": true}' in shown(), "the edit in the box")
