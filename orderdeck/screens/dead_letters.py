@@ -106,8 +106,13 @@ def _printable(raw: bytes | None, limit: int = 120) -> str:
     if raw is None:
         return "(none)"
     text = raw.decode(errors="replace")
-    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
+    shown = "".join(c if c.isprintable() else _escape(c) for c in text[:limit])
     return shown + ("…" if len(text) > limit else "")
+
+
+def _escape(char: str) -> str:
+    """A control character as Python writes it in a string: ``\\n``, ``\\x1b``."""
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or f"\\x{ord(char):02x}"
 
 
 class DeadLettersScreen(DeckScreen):

@@ -80,7 +80,7 @@ async def test_the_highlighted_record_is_shown_in_full_beneath_the_table() -> No
     long_reason = "value is not JSON: " + "the parser gave up somewhere " * 4 + "(char 41)"
     runtime.letters[1] = replace(
         poison,
-        value=b"\x1b[2J\x00{oops",
+        value=b"\x1b[2J\x00{oops\n",
         headers=(("dlq-reason", long_reason.encode()), *poison.headers[1:]),
     )
     app = deck(runtime)
@@ -100,7 +100,7 @@ async def test_the_highlighted_record_is_shown_in_full_beneath_the_table() -> No
         await pilot.press("down")
         await until(pilot, lambda: detail.border_title == poison.position, "the next record")
         assert long_reason in shown()  # whole, where the table's REASON column is cut
-        assert "value \\x1b[2J\\x00{oops" in shown()
+        assert "value \\x1b[2J\\x00{oops\\n" in shown()
         assert "\x1b" not in str(detail.render())
 
         await pilot.press("e")
