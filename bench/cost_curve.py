@@ -489,15 +489,15 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         broker_for: dict[str, tuple[tuple[str, ...], int]] = {}
         kinds: list[tuple[str, str | None, dict[str, str] | None]] = [("", None, None)]
-        kinds += [(label, opts, None) for label, opts in split_labels(args.broker_opts)]
-        for label, counts in split_labels(args.broker_threads):
+        kinds += [(label, opts, None) for label, opts in pipeline.split_labels(args.broker_opts)]
+        for label, counts in pipeline.split_labels(args.broker_threads):
             network, io = counts.split(",")
             kinds.append((label, None, {"num.network.threads": network, "num.io.threads": io}))
         for name, opts, threads in kinds:
             broker, kafka_args, pid = await pipeline.start_broker(workdir, False, opts, threads)
             brokers.append(broker)
             broker_for[name] = (kafka_args, pid)
-        pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
+        pythons = pipeline.split_labels(args.variant) or [("this", sys.executable)]
         variants = [
             Variant(label if not bname else f"{label}/{bname}", python, *broker_for[bname])
             for label, python in pythons
@@ -566,17 +566,6 @@ async def main_async(args: argparse.Namespace) -> None:
         for broker in brokers:
             await asyncio.to_thread(broker.stop)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def split_labels(values: list[str]) -> list[tuple[str, str]]:
-    """``LABEL=VALUE`` options as (label, value) pairs."""
-    pairs = []
-    for value in values:
-        label, sep, rest = value.partition("=")
-        if not sep or not label:
-            raise SystemExit(f"{value!r}: expected LABEL=VALUE")
-        pairs.append((label, rest))
-    return pairs
 
 
 def main() -> None:

@@ -603,6 +603,17 @@ def report(args: argparse.Namespace, results: dict[str, Results], rates: list[fl
     return "\n".join(lines) + "\n"
 
 
+def split_labels(values: list[str]) -> list[tuple[str, str]]:
+    """``LABEL=VALUE`` options as (label, value) pairs."""
+    pairs = []
+    for value in values:
+        label, sep, rest = value.partition("=")
+        if not sep or not label:
+            raise SystemExit(f"{value!r}: expected LABEL=VALUE")
+        pairs.append((label, rest))
+    return pairs
+
+
 async def start_broker(
     workdir: Path,
     secure: bool,
@@ -622,12 +633,13 @@ async def start_broker(
     if request_threads is None:
         broker = LocalKafka(workdir / name, port=free_port(), secure=secure)
     else:
+        threads: dict[str, str] = request_threads  # narrowed for the class below
 
         class ThreadedKafka(LocalKafka):
             """A bench-only variant: orderdeck's broker settings plus other thread counts."""
 
             def _config(self, controller_port: int, connection: Any) -> dict[str, str]:
-                return {**super()._config(controller_port, connection), **request_threads}
+                return {**super()._config(controller_port, connection), **threads}
 
         broker = ThreadedKafka(workdir / name, port=free_port(), secure=secure)
     saved = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
@@ -672,7 +684,7 @@ def parse_brokers(args: argparse.Namespace) -> dict[str, tuple[bool, str | None]
 def parse_variants(args: argparse.Namespace, brokers: list[str]) -> list[tuple[str, str, str, str]]:
     """(label, python, broker name, store engine) for every combination of --variant, broker
     (--kafka and --broker-opts) and --store."""
-    pythons = [tuple(v.split("=", 1)) for v in args.variant] or [("this", sys.executable)]
+    pythons = split_labels(args.variant) or [("this", sys.executable)]
     engines = [e.strip() for e in args.store.split(",") if e.strip()]
     for engine in engines:
         if engine not in ("sqlite", "postgres"):
