@@ -33,6 +33,7 @@ from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from orderdeck.errors import OrderdeckError
+from orderdeck.process_tuning import settle_heap
 from orderdeck.screens.base import AfterQueuedKeys, DeckScreen
 from orderdeck.screens.help import HelpScreen, help_sections
 from orderdeck.screens.pipeline import PipelineScreen
@@ -159,7 +160,10 @@ class OrderDeckApp(App[int]):
         clock: Callable[[], float] = time.monotonic,
         handle_sigterm: bool = False,
         data_dir: Path | None = None,
+        settle_heap: Callable[[], None] | None = None,
     ) -> None:
+        """``settle_heap``: called once, at a quiet moment after the runtime started and
+        every screen was built (``launch`` gives ``process_tuning.settle_heap``)."""
         super().__init__()
         # A factory defers importing and building the runtime (uvicorn, aiokafka, the store)
         # until after the first frame: ``launch`` shows its screen before any of that loads.
@@ -187,6 +191,8 @@ class OrderDeckApp(App[int]):
         self._switch_instantly = False
         self._last_key_at = float("-inf")
         self._prebuild = ScreenPrebuild(self)
+        self._settle_heap = settle_heap
+        self._screens_built = False
 
     @property
     def runtime(self) -> RuntimeLike:
@@ -236,6 +242,7 @@ class OrderDeckApp(App[int]):
             self._startup.finished()
         self._poll_groups()
         self._tick(full=True)
+        self._settle_heap_once()
 
     @work(group="import screens", exit_on_error=False, name="import screens")
     async def _import_screens(self) -> None:
@@ -250,6 +257,19 @@ class OrderDeckApp(App[int]):
             time.monotonic,
             self._modes_shown.add,
         )
+        self._screens_built = True
+        if self.ready:
+            await self._prebuild.wait_quiet(lambda: self._last_key_at, time.monotonic)
+        self._settle_heap_once()
+
+    def _settle_heap_once(self) -> None:
+        """Hand the long-lived heap (screens, runtime, Kafka clients) to ``settle_heap`` once
+        both exist. Under load the collector's full passes over it took 60-100 ms every few
+        seconds, on the loop: they were the slowest keys (BENCHMARKS.md, issue 18)."""
+        if self._settle_heap is None or not (self.ready and self._screens_built):
+            return
+        settle, self._settle_heap = self._settle_heap, None
+        settle()
 
     async def _on_exit_app(self) -> None:
         await self._prebuild.settle()  # see ScreenPrebuild.settle
@@ -611,6 +631,7 @@ def run_app(settings: Settings, *, keep_kafka: bool = False) -> int:
         hooks=hooks,
         handle_sigterm=True,
         data_dir=settings.data_dir,
+        settle_heap=settle_heap,
     )
 
     async def main() -> None:

@@ -84,11 +84,16 @@ class ScreenPrebuild:
         """Build each of ``modes`` not built yet, one at a time, each after ``QUIET_S``
         without a key; ``built(mode)`` is told of each screen built here."""
         for mode in modes:
-            while True:
-                quiet = clock() - last_key_at()
-                if quiet >= QUIET_S:
-                    break
-                await asyncio.sleep(QUIET_S - quiet)
+            await self.wait_quiet(last_key_at, clock)
             if await self.build_hidden(mode):
                 built(mode)
             await asyncio.sleep(GAP_S)
+
+    @staticmethod
+    async def wait_quiet(last_key_at: Callable[[], float], clock: Callable[[], float]) -> None:
+        """Return once ``QUIET_S`` passed without a key (at once if it has)."""
+        while True:
+            quiet = clock() - last_key_at()
+            if quiet >= QUIET_S:
+                return
+            await asyncio.sleep(QUIET_S - quiet)

@@ -3,14 +3,14 @@ switch; Topics is composed too, but its tail starts only when it is first shown.
 
 from __future__ import annotations
 
-from orderdeck.app import SCREENS
+from orderdeck.app import SCREENS, OrderDeckApp
 from orderdeck.screens.orders import OrdersScreen
 from orderdeck.screens.prebuild import is_built
 from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.row_list import RowList
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
-from tests.screens.test_snapshots import deck
+from tests.screens.test_snapshots import PRIMED_POLLS, deck
 
 
 async def test_every_screen_is_built_before_its_key_and_topics_tails_only_once_shown() -> None:
@@ -32,3 +32,24 @@ async def test_every_screen_is_built_before_its_key_and_topics_tails_only_once_s
         assert isinstance(app.screen, TopicsScreen)
         await until(pilot, lambda: len(runtime.tails) == 1, "the Topics tail opened")
         await until(pilot, lambda: app.screen.tail_ready, "the tail ready")  # type: ignore[attr-defined]
+
+
+async def test_the_heap_is_settled_once_the_runtime_runs_and_every_screen_is_built() -> None:
+    # launch gives process_tuning.settle_heap (gc.freeze); a test must not freeze its process.
+    seen: list[tuple[bool, bool]] = []
+    modes = [mode for mode, _, _ in SCREENS]
+    app: OrderDeckApp
+
+    def settle() -> None:
+        seen.append((app.ready, all(is_built(app, m) for m in modes)))
+
+    runtime = FakeRuntime()
+    app = OrderDeckApp(runtime, poll_interval=3600, clock=lambda: 1000.0, settle_heap=settle)
+    for step in range(PRIMED_POLLS):
+        app.live.update(runtime.snapshots_for(step))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until_ready(pilot)
+        await until(pilot, lambda: bool(seen), "the heap settled")
+        await pilot.press("6", "1")  # later keys and ticks do not settle it again
+        await pilot.pause(0.5)
+    assert seen == [(True, True)]
