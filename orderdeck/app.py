@@ -33,7 +33,7 @@ from textual.widgets import Input
 from textual.worker import Worker, get_current_worker
 
 from orderdeck.errors import OrderdeckError
-from orderdeck.process_tuning import settle_heap
+from orderdeck.process_tuning import event_loop_factory, settle_heap
 from orderdeck.screens.base import AfterQueuedKeys, DeckScreen
 from orderdeck.screens.help import HelpScreen, help_sections
 from orderdeck.screens.pipeline import PipelineScreen
@@ -644,7 +644,9 @@ def run_app(settings: Settings, *, keep_kafka: bool = False) -> int:
                 await runtime.stop()
 
     try:
-        asyncio.run(main())
+        # uvloop, as serve uses: the API's and Kafka's sockets share this loop with the TUI.
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(main())
     finally:
         root.removeHandler(hooks.log_buffer)
         logging.lastResort = saved_last_resort
