@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="leave the local broker running on quit so the next launch reuses it",
     )
+    parser.add_argument(
+        "--topic-prefix", default="", help=argparse.SUPPRESS
+    )  # tests share one broker
     parser.set_defaults(func=run)
 
 
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from orderdeck.startup_checks import LaunchLock, check_port_free
 
     settings = settings_from_args(args)
+    if args.topic_prefix:
+        settings = settings.model_copy(update={"topic_prefix": args.topic_prefix})
     # Before the TUI takes the terminal and before Kafka starts: a second launch on this data
     # dir, or a port somebody holds, is one line on stderr and a non-zero exit.
     with LaunchLock(settings.data_dir):
