@@ -70,6 +70,10 @@ class Service(ABC):
     inbox: str
     #: Event types that belong in the inbox; anything else is dead-lettered.
     accepts: frozenset[str]
+    #: Whether the worker lets the next batch gather (``services/pacing.py``): only for an
+    #: inbox fed record by record. The order service's is (the API produces each order as it
+    #: is accepted); every later inbox receives the batches the service before it produced.
+    paced: bool = False
 
     @abstractmethod
     def handle(self, tx: WriteTx, event: Any) -> Sequence[Any]:

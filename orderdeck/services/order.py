@@ -33,6 +33,7 @@ class OrderService(Service):
     name = "order"
     inbox = ORDER_EVENTS
     accepts = frozenset({"OrderPlaced"})
+    paced = True  # its inbox gets one record per API request
 
     def handle(self, tx: WriteTx, event: Any) -> Sequence[Any]:
         assert isinstance(event, OrderPlaced)

@@ -4,23 +4,31 @@ Much of a batch's cost does not depend on its size: a fetch, a transaction's COM
 produce request, and the broker's handling of each. At a low rate every batch holds one
 record, so an order costs many times the CPU it costs flat out (issue 18). Waiting a little
 before the next batch lets records share it — Kafka's producers call this ``linger.ms`` — but
-a wait only pays when records keep arriving, and it is latency added to every hop:
+a wait only pays when records keep arriving, and it is latency added to the order:
 
-* a trickle (the wait would not gather another record, on average) is never held back;
+* a trickle (the wait would not gather :data:`MIN_GATHERED` records, on average) is never
+  held back;
 * under a steady load the wait is what gathers about :data:`TARGET_RECORDS` records, and never
-  more than :data:`MAX_LINGER_S` (the most a record waits per hop for pacing);
+  more than :data:`MAX_LINGER_S`;
 * a full batch means a backlog: the next one is taken at once, so saturation is unchanged;
-* when latency matters it is not added: once the orders of a batch were accepted more than
-  :data:`LATENCY_BUDGET_S` ago (a later hop of the pipeline, or a pipeline running late), the
-  next batch is taken at once. An order's age is read from its id: the API makes order ids
-  time-ordered (a version 7 UUID whose first 48 bits are the milliseconds of its acceptance),
-  and every event carries the order id in its correlation header. So the first hops of a
-  young order linger and the last do not, which bounds what pacing adds to an order's whole
-  way, not just to each hop.
+* a batch holding an order accepted more than :data:`LATE_S` ago means the pipeline is
+  running late (behind a backlog, or short of CPU): the next batch is taken at once. An
+  order's age is read from its id: the API makes order ids time-ordered (a version 7 UUID
+  whose first 48 bits are the milliseconds of its acceptance), and every event carries the
+  order id in its correlation header.
+
+**Only the first hop lingers** (``Service.paced``: the order service). Its inbox is fed one
+record per API request; every later inbox receives the batches the service before it
+produced, one produce request per batch, so a fetch there already returns a whole batch.
+When the payment service lingered too, its cycle was as long as the order service's, so each
+of its batches still caught one upstream batch: 894 batches against the order service's 885
+in the same 28 s at 100 orders/s. Its linger gathered nothing and added 30 ms to every order.
+Spent on the first hop alone, the same latency makes every hop's batches larger
+(BENCHMARKS.md, issue 18, session 13).
 
 The arrival rate is what the batches of the last :data:`RATE_WINDOW_S` held, so it needs
-nothing but the sizes and the clock; a window rather than the gap between two batches, because
-the events of one order often come in pairs a few milliseconds apart, which is no load.
+nothing but the sizes and the clock; a window rather than the gap between two batches, so one
+early or late arrival does not swing it.
 """
 
 from __future__ import annotations
@@ -31,19 +39,19 @@ from typing import Any
 
 from orderdeck.events import HEADER_CORRELATION_ID
 
-#: The most a worker waits for its next batch to gather (30 ms against 20: 17 % less CPU at
-#: 100 and 500 orders/s for 24 ms more final p99; BENCHMARKS.md, issue 18, session 12).
-MAX_LINGER_S = 0.03
+#: The most the order service waits for its next batch to gather: an order's whole pacing
+#: (60 ms on the first hop against 30 ms on each of the first two: BENCHMARKS.md, issue 18).
+MAX_LINGER_S = 0.06
 #: Under load, wait for about this many records (shorter at higher rates).
 TARGET_RECORDS = 16
 #: Wait only when the longest wait would gather at least this many records on average: with
-#: the 30 ms cap, a worker seeing under 50 records/s (an order's two events a few ms apart at
-#: 20 orders/s are 40) is a trickle and never held.
+#: the 60 ms cap, under 25 orders/s is a trickle and never held.
 MIN_GATHERED = 1.5
 #: The arrival rate is the records of the batches taken in this many last seconds.
 RATE_WINDOW_S = 0.25
-#: No linger after a batch whose oldest order was accepted longer ago than this.
-LATENCY_BUDGET_S = 0.06
+#: No linger after a batch holding an order accepted longer ago than this. An on-time
+#: batch's oldest order waited one linger at most: under MAX_LINGER_S and a few ms.
+LATE_S = 0.1
 
 
 def oldest_order_age_s(records: Iterable[Any], now_ms: int) -> float:

@@ -16,10 +16,11 @@ periodic sweep for rows a dead peer left behind); between 3 and 4 the records ar
 and recognised as processed. Downstream consumers are idempotent by event id, and outgoing
 event ids are derived from the incoming one, so a resent row is a harmless duplicate.
 
-While records keep arriving, each batch is given a few milliseconds to gather
-(``services/pacing.py``, a linger that follows the load): like the commit interval of the
-acknowledgement pipeline, this trades a little latency for fewer transactions and broker
-requests, which is what a batch costs whatever its size.
+While records keep arriving at the order service, each of its batches is given a few
+milliseconds to gather (``services/pacing.py``, a linger that follows the load); the services
+after it receive those batches whole. Like the commit interval of the acknowledgement
+pipeline, this trades a little latency for fewer transactions and broker requests, which is
+what a batch costs whatever its size.
 
 Transient failures (the store busy, retriable Kafka errors) are retried with backoff; anything
 else ends :meth:`ServiceWorker.run` with the exception so the supervisor restarts the worker.
@@ -49,7 +50,7 @@ from orderdeck.services import FailureRecord, Service, ServiceCounters
 from orderdeck.services.acks import Abandoned, AckPipeline
 from orderdeck.services.batch import BatchApplier, StoreCalls
 from orderdeck.services.faults import NO_FAULTS, ServiceFaults
-from orderdeck.services.pacing import LATENCY_BUDGET_S, Pacer, oldest_order_age_s
+from orderdeck.services.pacing import LATE_S, Pacer, oldest_order_age_s
 from orderdeck.store import open_store
 from orderdeck.store.tx import StoreBackend
 from orderdeck.store.url import StoreURL
@@ -64,7 +65,8 @@ POLL_TIMEOUT_MS = 200
 #: of a batch's cost does not depend on its size (a fetch, a transaction's COMMIT, a produce
 #: request, the broker's handling of each), so fewer, larger batches cost less CPU per order
 #: (BENCHMARKS.md, "Cost that follows the load"). A trickle is never held back, nor a full
-#: batch (a backlog).
+#: batch (a backlog); and only the order service is paced, the later services receiving its
+#: batches.
 #: Unsent outbox rows older than this are swept up by any worker of the same service.
 STALE_OUTBOX_S = 5.0
 SWEEP_INTERVAL_S = 5.0
@@ -136,7 +138,8 @@ class ServiceWorker:
         self._last_prune = 0.0
         #: Crashes and latency injected from the control center (services/faults.py).
         self._fault = (faults or NO_FAULTS).switch(service.name)
-        self._pacer = Pacer(full=BATCH_MAX_RECORDS)
+        #: Only a service whose inbox is fed record by record lets batches gather.
+        self._pacer = Pacer(full=BATCH_MAX_RECORDS) if service.paced else None
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -261,9 +264,7 @@ class ServiceWorker:
                 )
                 if batch:
                     began = time.monotonic()
-                    linger = self._pacer.linger(sum(map(len, batch.values())), began)
-                    if linger and self._late(batch):
-                        linger = 0.0
+                    linger = self._linger(batch, began)
                     if linger:
                         self._hold_fetches()
                     try:
@@ -285,13 +286,23 @@ class ServiceWorker:
             await pipeline.abandon()
             raise
 
-    @staticmethod
-    def _late(batch: dict[TopicPartition, list[Any]]) -> bool:
-        """Whether the batch's oldest order used up the latency pacing may add (see
-        ``services/pacing.py``): the next batch is then taken at once."""
-        now_ms = time.time_ns() // 1_000_000
-        records = (r for recs in batch.values() for r in recs)
-        return oldest_order_age_s(records, now_ms) > LATENCY_BUDGET_S
+    @property
+    def paced(self) -> bool:
+        """Whether this worker lets its next batch gather (``Service.paced``)."""
+        return self._pacer is not None
+
+    def _linger(self, batch: dict[TopicPartition, list[Any]], now: float) -> float:
+        """Seconds to let the next batch gather after ``batch`` (``services/pacing.py``);
+        0.0 for a service that is not paced, and after a batch that is running late."""
+        if self._pacer is None:
+            return 0.0
+        linger = self._pacer.linger(sum(map(len, batch.values())), now)
+        if linger:
+            now_ms = time.time_ns() // 1_000_000
+            records = (r for recs in batch.values() for r in recs)
+            if oldest_order_age_s(records, now_ms) > LATE_S:
+                return 0.0
+        return linger
 
     def _hold_fetches(self) -> None:
         """Keep the consumer from fetching until the pacing cycle of this batch ends.

@@ -1,4 +1,5 @@
-"""The pacer's linger follows the load: none for a trickle, a backlog or late orders; capped."""
+"""The pacer's linger follows the load: none for a trickle, a backlog or late orders; capped;
+only on the first hop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from orderdeck.events import HEADER_CORRELATION_ID, time_ordered_uuid
+from orderdeck.services import SERVICE_NAMES
 from orderdeck.services.pacing import MAX_LINGER_S, TARGET_RECORDS, Pacer, oldest_order_age_s
+from orderdeck.services.supervisor import make_service
 
 
 def _steady(pacer: Pacer, rate: float, batches: int = 40, size: int = 1) -> float:
@@ -28,13 +31,17 @@ def test_a_trickle_is_never_held_back() -> None:
     assert pacer.rate == pytest.approx(10.0, rel=0.25)
 
 
-def test_the_two_events_of_one_order_are_no_load() -> None:
-    pacer = Pacer(full=500)
-    now, linger = 1000.0, 0.0
-    for _ in range(20):  # 20 orders/s, each giving two records 2 ms apart
-        linger = max(linger, pacer.linger(1, now), pacer.linger(1, now + 0.002))
-        now += 0.05
-    assert linger == 0.0
+def test_twenty_orders_a_second_are_a_trickle() -> None:
+    # The longest wait would gather 1.2 orders: not worth 60 ms of every order's time.
+    assert _steady(Pacer(full=500), rate=20.0) == 0.0
+    assert _steady(Pacer(full=500), rate=30.0) > 0.0
+
+
+def test_only_the_order_service_lets_its_batches_gather() -> None:
+    # Its inbox is fed one record per API request; each later inbox receives the batches of
+    # the service before it whole, and a linger there only added latency.
+    paced = [name for name in SERVICE_NAMES if make_service(name).paced]
+    assert paced == ["order"]
 
 
 def test_a_steady_load_lingers_no_longer_than_the_cap() -> None:
