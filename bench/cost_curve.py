@@ -3,6 +3,7 @@
     .venv/bin/python bench/cost_curve.py [--runs 1] [--rates 20,100,300,500] [--seconds 15]
         [--variant before=../before18/.venv/bin/python --variant after=.venv/bin/python]
         [--broker-opts c2=-XX:+UseSerialGC] [--broker-threads net1io2=1,2]
+        [--broker-config noop5s=metadata.max.idle.interval.ms=5000]
         [--launch-rates 20,100] [--profile]
 
 Why a curve: a pipeline's cost per order has a fixed part per batch, per poll and per request,
@@ -27,7 +28,8 @@ keep-alive client and open-loop schedule of ``bench/pipeline.py``) so its CPU is
 is reported as a column. Variants (``--variant LABEL=PYTHON``: another checkout's interpreter;
 ``--broker-opts LABEL=OPTS``: one more broker whose JVM gets other JIT/GC options;
 ``--broker-threads LABEL=NETWORK,IO``: one more broker with other request thread counts,
-Kafka's defaults being 3,8) are measured interleaved: run i of every variant at a
+Kafka's defaults being 3,8; ``--broker-config LABEL=KEY=VALUE[,KEY=VALUE]``: one more broker
+with other server.properties) are measured interleaved: run i of every variant at a
 rate before run i of the next rate, and every run before run i+1. ``--profile`` attaches py-spy
 (``pip install py-spy``, not a dependency of orderdeck) to each Python process of the steady
 runs during their measured window and prints the top entries by own time and by inclusive time;
@@ -493,8 +495,10 @@ async def main_async(args: argparse.Namespace) -> None:
         for label, counts in pipeline.split_labels(args.broker_threads):
             network, io = counts.split(",")
             kinds.append((label, None, {"num.network.threads": network, "num.io.threads": io}))
-        for name, opts, threads in kinds:
-            broker, kafka_args, pid = await pipeline.start_broker(workdir, False, opts, threads)
+        for label, pairs in pipeline.split_labels(args.broker_config):
+            kinds.append((label, None, dict(pair.split("=", 1) for pair in pairs.split(","))))
+        for name, opts, config in kinds:
+            broker, kafka_args, pid = await pipeline.start_broker(workdir, False, opts, config)
             brokers.append(broker)
             broker_for[name] = (kafka_args, pid)
         pythons = pipeline.split_labels(args.variant) or [("this", sys.executable)]
@@ -599,6 +603,9 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=PYTHON")
     parser.add_argument("--broker-opts", action="append", default=[], metavar="LABEL=OPTS")
     parser.add_argument("--broker-threads", action="append", default=[], metavar="LABEL=NETWORK,IO")
+    parser.add_argument(
+        "--broker-config", action="append", default=[], metavar="LABEL=KEY=VALUE[,KEY=VALUE]"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the steady runs")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()

@@ -618,30 +618,31 @@ async def start_broker(
     workdir: Path,
     secure: bool,
     jvm_opts: str | None = None,
-    request_threads: dict[str, str] | None = None,
+    config: dict[str, str] | None = None,
 ) -> tuple[Any, tuple[str, ...], int]:
     """A local broker on free ports: (the LocalKafka, serve's Kafka arguments, its pid).
 
     ``jvm_opts`` replaces the broker's JIT/GC options (KAFKA_JVM_PERFORMANCE_OPTS, read when
-    the JVM is launched) for this broker only; ``request_threads`` its thread settings
-    (``num.network.threads`` and ``num.io.threads``; Kafka's defaults are 3 and 8).
+    the JVM is launched) for this broker only; ``config`` adds to (or overrides) orderdeck's
+    server.properties, e.g. ``num.network.threads`` and ``num.io.threads`` (Kafka's defaults
+    are 3 and 8).
     """
     from orderdeck.kafka.clients import wait_until_ready
     from orderdeck.kafka.local import LocalKafka
 
     name = f"kafka-{uuid.uuid4().hex[:6]}"
-    if request_threads is None:
+    if config is None:
         broker = LocalKafka(workdir / name, port=free_port(), secure=secure)
     else:
-        threads: dict[str, str] = request_threads  # narrowed for the class below
+        extra: dict[str, str] = config  # narrowed for the class below
 
-        class ThreadedKafka(LocalKafka):
-            """A bench-only variant: orderdeck's broker settings plus other thread counts."""
+        class ConfiguredKafka(LocalKafka):
+            """A bench-only variant: orderdeck's broker settings plus ``config``."""
 
             def _config(self, controller_port: int, connection: Any) -> dict[str, str]:
-                return {**super()._config(controller_port, connection), **threads}
+                return {**super()._config(controller_port, connection), **extra}
 
-        broker = ThreadedKafka(workdir / name, port=free_port(), secure=secure)
+        broker = ConfiguredKafka(workdir / name, port=free_port(), secure=secure)
     saved = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
     if jvm_opts is not None:
         os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] = jvm_opts
