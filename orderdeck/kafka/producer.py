@@ -37,6 +37,9 @@ DEFAULT_REQUEST_TIMEOUT_MS = 10_000
 STOP_TIMEOUT_S = 1.0
 #: How long the reason for an unacknowledged send may take to find out (see replica_shortage).
 SHORTAGE_CHECK_S = 1.0
+#: Single events linger only while, at the rate they arrived over about this long, the wait
+#: would gather at least one more on average (see EventProducer.linger_due).
+LINGER_RATE_WINDOW_S = 0.25
 
 #: (topic, key, value, headers) of one record for :meth:`EventProducer.send_many`.
 RawRecord = tuple[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
@@ -107,9 +110,14 @@ class EventProducer:
         linger_s: float = 0.0,
     ) -> None:
         """``linger_s``: how long a single event (:meth:`send_event`) waits for others to
-        share its record batch and request, when none is on its way already."""
+        share its record batch and request, when none is on its way already and events
+        arrive fast enough for the wait to gather another (:meth:`linger_due`)."""
         self.kafka = kafka
         self._linger_s = linger_s
+        #: Single events per second lately, counted over windows of LINGER_RATE_WINDOW_S.
+        self.arrival_rate = 0.0
+        self._arrivals = 0
+        self._counting_since = 0.0
         self._producer = new_producer(
             kafka,
             client_suffix=client_suffix,
@@ -237,15 +245,29 @@ class EventProducer:
         self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
     ) -> asyncio.Future[Delivery]:
         loop = asyncio.get_running_loop()
+        self._count_arrival(loop.time())
         delivery: asyncio.Future[Delivery] = loop.create_future()
         self._waiting.append(_Waiting(topic, key, value, tuple(headers), delivery))
         if self._batcher is None or self._batcher.done():
             self._batcher = loop.create_task(self._ship_waiting(), name="orderdeck-produce-batcher")
         return delivery
 
+    def linger_due(self) -> bool:
+        """Whether a single event should wait ``linger_s`` for others: only when, at the
+        recent arrival rate, the wait gathers at least one more on average. Slower, it is
+        latency that saves nothing (at 100 orders/s a 3 ms wait gathers 0.3 of an order)."""
+        return bool(self._linger_s) and self.arrival_rate * self._linger_s >= 1.0
+
+    def _count_arrival(self, now: float) -> None:
+        self._arrivals += 1
+        elapsed = now - self._counting_since
+        if elapsed >= LINGER_RATE_WINDOW_S:
+            self.arrival_rate = self._arrivals / elapsed
+            self._arrivals, self._counting_since = 0, now
+
     async def _ship_waiting(self) -> None:
-        """Route the waiting events to their partitions' lanes (after ``linger_s``)."""
-        if self._linger_s:
+        """Route the waiting events to their partitions' lanes (after ``linger_s``, when due)."""
+        if self.linger_due():
             await asyncio.sleep(self._linger_s)
         while self._waiting:
             waiting, self._waiting = self._waiting, []
