@@ -79,8 +79,9 @@ LAG_TIMEOUT_S = 3.0
 LAG_MAX_AGE_S = 1.5
 #: How long an accepted order's OrderPlaced waits for others to share its produce request:
 #: a request costs the broker far more CPU than the records in it (BENCHMARKS.md, "API
-#: produce linger"). Only while orders come fast enough for the wait to gather another
-#: (over 333/s; EventProducer.linger_due): slower, it added 3 ms to every 201 for nothing.
+#: produce linger"). Only while orders come fast enough for the wait to gather half an order
+#: on average (over 167/s; EventProducer.linger_due): slower, it added 3 ms to every 201 for
+#: nothing.
 API_PRODUCE_LINGER_S = 0.003
 STOP_PART_TIMEOUT_S = 3.0
 

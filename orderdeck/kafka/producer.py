@@ -38,8 +38,11 @@ STOP_TIMEOUT_S = 1.0
 #: How long the reason for an unacknowledged send may take to find out (see replica_shortage).
 SHORTAGE_CHECK_S = 1.0
 #: Single events linger only while, at the rate they arrived over about this long, the wait
-#: would gather at least one more on average (see EventProducer.linger_due).
+#: would gather at least LINGER_MIN_GATHERED more on average (see EventProducer.linger_due).
 LINGER_RATE_WINDOW_S = 0.25
+#: Measured with the API's 3 ms: at 300 orders/s (0.9 of an order) the wait still saved 0.07
+#: cores, at 100/s (0.3) it saved nothing and cost 3 ms on every 201 (BENCHMARKS.md, issue 18).
+LINGER_MIN_GATHERED = 0.5
 
 #: (topic, key, value, headers) of one record for :meth:`EventProducer.send_many`.
 RawRecord = tuple[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
@@ -111,7 +114,7 @@ class EventProducer:
     ) -> None:
         """``linger_s``: how long a single event (:meth:`send_event`) waits for others to
         share its record batch and request, when none is on its way already and events
-        arrive fast enough for the wait to gather another (:meth:`linger_due`)."""
+        arrive fast enough for the wait to gather company (:meth:`linger_due`)."""
         self.kafka = kafka
         self._linger_s = linger_s
         #: Single events per second lately, counted over windows of LINGER_RATE_WINDOW_S.
@@ -254,9 +257,9 @@ class EventProducer:
 
     def linger_due(self) -> bool:
         """Whether a single event should wait ``linger_s`` for others: only when, at the
-        recent arrival rate, the wait gathers at least one more on average. Slower, it is
-        latency that saves nothing (at 100 orders/s a 3 ms wait gathers 0.3 of an order)."""
-        return bool(self._linger_s) and self.arrival_rate * self._linger_s >= 1.0
+        recent arrival rate, the wait gathers at least LINGER_MIN_GATHERED more on average.
+        Slower, it is latency that saves nothing (at 100 orders/s a 3 ms wait gathers 0.3)."""
+        return bool(self._linger_s) and self.arrival_rate * self._linger_s >= LINGER_MIN_GATHERED
 
     def _count_arrival(self, now: float) -> None:
         self._arrivals += 1

@@ -1,9 +1,9 @@
-"""The API's single events linger for company only when company is coming.
+"""The API's single events linger for company only when company is likely.
 
 A wait of ``linger_s`` lets concurrent orders share one produce request, which is what a
 request costs the broker; but at 100 orders/s a 3 ms wait gathers 0.3 of an order, so it
 was latency that saved nothing. The producer now waits only while the recent arrival rate
-makes the wait gather at least one more event on average. Real Kafka for the sends.
+makes the wait gather at least half an event on average. Real Kafka for the sends.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ async def test_a_slow_pace_is_sent_at_once_and_a_fast_one_waits_for_company(
     try:
         topic = topic_names.orders
         slow: list[float] = []
-        for _ in range(6):  # 2.5 events/s: a 200 ms wait would gather half an event
+        for _ in range(6):  # 2 events/s: a 200 ms wait would gather 0.4 of an event
             began = time.monotonic()
             await producer.send_event(order_placed(), topic)
             slow.append(time.monotonic() - began)
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.5)
         assert max(slow) < LINGER_S / 2, slow
         assert not producer.linger_due()
 
