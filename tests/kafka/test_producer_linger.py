@@ -37,7 +37,7 @@ async def test_a_slow_pace_is_sent_at_once_and_a_fast_one_waits_for_company(
         assert max(slow) < LINGER_S / 2, slow
         assert not producer.linger_due()
 
-        # 40 at once, twice LINGER_RATE_WINDOW_S apart: hundreds per second, so they wait.
+        # 40 at once, 0.3 s apart (over LINGER_RATE_WINDOW_S): 133 per second, so they wait.
         for _ in range(2):
             await asyncio.gather(*(producer.send_event(order_placed(), topic) for _ in range(40)))
             await asyncio.sleep(0.3)
