@@ -286,11 +286,6 @@ class ServiceWorker:
             await pipeline.abandon()
             raise
 
-    @property
-    def paced(self) -> bool:
-        """Whether this worker lets its next batch gather (``Service.paced``)."""
-        return self._pacer is not None
-
     def _linger(self, batch: dict[TopicPartition, list[Any]], now: float) -> float:
         """Seconds to let the next batch gather after ``batch`` (``services/pacing.py``);
         0.0 for a service that is not paced, and after a batch that is running late."""
