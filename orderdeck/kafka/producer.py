@@ -29,6 +29,7 @@ from orderdeck.kafka.aiokafka_compat import (
 )
 from orderdeck.kafka.clients import client_id_for, new_producer
 from orderdeck.kafka.connection import KafkaConnection
+from orderdeck.rates import RateMeter
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ DEFAULT_REQUEST_TIMEOUT_MS = 10_000
 STOP_TIMEOUT_S = 1.0
 #: How long the reason for an unacknowledged send may take to find out (see replica_shortage).
 SHORTAGE_CHECK_S = 1.0
-#: Single events linger only while, at the rate they arrived over about this long, the wait
-#: would gather at least LINGER_MIN_GATHERED more on average (see EventProducer.linger_due).
+#: Single events linger only while, at the rate they arrived over this many last seconds, the
+#: wait would gather at least LINGER_MIN_GATHERED more on average (EventProducer.linger_due).
 #: Short, so that a burst after a quiet spell lingers within 50 ms: with 250 ms the first
 #: quarter-second of a saturation run went out one request per order.
 LINGER_RATE_WINDOW_S = 0.05
@@ -119,10 +120,9 @@ class EventProducer:
         arrive fast enough for the wait to gather company (:meth:`linger_due`)."""
         self.kafka = kafka
         self._linger_s = linger_s
-        #: Single events per second lately, counted over windows of LINGER_RATE_WINDOW_S.
-        self.arrival_rate = 0.0
+        #: Single events enqueued so far, and how fast that total grew lately.
         self._arrivals = 0
-        self._counting_since = 0.0
+        self._arrival_meter = RateMeter(LINGER_RATE_WINDOW_S)
         self._producer = new_producer(
             kafka,
             client_suffix=client_suffix,
@@ -250,7 +250,8 @@ class EventProducer:
         self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
     ) -> asyncio.Future[Delivery]:
         loop = asyncio.get_running_loop()
-        self._count_arrival(loop.time())
+        self._arrivals += 1
+        self._arrival_meter.add(loop.time(), self._arrivals)
         delivery: asyncio.Future[Delivery] = loop.create_future()
         self._waiting.append(_Waiting(topic, key, value, tuple(headers), delivery))
         if self._batcher is None or self._batcher.done():
@@ -263,12 +264,10 @@ class EventProducer:
         Slower, it is latency that saves nothing (at 100 orders/s a 3 ms wait gathers 0.3)."""
         return bool(self._linger_s) and self.arrival_rate * self._linger_s >= LINGER_MIN_GATHERED
 
-    def _count_arrival(self, now: float) -> None:
-        self._arrivals += 1
-        elapsed = now - self._counting_since
-        if elapsed >= LINGER_RATE_WINDOW_S:
-            self.arrival_rate = self._arrivals / elapsed
-            self._arrivals, self._counting_since = 0, now
+    @property
+    def arrival_rate(self) -> float:
+        """Single events per second over the last LINGER_RATE_WINDOW_S (0.0 before two)."""
+        return self._arrival_meter.rate() or 0.0
 
     async def _ship_waiting(self) -> None:
         """Route the waiting events to their partitions' lanes (after ``linger_s``, when due)."""
