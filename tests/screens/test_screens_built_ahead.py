@@ -10,7 +10,7 @@ from orderdeck.screens.topics import TopicsScreen
 from orderdeck.widgets.row_list import RowList
 from tests.screens.fake_runtime import FakeRuntime
 from tests.screens.helpers import until, until_ready
-from tests.screens.test_snapshots import PRIMED_POLLS, deck
+from tests.screens.test_snapshots import deck
 
 
 async def test_every_screen_is_built_before_its_key_and_topics_tails_only_once_shown() -> None:
@@ -43,10 +43,7 @@ async def test_the_heap_is_settled_once_the_runtime_runs_and_every_screen_is_bui
     def settle() -> None:
         seen.append((app.ready, all(is_built(app, m) for m in modes)))
 
-    runtime = FakeRuntime()
-    app = OrderDeckApp(runtime, poll_interval=3600, clock=lambda: 1000.0, settle_heap=settle)
-    for step in range(PRIMED_POLLS):
-        app.live.update(runtime.snapshots_for(step))
+    app = deck(FakeRuntime(), settle_heap=settle)
     async with app.run_test(size=(120, 36)) as pilot:
         await until_ready(pilot)
         await until(pilot, lambda: bool(seen), "the heap settled")

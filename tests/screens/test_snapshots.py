@@ -36,10 +36,16 @@ sizes = pytest.mark.parametrize("size", list(SIZES.values()), ids=list(SIZES))
 SnapCompare = Callable[..., bool]
 
 
-def deck(runtime: FakeRuntime | None = None, hooks: RuntimeHooks | None = None) -> OrderDeckApp:
+def deck(
+    runtime: FakeRuntime | None = None,
+    hooks: RuntimeHooks | None = None,
+    settle_heap: Callable[[], None] | None = None,
+) -> OrderDeckApp:
     """The app over a fake runtime whose group history is already a minute long."""
     runtime = runtime or FakeRuntime()
-    app = OrderDeckApp(runtime, hooks=hooks, poll_interval=3600, clock=lambda: 1000.0)
+    app = OrderDeckApp(
+        runtime, hooks=hooks, poll_interval=3600, clock=lambda: 1000.0, settle_heap=settle_heap
+    )
     for step in range(PRIMED_POLLS):
         app.live.update(runtime.snapshots_for(step))
     runtime.polls = PRIMED_POLLS - 1
